@@ -1,0 +1,1 @@
+"""Mixtures, domains, experts and compositions (Django app)."""

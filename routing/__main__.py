@@ -1,0 +1,272 @@
+"""Command line: python -m routing {datasets,train,check,compose,evaluate,predict}."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _encoder(args):
+    from .base import BaseEncoder
+
+    return BaseEncoder(args.base, device=args.device, max_length=args.max_length)
+
+
+def _table(rows: list[list], header: list[str]) -> str:
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def print_report(report: dict, expert_names: list[str]) -> None:
+    rows = [
+        [name, m["n"], f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}"]
+        for name, m in report["domains"].items()
+    ]
+    o = report["overall"]
+    rows.append(["overall", o["n"], f"{o['accuracy']:.4f}", f"{o['macro_f1']:.4f}"])
+    print(_table(rows, ["domain", "examples", "accuracy", "macro-F1"]))
+    u = report["utilisation"]
+    print()
+    print(_table([[n, f"{x:.3f}"] for n, x in zip(expert_names, u["load"])], ["expert", "load"]))
+    print(f"normalised load entropy {u['entropy']:.3f}; experts under 1 % load: {u['under_1pct']}")
+    print()
+    print("routing matrix (rows: domains, columns: experts)")
+    matrix = [[d] + [f"{x:.3f}" for x in row]
+              for d, row in zip(report["domains"], report["routing_matrix"])]
+    print(_table(matrix, ["domain"] + expert_names))
+
+
+def cmd_datasets(args) -> int:
+    from .data import PACKAGED, load_domain
+
+    rows = []
+    for name, (description, _) in PACKAGED.items():
+        d = load_domain(name)
+        rows.append([name, len(d.labels), len(d.train), len(d.router), len(d.eval), description])
+    print(_table(rows, ["name", "labels", "train", "router", "eval", "description"]))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .cache import TensorCache
+    from .data import load_domain
+    from .workflow import train_expert_file
+
+    data = load_domain(args.dataset, name=args.domain)
+    data.train = data.train.limited(args.limit)
+    data.eval = data.eval.limited(args.limit)
+    encoder = _encoder(args)
+    options = {"epochs": args.epochs} if args.epochs else {}
+    if args.kind == "head":
+        options["hidden"] = args.hidden
+    else:
+        options.update(r=args.rank, target_modules=tuple(args.target_modules.split(",")))
+    summary = train_expert_file(
+        encoder, data, args.out, kind=args.kind, cache=TensorCache(args.cache),
+        seed=args.seed, progress=True, **options,
+    )
+    print(
+        f"wrote {args.out}: {summary['kind']} expert for domain {summary['domain']!r}, "
+        f"{summary['parameters']:,} parameters, trained on {summary['train_examples']} examples "
+        f"in {summary['train_seconds']:.1f} s; held-out accuracy {summary['eval_accuracy']:.4f} "
+        f"on {summary['eval_examples']} examples"
+    )
+    return 0
+
+
+def cmd_check(args) -> int:
+    from transformers import AutoConfig
+
+    from .base import BaseSpec, resolve_base_model
+    from .contract import check_expert_file, check_finite
+    from .data import load_domain
+    from .safetensors_header import ContractError
+
+    base = BaseSpec.from_config(args.base, AutoConfig.from_pretrained(resolve_base_model(args.base)))
+    labels = load_domain(args.labels_from).labels if args.labels_from else None
+    try:
+        header = check_expert_file(
+            args.file, base=base, labels=labels, adapter_config=args.adapter_config
+        )
+        check_finite(args.file)
+    except ContractError as exc:
+        print(f"REJECTED ({exc.code}): {exc}", file=sys.stderr)
+        return 1
+    print(f"OK: {header.kind} expert ({header.source} format), base model {header.base_model!r}")
+    print(f"domain: {header.domain or '(not declared)'}; {len(header.labels)} labels: "
+          f"{', '.join(header.labels)}")
+    print(f"{header.num_parameters:,} parameters")
+    if header.lora:
+        print(f"LoRA r={header.lora.r} alpha={header.lora.alpha} on "
+              f"{len(header.lora.modules)} modules ({', '.join(header.lora.target_modules)})")
+    return 0
+
+
+def _expert_args(specs: list[str]):
+    """'file.safetensors[=DATASET]' -> (path, dataset spec or None)."""
+    out = []
+    for spec in specs:
+        path, _, dataset = spec.partition("=")
+        out.append((path, dataset or None))
+    return out
+
+
+def cmd_compose(args) -> int:
+    from .cache import TensorCache
+    from .config import GateConfig, TrainConfig
+    from .contract import check_expert_file
+    from .data import load_domain
+    from .experts import load_expert
+    from .workflow import compose
+
+    encoder = _encoder(args)
+    experts, domains, data = [], [], {}
+    specs = {}
+    for path, dataset in _expert_args(args.experts):
+        header = check_expert_file(path, base=encoder.spec)
+        dataset = dataset or header.domain
+        if not dataset:
+            print(f"{path}: declares no domain; write it as {path}=DATASET", file=sys.stderr)
+            return 2
+        domain = load_domain(dataset).limited(args.limit)
+        data.setdefault(domain.name, domain)
+        specs[domain.name] = dataset
+        experts.append(load_expert(path, base=encoder.spec, labels=domain.labels))
+        domains.append(domain.name)
+    gate_config = GateConfig(top_k=args.top_k, hidden=args.gate_hidden)
+    train_config = TrainConfig(epochs=args.epochs, seed=args.seed)
+    composition, report = compose(
+        encoder, experts, domains, data, cache=TensorCache(args.cache),
+        gate_config=gate_config, train_config=train_config, progress=True,
+    )
+    composition.info["datasets"] = specs
+    composition.info["limit"] = args.limit
+    composition.save(args.out)
+    print(f"wrote {args.out} (top-{args.top_k} of {len(experts)} experts, gate trained in "
+          f"{composition.info['gate_seconds']:.2f} s)\n")
+    print_report(report, [e.name for e in experts])
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .cache import TensorCache
+    from .compose import Composition
+    from .data import load_domain
+    from .workflow import cached_split, evaluate_cached
+
+    composition = Composition.load(args.folder, device=args.device)
+    specs = dict(composition.info.get("datasets", {}))
+    for item in args.data or []:
+        domain, _, spec = item.partition("=")
+        specs[domain] = spec
+    limit = args.limit if args.limit is not None else composition.info.get("limit")
+    data = {}
+    for domain in composition.domains:
+        data[domain] = load_domain(specs.get(domain, domain), name=domain).limited(limit)
+    split = cached_split(composition.experts, composition.expert_domains, data, "eval",
+                         composition.encoder, TensorCache(args.cache), progress=True)
+    report = evaluate_cached(composition, split, args.top_k)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report, [e.name for e in composition.experts])
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .compose import Composition
+
+    composition = Composition.load(args.folder, device=args.device)
+    texts = args.texts or [line.strip() for line in sys.stdin if line.strip()]
+    for text, p in zip(texts, composition.predict(texts, top_k=args.top_k)):
+        print(f"{p['label']}\t{p['score']:.3f}\t{p['domain']}\t{text[:70]}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .base import DEFAULT_BASE_MODEL, DEFAULT_MAX_LENGTH
+
+    parser = argparse.ArgumentParser(prog="python -m routing", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--base", default=DEFAULT_BASE_MODEL,
+                        help="base model: Hugging Face id or local folder")
+    common.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    common.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH)
+    common.add_argument("--cache", default=None, help="feature cache folder "
+                        "(default: $MOECOLLAB_CACHE or ~/.cache/moecollab)")
+    common.add_argument("--seed", type=int, default=0)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("datasets", help="list the packaged datasets and their splits")
+
+    p = sub.add_parser("train", parents=[common], help="train an expert on one domain")
+    p.add_argument("--dataset", required=True, help="packaged name or CSV/JSONL file")
+    p.add_argument("--domain", help="domain name written into the file (default: dataset name)")
+    p.add_argument("--kind", choices=("head", "lora"), default="head")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--limit", type=int, help="at most this many training examples")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--hidden", type=int, default=256, help="head: hidden width")
+    p.add_argument("--rank", type=int, default=8, help="lora: rank")
+    p.add_argument("--target-modules", default="query,value", help="lora: modules to adapt")
+
+    p = sub.add_parser("check", parents=[common], help="check a file against the contract")
+    p.add_argument("file")
+    p.add_argument("--labels-from", help="dataset whose labels the expert must have")
+    p.add_argument("--adapter-config", help="adapter_config.json of a PEFT adapter")
+
+    p = sub.add_parser("compose", parents=[common], help="train a gate over experts")
+    p.add_argument("experts", nargs="+", help="FILE[=DATASET] (default: the file's domain)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--top-k", type=int, default=2)
+    p.add_argument("--gate-hidden", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--limit", type=int, help="at most this many examples per split")
+
+    p = sub.add_parser("evaluate", parents=[common], help="score a composition per domain")
+    p.add_argument("folder")
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--limit", type=int)
+    p.add_argument("--data", action="append", help="DOMAIN=DATASET to override a domain's data")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("predict", parents=[common], help="classify texts (args or stdin)")
+    p.add_argument("folder")
+    p.add_argument("texts", nargs="*")
+    p.add_argument("--top-k", type=int)
+    return parser
+
+
+COMMANDS = {
+    "datasets": cmd_datasets,
+    "train": cmd_train,
+    "check": cmd_check,
+    "compose": cmd_compose,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data import DatasetError
+    from .safetensors_header import ContractError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ContractError, DatasetError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""A composed Mixture-of-Experts model: base encoder, gate, experts, union label space."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .base import BaseEncoder
+from .config import GateConfig, from_dict, to_dict
+from .contract import LORA_KEY, ExpertHeader, LoraSpec
+from .experts import Expert, expert_from_tensors
+from .gate import Gate
+
+FORMAT = "moecollab-composition"
+FORMAT_VERSION = 1
+
+
+def union_labels(label_sets: list[list[str]]) -> list[str]:
+    """Labels in order of first appearance; equal names are the same output."""
+    out: list[str] = []
+    for labels in label_sets:
+        out.extend(label for label in labels if label not in out)
+    return out
+
+
+class Composition:
+    """Experts (frozen) + a gate over the base model's pooled features.
+
+    p(y|x) = sum over the top-k experts of g_k(x) * p_k(y|x), with each p_k
+    placed into the union label space. Prediction runs sparse: an expert runs
+    only on the examples routed to it.
+    """
+
+    def __init__(
+        self,
+        encoder: BaseEncoder,
+        experts: list[Expert],
+        expert_domains: list[str],
+        gate: Gate,
+        *,
+        domain_labels: dict[str, list[str]] | None = None,
+        info: dict | None = None,
+    ):
+        if len(experts) != len(expert_domains) or len(experts) != gate.n_experts:
+            raise ValueError("one domain per expert and one gate output per expert are needed")
+        self.encoder = encoder
+        self.experts = experts
+        self.expert_domains = expert_domains
+        self.gate = gate.to(encoder.device).eval()
+        self.domains = list(dict.fromkeys(expert_domains))
+        self.domain_labels = domain_labels or {}
+        for expert, domain in zip(experts, expert_domains):
+            self.domain_labels.setdefault(domain, list(expert.labels))
+        self.labels = union_labels([e.labels for e in experts])
+        index = {label: i for i, label in enumerate(self.labels)}
+        self.label_index = [torch.tensor([index[x] for x in e.labels]) for e in experts]
+        self.info = info or {}
+        self.adapter_names: list[str | None] = []
+        for expert in experts:
+            if expert.kind == "lora":
+                name = adapter_name(expert)
+                if name not in encoder.adapters:
+                    encoder.add_lora(name, expert.header.lora, expert.lora_tensors)
+                expert.classifier.to(encoder.device)
+                self.adapter_names.append(name)
+            else:
+                expert.head.to(encoder.device)
+                self.adapter_names.append(None)
+
+    @property
+    def top_k(self) -> int:
+        return self.gate.config.top_k
+
+    def to_union(self, expert_probs: list[torch.Tensor]) -> torch.Tensor:
+        """Per-expert distributions [(n, L_k)] -> (n, N, U), zero outside each label set."""
+        n = expert_probs[0].shape[0]
+        out = torch.zeros(n, len(self.experts), len(self.labels))
+        for k, probs in enumerate(expert_probs):
+            out[:, k, self.label_index[k]] = probs.float().cpu()
+        return out
+
+    @torch.inference_mode()
+    def forward_batch(self, texts: list[str], top_k: int | None = None):
+        """Sparse execution on one batch -> (probs (B, U), weights (B, N))."""
+        batch = self.encoder.tokenize(texts)
+        features = self.encoder.pooled(batch)  # (B, D) frozen base pass
+        weights = self.gate(features, top_k=top_k if top_k is not None else self.top_k).weights
+        probs = torch.zeros(len(texts), len(self.labels), device=features.device)  # (B, U)
+        for k, expert in enumerate(self.experts):
+            rows = weights[:, k].nonzero().squeeze(1)  # examples routed to expert k
+            if rows.numel() == 0:
+                continue
+            if expert.kind == "head":
+                logits = expert.head(features[rows])  # (b, L_k)
+            else:
+                sub = {key: value[rows] for key, value in batch.items()}
+                pooled = self.encoder.pooled(sub, adapter=self.adapter_names[k])  # (b, D)
+                logits = expert.classifier(pooled)  # (b, L_k)
+            contribution = weights[rows, k, None] * logits.softmax(-1)  # (b, L_k)
+            cols = self.label_index[k].to(features.device)
+            probs[rows[:, None], cols[None, :]] += contribution
+        return probs.cpu(), weights.cpu()
+
+    def predict_proba(self, texts: list[str], *, top_k=None, batch_size=64, progress=False):
+        from tqdm.auto import tqdm
+
+        parts_p, parts_w = [], []
+        bar = tqdm(total=len(texts), desc="predicting", unit="text", disable=not progress)
+        for start in range(0, len(texts), batch_size):
+            p, w = self.forward_batch(texts[start : start + batch_size], top_k)
+            parts_p.append(p)
+            parts_w.append(w)
+            bar.update(len(p))
+        bar.close()
+        return torch.cat(parts_p), torch.cat(parts_w)
+
+    def predict(self, texts: list[str], *, top_k=None) -> list[dict]:
+        probs, weights = self.predict_proba(texts, top_k=top_k)
+        out = []
+        for p, w in zip(probs, weights):
+            label = int(p.argmax())
+            expert = int(w.argmax())
+            out.append(
+                {
+                    "label": self.labels[label],
+                    "score": float(p[label]),
+                    "expert": self.experts[expert].name,
+                    "domain": self.expert_domains[expert],
+                }
+            )
+        return out
+
+    def mix_cached(self, features: torch.Tensor, expert_probs: torch.Tensor, top_k=None):
+        """The same mixture from cached tensors: features (n, D), expert_probs (n, N, U)."""
+        k = self.top_k if top_k is None else top_k
+        with torch.inference_mode():
+            weights = self.gate(features.to(self.encoder.device), top_k=k).weights.cpu()  # (n, N)
+        return torch.einsum("bn,bnu->bu", weights, expert_probs), weights
+
+    # --- files ----------------------------------------------------------------
+
+    def config(self) -> dict:
+        experts = []
+        for expert, domain in zip(self.experts, self.expert_domains):
+            entry = {
+                "name": expert.name,
+                "kind": expert.kind,
+                "domain": domain,
+                "labels": expert.labels,
+                "sha256": expert.sha256,
+            }
+            if expert.kind == "head":
+                entry["head_hidden"] = expert.head.hidden.out_features
+            else:
+                lora = expert.header.lora
+                entry["lora"] = {"r": lora.r, "alpha": lora.alpha,
+                                 "target_modules": lora.target_modules}
+            experts.append(entry)
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "base_model": self.encoder.name,
+            "base_revision": self.encoder.revision,
+            "max_length": self.encoder.max_length,
+            "hidden_size": self.encoder.hidden_size,
+            "labels": self.labels,
+            "domains": {d: self.domain_labels[d] for d in self.domains},
+            "experts": experts,
+            "gate": to_dict(self.gate.config),
+            "info": self.info,
+        }
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {f"gate.{k}": v for k, v in self.gate.state_dict().items()}
+        for i, expert in enumerate(self.experts):
+            tensors.update({f"experts.{i}.{k}": v for k, v in expert.state_dict().items()})
+        tensors = {k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}
+        tmp = folder / "model.safetensors.tmp"
+        save_file(tensors, tmp, {"format": "pt"})
+        os.replace(tmp, folder / "model.safetensors")
+        (folder / "config.json").write_text(json.dumps(self.config(), indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, *, encoder: BaseEncoder | None = None, device=None):
+        folder = Path(folder)
+        config = json.loads((folder / "config.json").read_text())
+        if config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{folder} is not a {FORMAT} v{FORMAT_VERSION} folder")
+        tensors = load_file(folder / "model.safetensors")
+        if encoder is None:
+            encoder = BaseEncoder(
+                config["base_model"], revision=config.get("base_revision"),
+                max_length=config["max_length"], device=device,
+            )
+        elif encoder.name != config["base_model"]:
+            raise ValueError(f"this composition needs base model {config['base_model']!r}")
+        experts = []
+        for i, entry in enumerate(config["experts"]):
+            prefix = f"experts.{i}."
+            own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            header = ExpertHeader(
+                kind=entry["kind"], base_model=config["base_model"], labels=entry["labels"],
+                domain=entry["domain"], source="moecollab",
+                num_parameters=sum(v.numel() for v in own.values()),
+            )
+            if entry["kind"] == "lora":
+                modules: dict[str, dict[str, str]] = {}
+                for key in own:
+                    m = LORA_KEY.match(key)
+                    if m:
+                        canonical = f"encoder.layer.{int(m.group(1))}.{m.group(2)}"
+                        modules.setdefault(canonical, {})[m.group(3)] = key
+                header.lora = LoraSpec(modules=modules, **entry["lora"])
+            experts.append(expert_from_tensors(entry["name"], header, entry["sha256"], own))
+        gate_state = {k[len("gate.") :]: v for k, v in tensors.items() if k.startswith("gate.")}
+        gate = Gate(config["hidden_size"], len(experts), from_dict(GateConfig, config["gate"]))
+        gate.load_state_dict(gate_state)
+        return cls(
+            encoder, experts, [e["domain"] for e in config["experts"]], gate,
+            domain_labels=config["domains"], info=config.get("info"),
+        )
+
+
+def adapter_name(expert: Expert) -> str:
+    """A PEFT adapter name that is unique per expert file."""
+    return f"x{expert.sha256[:16]}"

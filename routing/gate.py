@@ -1,0 +1,72 @@
+"""The gate (router): a small MLP over the base model's pooled embedding."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .config import GateConfig
+
+
+class GateOutput(NamedTuple):
+    logits: torch.Tensor  # (B, N) before temperature
+    probs: torch.Tensor  # (B, N) full softmax(logits / T)
+    weights: torch.Tensor  # (B, N) top-k renormalised; zero for unselected experts
+
+
+def top_k_weights(probs: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep each row's k largest probabilities and renormalise them to sum to 1."""
+    n = probs.shape[-1]
+    if k <= 0 or k >= n:
+        return probs
+    top = probs.topk(k, dim=-1)  # (B, k)
+    kept = torch.zeros_like(probs).scatter(-1, top.indices, top.values)  # (B, N)
+    return kept / kept.sum(-1, keepdim=True)
+
+
+class Gate(nn.Module):
+    def __init__(self, in_dim: int, n_experts: int, config: GateConfig | None = None):
+        super().__init__()
+        self.config = config or GateConfig()
+        self.in_dim = in_dim
+        self.n_experts = n_experts
+        self.norm = nn.LayerNorm(in_dim)
+        hidden = self.config.hidden
+        self.hidden = nn.Linear(in_dim, hidden) if hidden else None
+        self.out = nn.Linear(hidden or in_dim, n_experts)
+
+    def represent(self, features: torch.Tensor) -> torch.Tensor:
+        """The representation the output layer reads, (B, H)."""
+        h = self.norm(features)  # (B, D)
+        if self.hidden is not None:
+            h = torch.nn.functional.gelu(self.hidden(h))  # (B, H)
+        return h
+
+    def forward(self, features: torch.Tensor, top_k: int | None = None) -> GateOutput:
+        """Route a batch. In training mode, noise and `train_top_k` apply."""
+        logits = self.out(self.represent(features))  # (B, N)
+        noisy = logits
+        if self.training and self.config.noise_std > 0:
+            noisy = logits + torch.randn_like(logits) * self.config.noise_std
+        probs = torch.softmax(noisy / self.config.temperature, dim=-1)  # (B, N)
+        if top_k is None:
+            top_k = self.config.train_top_k if self.training else self.config.top_k
+        return GateOutput(logits, probs, top_k_weights(probs, top_k))
+
+    @torch.no_grad()
+    def expanded(self, new_rows: torch.Tensor) -> Gate:
+        """A gate with extra experts: old parameters copied, new output rows given.
+
+        `new_rows` is (n_new, H); their biases start at the mean old bias so a
+        new expert competes on the direction of its domain, not on an offset.
+        """
+        gate = Gate(self.in_dim, self.n_experts + new_rows.shape[0], self.config)
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("out.")}
+        gate.load_state_dict(state, strict=False)
+        gate.out.weight[: self.n_experts] = self.out.weight
+        gate.out.bias[: self.n_experts] = self.out.bias
+        gate.out.weight[self.n_experts :] = new_rows
+        gate.out.bias[self.n_experts :] = self.out.bias.mean()
+        return gate

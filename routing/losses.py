@@ -1,0 +1,62 @@
+"""Gate-training losses, each returned by name (docs/routing.md states the signs)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .config import LossWeights
+from .gate import GateOutput
+
+EPS = 1e-9
+
+
+def entropy(p: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    return -(p * (p + EPS).log()).sum(dim)
+
+
+def mixture_probs(weights: torch.Tensor, expert_probs: torch.Tensor) -> torch.Tensor:
+    """p(y|x) = sum_k g_k(x) p_k(y|x) in the union label space.
+
+    weights (B, N), expert_probs (B, N, U) -> (B, U).
+    """
+    return torch.einsum("bn,bnu->bu", weights, expert_probs)
+
+
+def gate_losses(
+    gate_out: GateOutput,
+    expert_probs: torch.Tensor,  # (B, N, U) each expert's distribution in the union space
+    targets: torch.Tensor,  # (B,) union label index
+    domain_experts: torch.Tensor,  # (B, N) True where the expert serves the example's domain
+    weights: LossWeights,
+) -> dict[str, torch.Tensor]:
+    probs = gate_out.probs  # (B, N)
+    n = probs.shape[-1]
+    mix = mixture_probs(gate_out.weights, expert_probs)  # (B, U)
+    task = -(mix.gather(1, targets[:, None]).squeeze(1) + EPS).log().mean()
+    routing = -((probs * domain_experts).sum(-1) + EPS).log().mean()
+    # Switch Transformer load balancing: fraction dispatched (top-1) times mean probability.
+    dispatched = torch.nn.functional.one_hot(probs.argmax(-1), n).float().mean(0)  # (N,)
+    mean_probs = probs.mean(0)  # (N,)
+    balance = n * (dispatched * mean_probs).sum()
+    entropy_example = entropy(probs).mean() / math.log(max(n, 2))
+    entropy_batch = entropy(mean_probs) / math.log(max(n, 2))
+    z = torch.logsumexp(gate_out.logits, dim=-1).pow(2).mean()
+    total = (
+        task
+        + weights.routing * routing
+        + weights.balance * balance
+        + weights.entropy_example * entropy_example
+        - weights.entropy_batch * entropy_batch
+        + weights.z * z
+    )
+    return {
+        "total": total,
+        "task": task,
+        "routing": routing,
+        "balance": balance,
+        "entropy_example": entropy_example,
+        "entropy_batch": entropy_batch,
+        "z": z,
+    }

@@ -1,0 +1,162 @@
+"""The one place that reads a safetensors header, strictly, without loading tensors.
+
+safetensors itself accepts duplicate JSON keys, NUL bytes in names, huge
+metadata and any dtype; an upload validator must not. Every problem found is
+raised as a `ContractError` with a code and a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from dataclasses import dataclass, field
+
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+MAX_METADATA_BYTES = 64 * 1024
+MAX_NAME_LENGTH = 300
+DTYPE_SIZES = {"F32": 4, "F16": 2, "BF16": 2}
+
+
+class ContractError(ValueError):
+    """A file that breaks the expert contract. `code` names the kind of problem."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+
+@dataclass
+class Header:
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, str] = field(default_factory=dict)
+    header_size: int = 0
+    file_size: int = 0
+
+
+def _no_duplicates(pairs):
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ContractError("duplicate_key", f"the header names {key!r} twice")
+        out[key] = value
+    return out
+
+
+def read_header(path: str | os.PathLike) -> Header:
+    """Read and check the header of a safetensors file; never reads tensor data."""
+    file_size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise ContractError(
+                "not_safetensors",
+                f"not a safetensors file: {file_size} bytes is too short for the 8-byte "
+                "header length",
+            )
+        (n,) = struct.unpack("<Q", prefix)
+        if n == 0 or n > MAX_HEADER_BYTES:
+            raise ContractError(
+                "not_safetensors",
+                f"not a safetensors file: the header length {n} is outside 1..{MAX_HEADER_BYTES}",
+            )
+        if 8 + n > file_size:
+            raise ContractError(
+                "truncated",
+                f"the file is truncated: the header needs {8 + n} bytes, the file has {file_size}",
+            )
+        raw = f.read(n)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ContractError(
+            "not_safetensors", "not a safetensors file: the header is not UTF-8 text"
+        ) from None
+    try:
+        doc = json.loads(text.rstrip(" "), object_pairs_hook=_no_duplicates)
+    except json.JSONDecodeError as exc:
+        raise ContractError(
+            "not_safetensors", f"not a safetensors file: the header is not JSON ({exc.msg})"
+        ) from None
+    if not isinstance(doc, dict):
+        raise ContractError("not_safetensors", "not a safetensors file: the header is not an object")
+
+    metadata = doc.pop("__metadata__", {}) or {}
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise ContractError("bad_metadata", "__metadata__ must map strings to strings")
+    meta_bytes = sum(len(k.encode()) + len(v.encode()) for k, v in metadata.items())
+    if meta_bytes > MAX_METADATA_BYTES:
+        raise ContractError(
+            "bad_metadata",
+            f"__metadata__ is {meta_bytes} bytes; at most {MAX_METADATA_BYTES} are allowed",
+        )
+
+    tensors: dict[str, TensorInfo] = {}
+    for name, entry in doc.items():
+        if not name or len(name) > MAX_NAME_LENGTH or any(ord(c) < 32 for c in name):
+            raise ContractError(
+                "bad_name", f"tensor name {name!r} is empty, too long or has control characters"
+            )
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise ContractError(
+                "bad_entry", f"tensor {name!r} must have exactly dtype, shape and data_offsets"
+            )
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in DTYPE_SIZES:
+            raise ContractError(
+                "bad_dtype",
+                f"tensor {name!r} has dtype {dtype!r}; allowed: {', '.join(DTYPE_SIZES)}",
+            )
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise ContractError("bad_entry", f"tensor {name!r} has an invalid shape {shape!r}")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        ):
+            raise ContractError("bad_offsets", f"tensor {name!r} has invalid data_offsets")
+        start, end = offsets
+        if end - start != math.prod(shape) * DTYPE_SIZES[dtype]:
+            raise ContractError(
+                "bad_offsets",
+                f"tensor {name!r}: data_offsets span {end - start} bytes but shape {shape} "
+                f"of {dtype} needs {math.prod(shape) * DTYPE_SIZES[dtype]}",
+            )
+        tensors[name] = TensorInfo(dtype, tuple(shape), start, end)
+
+    # Offsets must tile the data section exactly: no gaps, overlaps or tails.
+    position = 0
+    for name, info in sorted(tensors.items(), key=lambda kv: (kv[1].start, kv[1].end)):
+        if info.start != position:
+            raise ContractError(
+                "bad_offsets",
+                f"tensor {name!r} starts at byte {info.start}; expected {position} "
+                "(offsets must be contiguous)",
+            )
+        position = info.end
+    data_size = file_size - 8 - n
+    if position != data_size:
+        code = "truncated" if position > data_size else "bad_offsets"
+        raise ContractError(
+            code,
+            f"the tensors need {position} data bytes but the file holds {data_size}"
+            + (" (the file is truncated)" if code == "truncated" else ""),
+        )
+    return Header(tensors=tensors, metadata=metadata, header_size=n, file_size=file_size)

@@ -1,0 +1,172 @@
+"""Training: experts on (text, label) data, the gate on cached tensors."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .base import BaseEncoder
+from .config import GateConfig, TrainConfig
+from .experts import HeadExpert
+from .gate import Gate
+from .losses import gate_losses
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator):
+    order = torch.randperm(n, generator=generator)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def train_head(
+    features: torch.Tensor,  # (n, D) cached base features
+    targets: torch.Tensor,  # (n,) label index
+    n_labels: int,
+    *,
+    hidden: int = 256,
+    epochs: int = 30,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-3,
+    seed: int = 0,
+    progress: bool = False,
+) -> HeadExpert:
+    """Train a head expert on frozen features. Seconds on a laptop CPU."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    head = HeadExpert(features.shape[1], hidden, n_labels)
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    head.train()
+    for _ in tqdm(range(epochs), desc="training head", unit="epoch", disable=not progress):
+        for idx in _batches(len(features), batch_size, g):
+            loss = nn.functional.cross_entropy(head(features[idx]), targets[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+    return head.eval().requires_grad_(False)
+
+
+def train_lora(
+    encoder: BaseEncoder,
+    texts: list[str],
+    targets: torch.Tensor,
+    n_labels: int,
+    *,
+    r: int = 8,
+    alpha: float = 16.0,
+    target_modules: tuple[str, ...] = ("query", "value"),
+    epochs: int = 2,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[dict[str, torch.Tensor], nn.Linear]:
+    """Train a PEFT LoRA adapter on a copy of the encoder plus a classification layer.
+
+    Returns canonical LoRA tensors ("encoder.layer.0.attention.self.query.lora_A.weight")
+    and the classifier.
+    """
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=list(target_modules),
+                        lora_dropout=0.05)
+    model = get_peft_model(copy.deepcopy(encoder.model), config)
+    model.to(encoder.device).train()
+    classifier = nn.Linear(encoder.hidden_size, n_labels).to(encoder.device)
+    params = [p for p in model.parameters() if p.requires_grad] + list(classifier.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    steps = epochs * math.ceil(len(texts) / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(steps, 1), pct_start=0.1)
+    bar = tqdm(total=steps, desc="training lora", unit="step", disable=not progress)
+    targets = targets.to(encoder.device)
+    for _ in range(epochs):
+        for idx in _batches(len(texts), batch_size, g):
+            batch = encoder.tokenize([texts[i] for i in idx])
+            logits = classifier(encoder.pooled(batch, model=model))  # (B, L)
+            loss = nn.functional.cross_entropy(logits, targets[idx.to(encoder.device)])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    state = get_peft_model_state_dict(model)
+    lora = {k.removeprefix("base_model.model."): v.detach().cpu() for k, v in state.items()}
+    return lora, classifier.cpu().eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def warm_start(
+    previous: Gate, new_domain_features: list[torch.Tensor], all_features: torch.Tensor
+) -> Gate:
+    """Extend a trained gate by one output per new expert.
+
+    Old rows are copied; each new row points from the mean representation of
+    all router examples to the mean of the new domain's, scaled like the old
+    rows, so the new expert wins its own domain from the first step.
+    """
+    previous = previous.cpu().eval()
+    centre = previous.represent(all_features).mean(0)  # (H,)
+    scale = previous.out.weight.norm(dim=1).mean()
+    rows = []
+    for feats in new_domain_features:
+        direction = previous.represent(feats).mean(0) - centre  # (H,)
+        rows.append(direction / direction.norm().clamp(min=1e-6) * scale)
+    return previous.expanded(torch.stack(rows))
+
+
+def train_gate(
+    features: torch.Tensor,  # (n, D) base features of router examples
+    expert_probs: torch.Tensor,  # (n, N, U) cached expert distributions in the union space
+    targets: torch.Tensor,  # (n,) union label index
+    domain_experts: torch.Tensor,  # (n, N) bool: expert serves the example's domain
+    *,
+    gate_config: GateConfig | None = None,
+    train_config: TrainConfig | None = None,
+    init: Gate | None = None,
+    progress: bool = False,
+) -> tuple[Gate, dict]:
+    """Train (or fine-tune `init`) a gate on cached tensors only; experts stay frozen."""
+    tc = train_config or TrainConfig()
+    torch.manual_seed(tc.seed)
+    g = torch.Generator().manual_seed(tc.seed)
+    n_experts = expert_probs.shape[1]
+    if init is not None:
+        gate = copy.deepcopy(init).cpu()
+        if gate_config is not None:
+            gate.config = gate_config
+    else:
+        gate = Gate(features.shape[1], n_experts, gate_config)
+    if gate.n_experts != n_experts:
+        raise ValueError(f"the gate has {gate.n_experts} outputs for {n_experts} experts")
+    opt = torch.optim.AdamW(gate.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    domain_experts = domain_experts.float()
+    history = []
+    started = time.perf_counter()
+    gate.train()
+    for epoch in tqdm(range(tc.epochs), desc="training gate", unit="epoch", disable=not progress):
+        sums: dict[str, float] = {}
+        batches = 0
+        for idx in _batches(len(features), tc.batch_size, g):
+            out = gate(features[idx])
+            losses = gate_losses(out, expert_probs[idx], targets[idx], domain_experts[idx], tc.loss)
+            opt.zero_grad()
+            losses["total"].backward()
+            opt.step()
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + value.item()
+            batches += 1
+        history.append({"epoch": epoch, **{k: v / max(batches, 1) for k, v in sums.items()}})
+    gate.eval().requires_grad_(False)
+    return gate, {"seconds": time.perf_counter() - started, "history": history,
+                  "final": history[-1] if history else {}}

@@ -1,0 +1,133 @@
+"""Shared fixtures: a tiny randomly initialised BERT encoder and synthetic domains."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Word lists of two synthetic domains; each label has its own words.
+TOPICS = {
+    "weather": {
+        "sunny": "sun bright warm clear dry heat summer light".split(),
+        "rainy": "rain wet storm cloud umbrella drizzle flood grey".split(),
+    },
+    "food": {
+        "sweet": "cake sugar honey candy dessert chocolate jam cookie".split(),
+        "salty": "salt chips pretzel olive cheese bacon soy pickle".split(),
+        "sour": "lemon vinegar lime sour tart yogurt kimchi grapefruit".split(),
+    },
+}
+FILLER = "the a of and to in is it was with for on this that very".split()
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def vocabulary() -> list[str]:
+    words = set(FILLER)
+    for labels in TOPICS.values():
+        for ws in labels.values():
+            words.update(ws)
+    return SPECIAL + sorted(words)
+
+
+def synthetic_rows(domain: str, n: int, seed: int = 0) -> list[tuple[str, str]]:
+    rng = random.Random(f"{domain}-{seed}")
+    rows = []
+    labels = TOPICS[domain]
+    for i in range(n):
+        label = sorted(labels)[i % len(labels)]
+        words = rng.choices(labels[label], k=4) + rng.choices(FILLER, k=4)
+        rng.shuffle(words)
+        rows.append((" ".join(words) + f" {rng.choice(FILLER)}", label))
+    return rows
+
+
+def synthetic_domain(domain: str, n: int = 300, seed: int = 0):
+    from routing.data import Split, split_unsplit
+
+    rows = synthetic_rows(domain, n, seed)
+    return split_unsplit(domain, Split([t for t, _ in rows], [lab for _, lab in rows]))
+
+
+def build_tiny_base(folder) -> str:
+    """A 2-layer BERT with hidden size 32 and a word-level vocabulary, saved to `folder`."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = str(folder)
+    os.makedirs(folder, exist_ok=True)
+    vocab = os.path.join(folder, "vocab.txt")
+    with open(vocab, "w") as f:
+        f.write("\n".join(vocabulary()) + "\n")
+    BertTokenizerFast(vocab_file=vocab).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocabulary()), hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> str:
+    return build_tiny_base(tmp_path_factory.mktemp("tiny-base"))
+
+
+@pytest.fixture
+def tiny_encoder(tiny_base):
+    from routing.base import BaseEncoder
+
+    return BaseEncoder(tiny_base, device="cpu", max_length=32)
+
+
+@pytest.fixture
+def cache(tmp_path):
+    from routing.cache import TensorCache
+
+    return TensorCache(tmp_path / "cache")
+
+
+@pytest.fixture(scope="session")
+def domains():
+    return {"weather": synthetic_domain("weather"), "food": synthetic_domain("food")}
+
+
+def make_head_file(path, encoder, labels, domain=None, seed=0, hidden=16):
+    import torch
+
+    from routing.experts import HeadExpert, save_head_expert
+
+    torch.manual_seed(seed)
+    head = HeadExpert(encoder.hidden_size, hidden, len(labels))
+    save_head_expert(path, head, labels=labels, base_model=encoder.name, domain=domain)
+    return path
+
+
+def make_lora_file(path, encoder, labels, domain=None, seed=0, r=4):
+    """A LoRA expert with random (non-zero) A and B so that it changes the encoder."""
+    import torch
+    from torch import nn
+
+    from routing.experts import save_lora_expert
+
+    g = torch.Generator().manual_seed(seed)
+    d = encoder.hidden_size
+    lora = {}
+    for layer in range(encoder.spec.num_layers):
+        for module in ("attention.self.query", "attention.self.value"):
+            key = f"encoder.layer.{layer}.{module}"
+            lora[f"{key}.lora_A.weight"] = torch.randn(r, d, generator=g) * 0.3
+            lora[f"{key}.lora_B.weight"] = torch.randn(d, r, generator=g) * 0.3
+    classifier = nn.Linear(d, len(labels))
+    with torch.no_grad():
+        classifier.weight.copy_(torch.randn(len(labels), d, generator=g))
+    save_lora_expert(
+        path, lora_tensors=lora, classifier=classifier, r=r, alpha=2 * r,
+        target_modules=["query", "value"], labels=labels, base_model=encoder.name, domain=domain,
+    )
+    return path

@@ -1,0 +1,1 @@
+"""Celery tasks: thin wrappers around the services in `experts` and `routing`."""
