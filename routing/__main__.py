@@ -21,7 +21,7 @@ def _encoder(args):
 def _table(rows: list[list], header: list[str]) -> str:
     cells = [header] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -36,12 +36,15 @@ def print_report(report: dict, expert_names: list[str]) -> None:
     print(_table(rows, ["domain", "examples", "accuracy", "macro-F1"]))
     u = report["utilisation"]
     print()
-    print(_table([[n, f"{x:.3f}"] for n, x in zip(expert_names, u["load"])], ["expert", "load"]))
+    loads = [[n, f"{x:.3f}"] for n, x in zip(expert_names, u["load"], strict=True)]
+    print(_table(loads, ["expert", "load"]))
     print(f"normalised load entropy {u['entropy']:.3f}; experts under 1 % load: {u['under_1pct']}")
     print()
     print("routing matrix (rows: domains, columns: experts)")
-    matrix = [[d] + [f"{x:.3f}" for x in row]
-              for d, row in zip(report["domains"], report["routing_matrix"])]
+    matrix = [
+        [d] + [f"{x:.3f}" for x in row]
+        for d, row in zip(report["domains"], report["routing_matrix"], strict=True)
+    ]
     print(_table(matrix, ["domain"] + expert_names))
 
 
@@ -71,8 +74,14 @@ def cmd_train(args) -> int:
     else:
         options.update(r=args.rank, target_modules=tuple(args.target_modules.split(",")))
     summary = train_expert_file(
-        encoder, data, args.out, kind=args.kind, cache=TensorCache(args.cache),
-        seed=args.seed, progress=True, **options,
+        encoder,
+        data,
+        args.out,
+        kind=args.kind,
+        cache=TensorCache(args.cache),
+        seed=args.seed,
+        progress=True,
+        **options,
     )
     print(
         f"wrote {args.out}: {summary['kind']} expert for domain {summary['domain']!r}, "
@@ -91,7 +100,9 @@ def cmd_check(args) -> int:
     from .data import load_domain
     from .safetensors_header import ContractError
 
-    base = BaseSpec.from_config(args.base, AutoConfig.from_pretrained(resolve_base_model(args.base)))
+    base = BaseSpec.from_config(
+        args.base, AutoConfig.from_pretrained(resolve_base_model(args.base))
+    )
     labels = load_domain(args.labels_from).labels if args.labels_from else None
     try:
         header = check_expert_file(
@@ -102,12 +113,16 @@ def cmd_check(args) -> int:
         print(f"REJECTED ({exc.code}): {exc}", file=sys.stderr)
         return 1
     print(f"OK: {header.kind} expert ({header.source} format), base model {header.base_model!r}")
-    print(f"domain: {header.domain or '(not declared)'}; {len(header.labels)} labels: "
-          f"{', '.join(header.labels)}")
+    print(
+        f"domain: {header.domain or '(not declared)'}; {len(header.labels)} labels: "
+        f"{', '.join(header.labels)}"
+    )
     print(f"{header.num_parameters:,} parameters")
     if header.lora:
-        print(f"LoRA r={header.lora.r} alpha={header.lora.alpha} on "
-              f"{len(header.lora.modules)} modules ({', '.join(header.lora.target_modules)})")
+        print(
+            f"LoRA r={header.lora.r} alpha={header.lora.alpha} on "
+            f"{len(header.lora.modules)} modules ({', '.join(header.lora.target_modules)})"
+        )
     return 0
 
 
@@ -145,14 +160,22 @@ def cmd_compose(args) -> int:
     gate_config = GateConfig(top_k=args.top_k, hidden=args.gate_hidden)
     train_config = TrainConfig(epochs=args.epochs, seed=args.seed)
     composition, report = compose(
-        encoder, experts, domains, data, cache=TensorCache(args.cache),
-        gate_config=gate_config, train_config=train_config, progress=True,
+        encoder,
+        experts,
+        domains,
+        data,
+        cache=TensorCache(args.cache),
+        gate_config=gate_config,
+        train_config=train_config,
+        progress=True,
     )
     composition.info["datasets"] = specs
     composition.info["limit"] = args.limit
     composition.save(args.out)
-    print(f"wrote {args.out} (top-{args.top_k} of {len(experts)} experts, gate trained in "
-          f"{composition.info['gate_seconds']:.2f} s)\n")
+    print(
+        f"wrote {args.out} (top-{args.top_k} of {len(experts)} experts, gate trained in "
+        f"{composition.info['gate_seconds']:.2f} s)\n"
+    )
     print_report(report, [e.name for e in experts])
     return 0
 
@@ -172,8 +195,15 @@ def cmd_evaluate(args) -> int:
     data = {}
     for domain in composition.domains:
         data[domain] = load_domain(specs.get(domain, domain), name=domain).limited(limit)
-    split = cached_split(composition.experts, composition.expert_domains, data, "eval",
-                         composition.encoder, TensorCache(args.cache), progress=True)
+    split = cached_split(
+        composition.experts,
+        composition.expert_domains,
+        data,
+        "eval",
+        composition.encoder,
+        TensorCache(args.cache),
+        progress=True,
+    )
     report = evaluate_cached(composition, split, args.top_k)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -187,7 +217,7 @@ def cmd_predict(args) -> int:
 
     composition = Composition.load(args.folder, device=args.device)
     texts = args.texts or [line.strip() for line in sys.stdin if line.strip()]
-    for text, p in zip(texts, composition.predict(texts, top_k=args.top_k)):
+    for text, p in zip(texts, composition.predict(texts, top_k=args.top_k), strict=True):
         print(f"{p['label']}\t{p['score']:.3f}\t{p['domain']}\t{text[:70]}")
     return 0
 
@@ -197,12 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="python -m routing", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--base", default=DEFAULT_BASE_MODEL,
-                        help="base model: Hugging Face id or local folder")
+    common.add_argument(
+        "--base", default=DEFAULT_BASE_MODEL, help="base model: Hugging Face id or local folder"
+    )
     common.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     common.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH)
-    common.add_argument("--cache", default=None, help="feature cache folder "
-                        "(default: $MOECOLLAB_CACHE or ~/.cache/moecollab)")
+    common.add_argument(
+        "--cache",
+        default=None,
+        help="feature cache folder (default: $MOECOLLAB_CACHE or ~/.cache/moecollab)",
+    )
     common.add_argument("--seed", type=int, default=0)
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -99,10 +99,19 @@ class BaseEncoder:
         `tensors` maps canonical names (`encoder.layer.0.attention.self.query.lora_A.weight`)
         to matrices. Passes without an adapter name still run the frozen base.
         """
+        # Adapters may be attached while predicting; their parameters must still
+        # be normal tensors, or the next adapter PEFT adds cannot toggle them.
+        with torch.inference_mode(False):
+            self._add_lora(name, spec, tensors)
+
+    def _add_lora(self, name: str, spec, tensors: dict[str, torch.Tensor]) -> None:
         from peft import LoraConfig, PeftModel, set_peft_model_state_dict
 
+        tensors = {k: v.clone() for k, v in tensors.items()}
         config = LoraConfig(
-            r=spec.r, lora_alpha=spec.alpha, target_modules=list(spec.target_modules),
+            r=spec.r,
+            lora_alpha=spec.alpha,
+            target_modules=list(spec.target_modules),
             lora_dropout=0.0,
         )
         if self._peft is None:

@@ -53,7 +53,7 @@ class Composition:
         self.gate = gate.to(encoder.device).eval()
         self.domains = list(dict.fromkeys(expert_domains))
         self.domain_labels = domain_labels or {}
-        for expert, domain in zip(experts, expert_domains):
+        for expert, domain in zip(experts, expert_domains, strict=True):
             self.domain_labels.setdefault(domain, list(expert.labels))
         self.labels = union_labels([e.labels for e in experts])
         index = {label: i for i, label in enumerate(self.labels)}
@@ -121,7 +121,7 @@ class Composition:
     def predict(self, texts: list[str], *, top_k=None) -> list[dict]:
         probs, weights = self.predict_proba(texts, top_k=top_k)
         out = []
-        for p, w in zip(probs, weights):
+        for p, w in zip(probs, weights, strict=True):
             label = int(p.argmax())
             expert = int(w.argmax())
             out.append(
@@ -145,7 +145,7 @@ class Composition:
 
     def config(self) -> dict:
         experts = []
-        for expert, domain in zip(self.experts, self.expert_domains):
+        for expert, domain in zip(self.experts, self.expert_domains, strict=True):
             entry = {
                 "name": expert.name,
                 "kind": expert.kind,
@@ -157,8 +157,11 @@ class Composition:
                 entry["head_hidden"] = expert.head.hidden.out_features
             else:
                 lora = expert.header.lora
-                entry["lora"] = {"r": lora.r, "alpha": lora.alpha,
-                                 "target_modules": lora.target_modules}
+                entry["lora"] = {
+                    "r": lora.r,
+                    "alpha": lora.alpha,
+                    "target_modules": lora.target_modules,
+                }
             experts.append(entry)
         return {
             "format": FORMAT,
@@ -196,8 +199,10 @@ class Composition:
         tensors = load_file(folder / "model.safetensors")
         if encoder is None:
             encoder = BaseEncoder(
-                config["base_model"], revision=config.get("base_revision"),
-                max_length=config["max_length"], device=device,
+                config["base_model"],
+                revision=config.get("base_revision"),
+                max_length=config["max_length"],
+                device=device,
             )
         elif encoder.name != config["base_model"]:
             raise ValueError(f"this composition needs base model {config['base_model']!r}")
@@ -206,8 +211,11 @@ class Composition:
             prefix = f"experts.{i}."
             own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             header = ExpertHeader(
-                kind=entry["kind"], base_model=config["base_model"], labels=entry["labels"],
-                domain=entry["domain"], source="moecollab",
+                kind=entry["kind"],
+                base_model=config["base_model"],
+                labels=entry["labels"],
+                domain=entry["domain"],
+                source="moecollab",
                 num_parameters=sum(v.numel() for v in own.values()),
             )
             if entry["kind"] == "lora":
@@ -223,8 +231,12 @@ class Composition:
         gate = Gate(config["hidden_size"], len(experts), from_dict(GateConfig, config["gate"]))
         gate.load_state_dict(gate_state)
         return cls(
-            encoder, experts, [e["domain"] for e in config["experts"]], gate,
-            domain_labels=config["domains"], info=config.get("info"),
+            encoder,
+            experts,
+            [e["domain"] for e in config["experts"]],
+            gate,
+            domain_labels=config["domains"],
+            info=config.get("info"),
         )
 
 

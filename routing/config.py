@@ -40,6 +40,7 @@ class TrainConfig:
     """Optimisation settings shared by expert and gate training."""
 
     epochs: int = 20
+    min_steps: int = 300  # small router sets still get this many optimiser steps
     batch_size: int = 256
     lr: float = 3e-3
     weight_decay: float = 1e-4

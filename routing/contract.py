@@ -105,7 +105,8 @@ def _check_shape(header: Header, name: str, expected: tuple[int, ...], what: str
     shape = header.tensors[name].shape
     if shape != expected:
         raise ContractError(
-            "bad_shape", f"tensor {name!r} has shape {list(shape)}, expected {list(expected)} ({what})"
+            "bad_shape",
+            f"tensor {name!r} has shape {list(shape)}, expected {list(expected)} ({what})",
         )
 
 
@@ -146,7 +147,9 @@ def _check_head(header: Header, labels: list[str], base: BaseSpec | None) -> int
             f"{base.name} has hidden size {base.hidden_size}",
         )
     if not 1 <= hidden <= MAX_HEAD_HIDDEN:
-        raise ContractError("bad_shape", f"head hidden width {hidden} is outside 1..{MAX_HEAD_HIDDEN}")
+        raise ContractError(
+            "bad_shape", f"head hidden width {hidden} is outside 1..{MAX_HEAD_HIDDEN}"
+        )
     _check_shape(header, "head.hidden.bias", (hidden,), "hidden bias")
     _check_shape(header, "head.out.weight", (len(labels), hidden), "one row per label")
     _check_shape(header, "head.out.bias", (len(labels),), "one bias per label")
@@ -164,7 +167,9 @@ def _check_lora(header: Header, labels: list[str], base: BaseSpec | None, lora: 
             canonical = f"encoder.layer.{int(layer)}.{module}"
             slot = lora.modules.setdefault(canonical, {})
             if ab in slot:
-                raise ContractError("duplicate_tensor", f"two tensors hold LoRA {ab} of {canonical}")
+                raise ContractError(
+                    "duplicate_tensor", f"two tensors hold LoRA {ab} of {canonical}"
+                )
             slot[ab] = name
             continue
         m = CLASSIFIER_KEY.match(name)
@@ -185,7 +190,9 @@ def _check_lora(header: Header, labels: list[str], base: BaseSpec | None, lora: 
                 f"missing tensor 'classifier.{part}': a lora expert needs a classification "
                 "layer over the mean-pooled encoder output",
             )
-    hidden = base.hidden_size if base is not None else header.tensors[classifier["weight"]].shape[-1]
+    hidden = (
+        base.hidden_size if base is not None else header.tensors[classifier["weight"]].shape[-1]
+    )
     _check_shape(header, classifier["weight"], (len(labels), hidden), "one row per label")
     _check_shape(header, classifier["bias"], (len(labels),), "one bias per label")
     for canonical, slot in sorted(lora.modules.items()):
@@ -267,8 +274,9 @@ def _lora_from_peft_config(config: dict, base: BaseSpec | None) -> LoraSpec:
     if isinstance(targets, str):
         targets = [targets]
     try:
-        return LoraSpec(r=int(config["r"]), alpha=float(config["lora_alpha"]),
-                        target_modules=list(targets))
+        return LoraSpec(
+            r=int(config["r"]), alpha=float(config["lora_alpha"]), target_modules=list(targets)
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise ContractError("bad_lora", f"adapter_config.json lacks a valid {exc}") from None
 
@@ -304,7 +312,8 @@ def check_expert_file(
         if metadata[KEY_FORMAT] != FORMAT_VERSION:
             raise ContractError(
                 "bad_version",
-                f"{KEY_FORMAT} is {metadata[KEY_FORMAT]!r}; this hub reads version {FORMAT_VERSION}",
+                f"{KEY_FORMAT} is {metadata[KEY_FORMAT]!r}; "
+                f"this hub reads version {FORMAT_VERSION}",
             )
         kind = _require(metadata, KEY_KIND)
         if kind not in KINDS:
@@ -340,8 +349,10 @@ def check_expert_file(
             )
         kind, source, domain = "lora", "peft", None
         lora = _lora_from_peft_config(adapter_config, base)
-        base_model = base.name if base is not None else str(
-            adapter_config.get("base_model_name_or_path") or ""
+        base_model = (
+            base.name
+            if base is not None
+            else str(adapter_config.get("base_model_name_or_path") or "")
         )
         expert_labels = list(labels)
 

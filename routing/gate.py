@@ -56,11 +56,10 @@ class Gate(nn.Module):
         return GateOutput(logits, probs, top_k_weights(probs, top_k))
 
     @torch.no_grad()
-    def expanded(self, new_rows: torch.Tensor) -> Gate:
+    def expanded(self, new_rows: torch.Tensor, new_biases: torch.Tensor) -> Gate:
         """A gate with extra experts: old parameters copied, new output rows given.
 
-        `new_rows` is (n_new, H); their biases start at the mean old bias so a
-        new expert competes on the direction of its domain, not on an offset.
+        `new_rows` is (n_new, H) and `new_biases` (n_new,).
         """
         gate = Gate(self.in_dim, self.n_experts + new_rows.shape[0], self.config)
         state = {k: v for k, v in self.state_dict().items() if not k.startswith("out.")}
@@ -68,5 +67,5 @@ class Gate(nn.Module):
         gate.out.weight[: self.n_experts] = self.out.weight
         gate.out.bias[: self.n_experts] = self.out.bias
         gate.out.weight[self.n_experts :] = new_rows
-        gate.out.bias[self.n_experts :] = self.out.bias.mean()
+        gate.out.bias[self.n_experts :] = new_biases
         return gate

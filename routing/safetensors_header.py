@@ -92,7 +92,9 @@ def read_header(path: str | os.PathLike) -> Header:
             "not_safetensors", f"not a safetensors file: the header is not JSON ({exc.msg})"
         ) from None
     if not isinstance(doc, dict):
-        raise ContractError("not_safetensors", "not a safetensors file: the header is not an object")
+        raise ContractError(
+            "not_safetensors", "not a safetensors file: the header is not an object"
+        )
 
     metadata = doc.pop("__metadata__", {}) or {}
     if not isinstance(metadata, dict) or not all(

@@ -77,8 +77,9 @@ def train_lora(
 
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=list(target_modules),
-                        lora_dropout=0.05)
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, target_modules=list(target_modules), lora_dropout=0.05
+    )
     model = get_peft_model(copy.deepcopy(encoder.model), config)
     model.to(encoder.device).train()
     classifier = nn.Linear(encoder.hidden_size, n_labels).to(encoder.device)
@@ -105,24 +106,43 @@ def train_lora(
     return lora, classifier.cpu().eval().requires_grad_(False)
 
 
-@torch.no_grad()
 def warm_start(
-    previous: Gate, new_domain_features: list[torch.Tensor], all_features: torch.Tensor
+    previous: Gate,
+    new_domain_features: list[torch.Tensor],
+    old_features: torch.Tensor,
+    *,
+    steps: int = 500,
+    lr: float = 0.1,
 ) -> Gate:
-    """Extend a trained gate by one output per new expert.
+    """Extend a trained gate by one output per new expert, keeping the old routing.
 
-    Old rows are copied; each new row points from the mean representation of
-    all router examples to the mean of the new domain's, scaled like the old
-    rows, so the new expert wins its own domain from the first step.
+    Old parameters are copied unchanged. Only the new output rows are fitted,
+    full-batch on cached features, to send each new domain to its new expert
+    while every old example keeps the expert the previous gate chose for it.
+    The full retrain then starts from a gate that already routes sensibly.
     """
     previous = previous.cpu().eval()
-    centre = previous.represent(all_features).mean(0)  # (H,)
-    scale = previous.out.weight.norm(dim=1).mean()
-    rows = []
-    for feats in new_domain_features:
-        direction = previous.represent(feats).mean(0) - centre  # (H,)
-        rows.append(direction / direction.norm().clamp(min=1e-6) * scale)
-    return previous.expanded(torch.stack(rows))
+    n_old = previous.n_experts
+    with torch.no_grad():
+        reps = [previous.represent(old_features)] + [
+            previous.represent(f) for f in new_domain_features
+        ]  # [(n_i, H)]
+        h = torch.cat(reps)  # (n, H)
+        old_logits = previous.out(h)  # (n, N_old), fixed
+        targets = torch.cat(
+            [old_logits[: len(old_features)].argmax(-1)]
+            + [torch.full((len(f),), n_old + i) for i, f in enumerate(new_domain_features)]
+        )  # (n,)
+    rows = torch.zeros(len(new_domain_features), h.shape[1], requires_grad=True)
+    biases = previous.out.bias.detach().mean().repeat(len(new_domain_features)).requires_grad_()
+    opt = torch.optim.Adam([rows, biases], lr=lr)
+    for _ in range(steps):
+        logits = torch.cat([old_logits, h @ rows.T + biases], dim=-1)  # (n, N_old + n_new)
+        loss = nn.functional.cross_entropy(logits, targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return previous.expanded(rows.detach(), biases.detach())
 
 
 def train_gate(
@@ -154,7 +174,9 @@ def train_gate(
     history = []
     started = time.perf_counter()
     gate.train()
-    for epoch in tqdm(range(tc.epochs), desc="training gate", unit="epoch", disable=not progress):
+    per_epoch = max(1, math.ceil(len(features) / tc.batch_size))
+    epochs = max(tc.epochs, math.ceil(tc.min_steps / per_epoch))
+    for epoch in tqdm(range(epochs), desc="training gate", unit="epoch", disable=not progress):
         sums: dict[str, float] = {}
         batches = 0
         for idx in _batches(len(features), tc.batch_size, g):
@@ -168,5 +190,8 @@ def train_gate(
             batches += 1
         history.append({"epoch": epoch, **{k: v / max(batches, 1) for k, v in sums.items()}})
     gate.eval().requires_grad_(False)
-    return gate, {"seconds": time.perf_counter() - started, "history": history,
-                  "final": history[-1] if history else {}}
+    return gate, {
+        "seconds": time.perf_counter() - started,
+        "history": history,
+        "final": history[-1] if history else {},
+    }

@@ -120,14 +120,21 @@ def compose(
     init: Gate | None = None
     old = [e.sha256 for e in previous.experts] if previous else []
     if old and [e.sha256 for e in experts[: len(old)]] == old and len(experts) > len(old):
-        new_feats = [router.features[router.domain_experts[:, k]] for k in range(len(old), len(experts))]
-        init = warm_start(previous.gate, new_feats, router.features)
+        new = range(len(old), len(experts))
+        new_feats = [router.features[router.domain_experts[:, k]] for k in new]
+        old_rows = router.domain_experts[:, : len(old)].any(-1)
+        init = warm_start(previous.gate, new_feats, router.features[old_rows])
     elif old and [e.sha256 for e in experts] == old:
         init = previous.gate
     gate, log = train_gate(
-        router.features[keep], router.expert_probs[keep], router.targets[keep],
-        router.domain_experts[keep], gate_config=gate_config, train_config=train_config,
-        init=init, progress=progress,
+        router.features[keep],
+        router.expert_probs[keep],
+        router.targets[keep],
+        router.domain_experts[keep],
+        gate_config=gate_config,
+        train_config=train_config,
+        init=init,
+        progress=progress,
     )
     info = {
         "train": to_dict(train_config or TrainConfig()),
@@ -136,8 +143,12 @@ def compose(
         "final_losses": log["final"],
     }
     composition = Composition(
-        encoder, experts, expert_domains, gate,
-        domain_labels={d: data[d].labels for d in router.domains}, info=info,
+        encoder,
+        experts,
+        expert_domains,
+        gate,
+        domain_labels={d: data[d].labels for d in router.domains},
+        info=info,
     )
     report = evaluate_cached(
         composition, cached_split(experts, expert_domains, data, "eval", encoder, cache, progress)
@@ -179,13 +190,27 @@ def train_expert_file(
         alpha = options.pop("alpha", 2.0 * r)
         targets_modules = tuple(options.pop("target_modules", ("query", "value")))
         lora, classifier = train_lora(
-            encoder, data.train.texts, targets, len(data.labels), r=r, alpha=alpha,
-            target_modules=targets_modules, seed=seed, progress=progress, **options,
+            encoder,
+            data.train.texts,
+            targets,
+            len(data.labels),
+            r=r,
+            alpha=alpha,
+            target_modules=targets_modules,
+            seed=seed,
+            progress=progress,
+            **options,
         )
         save_lora_expert(
-            path, lora_tensors=lora, classifier=classifier, r=r, alpha=alpha,
-            target_modules=list(targets_modules), labels=data.labels,
-            base_model=encoder.name, domain=data.name,
+            path,
+            lora_tensors=lora,
+            classifier=classifier,
+            r=r,
+            alpha=alpha,
+            target_modules=list(targets_modules),
+            labels=data.labels,
+            base_model=encoder.name,
+            domain=data.name,
         )
     else:
         raise ValueError(f"unknown expert kind {kind!r}; use head or lora")

@@ -21,6 +21,10 @@ TOPICS = {
         "salty": "salt chips pretzel olive cheese bacon soy pickle".split(),
         "sour": "lemon vinegar lime sour tart yogurt kimchi grapefruit".split(),
     },
+    "sport": {
+        "win": "win victory champion trophy goal score triumph medal".split(),
+        "lose": "lose defeat miss fumble relegated injury loss penalty".split(),
+    },
 }
 FILLER = "the a of and to in is it was with for on this that very".split()
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -40,13 +44,13 @@ def synthetic_rows(domain: str, n: int, seed: int = 0) -> list[tuple[str, str]]:
     labels = TOPICS[domain]
     for i in range(n):
         label = sorted(labels)[i % len(labels)]
-        words = rng.choices(labels[label], k=4) + rng.choices(FILLER, k=4)
+        words = rng.choices(labels[label], k=6) + rng.choices(FILLER, k=2)
         rng.shuffle(words)
         rows.append((" ".join(words) + f" {rng.choice(FILLER)}", label))
     return rows
 
 
-def synthetic_domain(domain: str, n: int = 300, seed: int = 0):
+def synthetic_domain(domain: str, n: int = 900, seed: int = 0):
     from routing.data import Split, split_unsplit
 
     rows = synthetic_rows(domain, n, seed)
@@ -60,14 +64,15 @@ def build_tiny_base(folder) -> str:
 
     folder = str(folder)
     os.makedirs(folder, exist_ok=True)
-    vocab = os.path.join(folder, "vocab.txt")
-    with open(vocab, "w") as f:
-        f.write("\n".join(vocabulary()) + "\n")
-    BertTokenizerFast(vocab_file=vocab).save_pretrained(folder)
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(vocabulary())}).save_pretrained(folder)
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(vocabulary()), hidden_size=32, num_hidden_layers=2,
-        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+        vocab_size=len(vocabulary()),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
     )
     BertModel(config).save_pretrained(folder)
     return folder
@@ -127,7 +132,14 @@ def make_lora_file(path, encoder, labels, domain=None, seed=0, r=4):
     with torch.no_grad():
         classifier.weight.copy_(torch.randn(len(labels), d, generator=g))
     save_lora_expert(
-        path, lora_tensors=lora, classifier=classifier, r=r, alpha=2 * r,
-        target_modules=["query", "value"], labels=labels, base_model=encoder.name, domain=domain,
+        path,
+        lora_tensors=lora,
+        classifier=classifier,
+        r=r,
+        alpha=2 * r,
+        target_modules=["query", "value"],
+        labels=labels,
+        base_model=encoder.name,
+        domain=domain,
     )
     return path

@@ -10,14 +10,23 @@ from routing.gate import Gate, top_k_weights
 from tests.conftest import make_head_file, make_lora_file
 
 TEXTS = [
-    "sun warm the clear", "rain storm wet of", "cake honey sugar and", "lemon lime tart in",
-    "salt chips olive is", "cloud grey flood it", "bright dry summer was", "jam cookie candy",
+    "sun warm the clear",
+    "rain storm wet of",
+    "cake honey sugar and",
+    "lemon lime tart in",
+    "salt chips olive is",
+    "cloud grey flood it",
+    "bright dry summer was",
+    "jam cookie candy",
 ]
 
 
 def _experts(tmp_path, encoder, kinds=("head", "lora", "head")):
-    specs = [("weather", ["rainy", "sunny"]), ("food", ["salty", "sour", "sweet"]),
-             ("mood", ["sunny", "grumpy"])]
+    specs = [
+        ("weather", ["rainy", "sunny"]),
+        ("food", ["salty", "sour", "sweet"]),
+        ("mood", ["sunny", "grumpy"]),
+    ]
     experts, domains = [], []
     for i, kind in enumerate(kinds):
         domain, labels = specs[i % len(specs)]
@@ -44,7 +53,9 @@ def _dense_expert_probs(comp: Composition, texts) -> torch.Tensor:
             if expert.kind == "head":
                 logits = expert.head(feats)
             else:
-                logits = expert.classifier(comp.encoder.pooled(batch, adapter=comp.adapter_names[k]))
+                logits = expert.classifier(
+                    comp.encoder.pooled(batch, adapter=comp.adapter_names[k])
+                )
             outs.append(logits.softmax(-1))
         return comp.to_union(outs), feats
 

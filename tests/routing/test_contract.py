@@ -31,7 +31,10 @@ def test_it_round_trips_a_head_expert(tmp_path, tiny_encoder):
     path = make_head_file(tmp_path / "h.safetensors", tiny_encoder, LABELS, "weather")
     header = check_expert_file(path, base=tiny_encoder.spec, labels=LABELS)
     assert (header.kind, header.labels, header.domain, header.head_hidden) == (
-        "head", LABELS, "weather", 16
+        "head",
+        LABELS,
+        "weather",
+        16,
     )
     expert = load_expert(path, base=tiny_encoder.spec, labels=LABELS)
     feats = torch.randn(3, tiny_encoder.hidden_size)
@@ -60,8 +63,9 @@ def test_it_accepts_a_plain_peft_adapter_unchanged(tmp_path, tiny_encoder):
             self.encoder = AutoModel.from_pretrained(tiny_encoder.location)
             self.classifier = nn.Linear(tiny_encoder.hidden_size, len(LABELS))
 
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"],
-                        modules_to_save=["classifier"])
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["query", "value"], modules_to_save=["classifier"]
+    )
     get_peft_model(Classifier(), config).save_pretrained(tmp_path / "peft")
     path = tmp_path / "peft" / "adapter_model.safetensors"
     header = check_expert_file(path, base=tiny_encoder.spec, labels=LABELS)
@@ -79,14 +83,16 @@ def test_a_peft_adapter_needs_the_domains_labels(tmp_path, tiny_encoder):
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     save_file(tensors, tmp_path / "adapter_model.safetensors", {"format": "pt"})
     (tmp_path / "adapter_config.json").write_text(
-        json.dumps({"peft_type": "LORA", "r": 4, "lora_alpha": 8,
-                    "target_modules": ["query", "value"]})
+        json.dumps(
+            {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]}
+        )
     )
     assert header.metadata["moecollab.kind"] == "lora"
     err = rejected(tmp_path / "adapter_model.safetensors", base=tiny_encoder.spec)
     assert err.code == "missing_labels"
-    ok = check_expert_file(tmp_path / "adapter_model.safetensors", base=tiny_encoder.spec,
-                           labels=LABELS)
+    ok = check_expert_file(
+        tmp_path / "adapter_model.safetensors", base=tiny_encoder.spec, labels=LABELS
+    )
     assert ok.source == "peft"
 
 
@@ -111,8 +117,12 @@ def test_a_peft_adapter_needs_the_domains_labels(tmp_path, tiny_encoder):
 )
 def test_it_rejects_each_broken_file_with_its_own_message(tmp_path, case, code, words):
     path = tmp_path / "x.safetensors"
-    meta = {"moecollab.format_version": "1", "moecollab.kind": "head",
-            "moecollab.base_model": "b", "moecollab.labels": '["a","b"]'}
+    meta = {
+        "moecollab.format_version": "1",
+        "moecollab.kind": "head",
+        "moecollab.base_model": "b",
+        "moecollab.labels": '["a","b"]',
+    }
     entry = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
     if case == "empty":
         path.write_bytes(b"")
@@ -121,34 +131,39 @@ def test_it_rejects_each_broken_file_with_its_own_message(tmp_path, case, code, 
     elif case == "pickle":
         torch.save({"w": torch.zeros(2)}, path)
     elif case == "truncated":
-        raw_safetensors(path, {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}},
-                        b"\0" * 8)
+        raw_safetensors(
+            path, {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8
+        )
     elif case == "not_json":
         raw_safetensors(path, "{not json")
     elif case == "duplicate":
-        raw_safetensors(path, '{"w": %s, "w": %s}' % (json.dumps(entry), json.dumps(entry)),
-                        b"\0" * 8)
+        raw_safetensors(path, f'{{"w": {json.dumps(entry)}, "w": {json.dumps(entry)}}}', b"\0" * 8)
     elif case == "nul_name":
         raw_safetensors(path, {"w\u0000x": entry}, b"\0" * 8)
     elif case == "dtype":
-        raw_safetensors(path, {"w": {"dtype": "I64", "shape": [1], "data_offsets": [0, 8]}},
-                        b"\0" * 8)
+        raw_safetensors(
+            path, {"w": {"dtype": "I64", "shape": [1], "data_offsets": [0, 8]}}, b"\0" * 8
+        )
     elif case == "gap":
-        raw_safetensors(path, {"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}},
-                        b"\0" * 16)
+        raw_safetensors(
+            path, {"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}, b"\0" * 16
+        )
     elif case == "huge_metadata":
         raw_safetensors(path, {"__metadata__": {"x": "y" * 70_000}, "w": entry}, b"\0" * 8)
     elif case == "no_metadata":
         raw_safetensors(path, {"w": entry}, b"\0" * 8)
     elif case == "version":
-        raw_safetensors(path, {"__metadata__": {**meta, "moecollab.format_version": "9"},
-                               "w": entry}, b"\0" * 8)
+        raw_safetensors(
+            path, {"__metadata__": {**meta, "moecollab.format_version": "9"}, "w": entry}, b"\0" * 8
+        )
     elif case == "kind":
-        raw_safetensors(path, {"__metadata__": {**meta, "moecollab.kind": "mlp"}, "w": entry},
-                        b"\0" * 8)
+        raw_safetensors(
+            path, {"__metadata__": {**meta, "moecollab.kind": "mlp"}, "w": entry}, b"\0" * 8
+        )
     elif case == "labels":
-        raw_safetensors(path, {"__metadata__": {**meta, "moecollab.labels": "a,b"}, "w": entry},
-                        b"\0" * 8)
+        raw_safetensors(
+            path, {"__metadata__": {**meta, "moecollab.labels": "a,b"}, "w": entry}, b"\0" * 8
+        )
     err = rejected(path)
     assert err.code == code
     assert words in err.message
@@ -164,8 +179,12 @@ def _head_tensors(d=32, hidden=16, labels=2):
 
 
 def _head_meta(encoder, labels=LABELS):
-    return {"moecollab.format_version": "1", "moecollab.kind": "head",
-            "moecollab.base_model": encoder.name, "moecollab.labels": json.dumps(labels)}
+    return {
+        "moecollab.format_version": "1",
+        "moecollab.kind": "head",
+        "moecollab.base_model": encoder.name,
+        "moecollab.labels": json.dumps(labels),
+    }
 
 
 def test_it_rejects_a_head_for_another_base_model(tmp_path, tiny_encoder):
@@ -197,8 +216,9 @@ def test_it_rejects_labels_that_are_not_the_domains(tmp_path, tiny_encoder):
         (lambda t: t.update({"head.out.weight": torch.zeros(3, 16)}), "bad_shape", "[2, 16]"),
     ],
 )
-def test_it_rejects_head_tensors_that_break_the_contract(tmp_path, tiny_encoder, change, code,
-                                                          words):
+def test_it_rejects_head_tensors_that_break_the_contract(
+    tmp_path, tiny_encoder, change, code, words
+):
     tensors = _head_tensors()
     change(tensors)
     path = tmp_path / "x.safetensors"
@@ -217,8 +237,12 @@ def test_it_rejects_a_lora_of_another_rank_or_layer(tmp_path, tiny_encoder):
     save_file(tensors, path, {**meta, "moecollab.lora_r": "8"})
     err = rejected(path, base=tiny_encoder.spec)
     assert err.code == "bad_shape" and "rank 8" in err.message
-    tensors["base_model.model.encoder.layer.7.attention.self.query.lora_A.weight"] = torch.zeros(4, 32)
-    tensors["base_model.model.encoder.layer.7.attention.self.query.lora_B.weight"] = torch.zeros(32, 4)
+    tensors["base_model.model.encoder.layer.7.attention.self.query.lora_A.weight"] = torch.zeros(
+        4, 32
+    )
+    tensors["base_model.model.encoder.layer.7.attention.self.query.lora_B.weight"] = torch.zeros(
+        32, 4
+    )
     save_file(tensors, path, meta)
     err = rejected(path, base=tiny_encoder.spec)
     assert err.code == "wrong_base_model" and "2 layers" in err.message

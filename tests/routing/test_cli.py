@@ -1,0 +1,72 @@
+"""The command line, end to end on a tiny base model and CSV files."""
+
+import csv
+import json
+
+from routing.__main__ import main
+from tests.conftest import synthetic_rows
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+    return path
+
+
+def test_train_check_compose_evaluate_predict(tmp_path, tiny_base, capsys):
+    common = ["--base", tiny_base, "--device", "cpu", "--cache", str(tmp_path / "cache")]
+    weather = write_csv(tmp_path / "weather.csv", synthetic_rows("weather", 600))
+    food = write_csv(tmp_path / "food.csv", synthetic_rows("food", 600))
+    for data in (weather, food):
+        out = tmp_path / f"{data.stem}.safetensors"
+        assert (
+            main(["train", "--dataset", str(data), "--out", str(out), "--epochs", "40", *common])
+            == 0
+        )
+    assert "held-out accuracy" in capsys.readouterr().out
+
+    assert main(["check", str(tmp_path / "weather.safetensors"), *common]) == 0
+    out = capsys.readouterr().out
+    assert "OK: head expert" in out and "rainy, sunny" in out
+
+    experts = [
+        f"{tmp_path / 'weather.safetensors'}={weather}",
+        f"{tmp_path / 'food.safetensors'}={food}",
+    ]
+    assert main(["compose", *experts, "--out", str(tmp_path / "mix"), "--top-k", "1", *common]) == 0
+    out = capsys.readouterr().out
+    assert "routing matrix" in out and "normalised load entropy" in out
+    assert "weather" in out and "food" in out
+
+    assert main(["evaluate", str(tmp_path / "mix"), "--json", *common]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["domains"]) == {"weather", "food"}
+    assert report["overall"]["accuracy"] > 0.8
+
+    assert main(["predict", str(tmp_path / "mix"), "lemon vinegar lime sour tart", *common]) == 0
+    assert capsys.readouterr().out.split("\t")[0] == "sour"
+
+
+def test_check_reports_a_rejection_and_exits_non_zero(tmp_path, tiny_base, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"PK\x03\x04 this is a zip, not safetensors")
+    assert main(["check", str(bad), "--base", tiny_base]) == 1
+    assert "REJECTED (not_safetensors)" in capsys.readouterr().err
+
+
+def test_a_missing_dataset_is_a_clear_error(tmp_path, tiny_base, capsys):
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "nope.csv",
+            "--out",
+            str(tmp_path / "x.safetensors"),
+            "--base",
+            tiny_base,
+        ]
+    )
+    assert code == 1
+    assert "unknown dataset 'nope.csv'" in capsys.readouterr().err
