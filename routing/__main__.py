@@ -215,7 +215,14 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from .compose import Composition
 
-    composition = Composition.load(args.folder, device=args.device)
+    if Path(args.folder).is_file():  # a single expert file
+        from .experts import load_expert
+
+        encoder = _encoder(args)
+        expert = load_expert(args.folder, base=encoder.spec)
+        composition = Composition.of_one(encoder, expert)
+    else:
+        composition = Composition.load(args.folder, device=args.device)
     texts = args.texts or [line.strip() for line in sys.stdin if line.strip()]
     for text, p in zip(texts, composition.predict(texts, top_k=args.top_k), strict=True):
         print(f"{p['label']}\t{p['score']:.3f}\t{p['domain']}\t{text[:70]}")
@@ -274,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("predict", parents=[common], help="classify texts (args or stdin)")
-    p.add_argument("folder")
+    p.add_argument("folder", help="a composition folder, or one expert file")
     p.add_argument("texts", nargs="*")
     p.add_argument("--top-k", type=int)
     return parser

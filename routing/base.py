@@ -160,7 +160,8 @@ class BaseEncoder:
         else:
             self._peft.set_adapter(adapter)
             out = self.model(**batch)
-        return mean_pool(out.last_hidden_state, batch["attention_mask"])  # (B, D)
+        # Gates and experts run in float32 whatever dtype the base model loaded in.
+        return mean_pool(out.last_hidden_state, batch["attention_mask"]).float()  # (B, D)
 
     @torch.inference_mode()
     def embed(

@@ -71,6 +71,12 @@ class Composition:
                 expert.head.to(encoder.device)
                 self.adapter_names.append(None)
 
+    @classmethod
+    def of_one(cls, encoder: BaseEncoder, expert: Expert, domain: str | None = None):
+        """A composition of a single expert: its gate always gives it weight 1."""
+        gate = Gate(encoder.hidden_size, 1, GateConfig(top_k=1))
+        return cls(encoder, [expert], [domain or expert.header.domain or expert.name], gate)
+
     @property
     def top_k(self) -> int:
         return self.gate.config.top_k

@@ -47,6 +47,10 @@ def test_train_check_compose_evaluate_predict(tmp_path, tiny_base, capsys):
 
     assert main(["predict", str(tmp_path / "mix"), "lemon vinegar lime sour tart", *common]) == 0
     assert capsys.readouterr().out.split("\t")[0] == "sour"
+    expert = str(tmp_path / "weather.safetensors")
+    assert main(["predict", expert, "rain storm wet cloud umbrella flood", *common]) == 0
+    label, score, domain, _ = capsys.readouterr().out.split("\t")
+    assert (label, domain) == ("rainy", "weather") and float(score) > 0.5
 
 
 def test_check_reports_a_rejection_and_exits_non_zero(tmp_path, tiny_base, capsys):
