@@ -25,9 +25,9 @@ def resolve_base_model(name_or_path: str) -> str:
         return name_or_path
     if name_or_path in _PACKAGED:
         module, sub = _PACKAGED[name_or_path]
-        spec = importlib.util.find_spec(module)
-        if spec is not None and spec.origin:
-            return os.path.join(os.path.dirname(spec.origin), sub)
+        spec = importlib.util.find_spec(module)  # locates the package, runs none of it
+        if spec is not None and spec.submodule_search_locations:
+            return os.path.join(list(spec.submodule_search_locations)[0], sub)
     return name_or_path  # a Hugging Face Hub id, resolved by transformers
 
 

@@ -22,6 +22,12 @@ from .metrics import evaluate_predictions
 from .train import train_gate, warm_start
 
 
+def _log_softmax_on(module: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """Run a module where its weights are (never moving them) and return CPU log-probs."""
+    device = next(module.parameters()).device
+    return torch.log_softmax(module(inputs.to(device)), -1).cpu()
+
+
 @torch.inference_mode()
 def expert_log_probs(
     expert: Expert, encoder: BaseEncoder, texts: list[str], cache: TensorCache, progress=False
@@ -31,12 +37,12 @@ def expert_log_probs(
     def compute() -> torch.Tensor:
         if expert.kind == "head":
             feats = cache.features(encoder, texts, progress=progress)
-            return torch.log_softmax(expert.head.cpu()(feats), -1)
+            return _log_softmax_on(expert.head, feats)
         name = adapter_name(expert)
         if name not in encoder.adapters:
             encoder.add_lora(name, expert.header.lora, expert.lora_tensors)
         pooled = encoder.embed(texts, adapter=name, progress=progress and f"expert {expert.name}")
-        return torch.log_softmax(expert.classifier.cpu()(pooled), -1)
+        return _log_softmax_on(expert.classifier, pooled)
 
     return cache.expert_outputs(expert.sha256, encoder, texts, compute)
 
