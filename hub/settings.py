@@ -100,15 +100,17 @@ else:
     # Embedded default: kombu's filesystem transport, shared by every process
     # that sees the same folder; no server to run.
     _broker = VAR_DIR / "broker"
-    for _sub in ("queue", "processed"):
-        (_broker / _sub).mkdir(parents=True, exist_ok=True)
+    for _folder in (_broker / "queue", _broker / "processed", _broker / "control"):
+        _folder.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker / "queue"),
         "data_folder_out": str(_broker / "queue"),
         "processed_folder": str(_broker / "processed"),
+        "control_folder": str(_broker / "control"),
         "store_processed": False,
     }
+    (VAR_DIR / "results").mkdir(parents=True, exist_ok=True)
     CELERY_RESULT_BACKEND = f"file://{VAR_DIR / 'results'}"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
