@@ -112,17 +112,23 @@ class Composition:
         return probs.cpu(), weights.cpu()
 
     def predict_proba(self, texts: list[str], *, top_k=None, batch_size=64, progress=False):
+        """(probs (n, U), weights (n, N)) in input order.
+
+        Texts are batched by length, as in `BaseEncoder.embed`, so that short
+        texts are not padded to the longest one.
+        """
         from tqdm.auto import tqdm
 
-        parts_p, parts_w = [], []
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        probs = torch.empty(len(texts), len(self.labels))
+        weights = torch.empty(len(texts), len(self.experts))
         bar = tqdm(total=len(texts), desc="predicting", unit="text", disable=not progress)
-        for start in range(0, len(texts), batch_size):
-            p, w = self.forward_batch(texts[start : start + batch_size], top_k)
-            parts_p.append(p)
-            parts_w.append(w)
-            bar.update(len(p))
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            probs[idx], weights[idx] = self.forward_batch([texts[i] for i in idx], top_k)
+            bar.update(len(idx))
         bar.close()
-        return torch.cat(parts_p), torch.cat(parts_w)
+        return probs, weights
 
     def predict(self, texts: list[str], *, top_k=None) -> list[dict]:
         probs, weights = self.predict_proba(texts, top_k=top_k)

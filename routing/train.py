@@ -66,10 +66,14 @@ def train_lora(
     batch_size: int = 32,
     lr: float = 1e-3,
     seed: int = 0,
+    probe_features: torch.Tensor | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, torch.Tensor], nn.Linear]:
     """Train a PEFT LoRA adapter on a copy of the encoder plus a classification layer.
 
+    With `probe_features` (the frozen base's pooled features of `texts`), the
+    classifier starts as a linear probe fitted on them, so even a short LoRA
+    run starts from what a probe already knows instead of from chance.
     Returns canonical LoRA tensors ("encoder.layer.0.attention.self.query.lora_A.weight")
     and the classifier.
     """
@@ -82,7 +86,10 @@ def train_lora(
     )
     model = get_peft_model(copy.deepcopy(encoder.model), config)
     model.to(encoder.device).train()
-    classifier = nn.Linear(encoder.hidden_size, n_labels).to(encoder.device)
+    classifier = nn.Linear(encoder.hidden_size, n_labels)
+    if probe_features is not None:
+        fit_linear_probe(classifier, probe_features, targets)
+    classifier.to(encoder.device)
     params = [p for p in model.parameters() if p.requires_grad] + list(classifier.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     steps = epochs * math.ceil(len(texts) / batch_size)
@@ -104,6 +111,19 @@ def train_lora(
     state = get_peft_model_state_dict(model)
     lora = {k.removeprefix("base_model.model."): v.detach().cpu() for k, v in state.items()}
     return lora, classifier.cpu().eval().requires_grad_(False)
+
+
+def fit_linear_probe(
+    layer: nn.Linear, features: torch.Tensor, targets: torch.Tensor, steps: int = 300
+) -> nn.Linear:
+    """Fit a linear layer on frozen features, full batch (a logistic-regression probe)."""
+    opt = torch.optim.Adam(layer.parameters(), lr=0.01, weight_decay=1e-4)
+    for _ in range(steps):
+        loss = nn.functional.cross_entropy(layer(features), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return layer
 
 
 def warm_start(

@@ -195,6 +195,7 @@ def train_expert_file(
         r = options.pop("r", 8)
         alpha = options.pop("alpha", 2.0 * r)
         targets_modules = tuple(options.pop("target_modules", ("query", "value")))
+        probe = cache.features(encoder, data.train.texts, progress=progress and "embedding train")
         lora, classifier = train_lora(
             encoder,
             data.train.texts,
@@ -204,6 +205,7 @@ def train_expert_file(
             alpha=alpha,
             target_modules=targets_modules,
             seed=seed,
+            probe_features=probe,
             progress=progress,
             **options,
         )

@@ -1,0 +1,478 @@
+"""Reproduce the paper's kinds of claims on real data: the multi-domain benchmark.
+
+Four domains, each owned by a simulated contributor who trains an expert on
+its own domain only: BBC News, Reuters R8, 20 Newsgroups, Rotten Tomatoes.
+Every system is scored on the same held-out splits in the union label space,
+over several seeds; see docs/results.md for the output and its reading.
+
+    .venv/bin/python bench/paper.py            # full run, writes docs/results.*
+    .venv/bin/python bench/paper.py --quick    # minutes, small subsets
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+
+from routing.base import BaseEncoder  # noqa: E402
+from routing.cache import TensorCache  # noqa: E402
+from routing.compose import Composition, union_labels  # noqa: E402
+from routing.config import GateConfig, LossWeights, TrainConfig  # noqa: E402
+from routing.data import load_domain  # noqa: E402
+from routing.experts import load_expert, save_head_expert, save_lora_expert  # noqa: E402
+from routing.flops import encoder_flops, lora_extra_flops, mlp_flops  # noqa: E402
+from routing.gate import Gate, top_k_weights  # noqa: E402
+from routing.metrics import evaluate_predictions  # noqa: E402
+from routing.train import train_gate, train_head, train_lora  # noqa: E402
+from routing.workflow import cached_split, expert_log_probs  # noqa: E402
+
+DOMAINS = ("bbc", "reuters8", "20news", "rotten")
+HEAD_HIDDEN = 256
+LORA_R = 8
+HEAD_EPOCHS = 30
+
+# Sizes per domain and split; "lora" sizes are subsets of the "head" ones.
+PROFILES = {
+    "full": {
+        "head": {"train": 4000, "router": 1500, "eval": 2000, "seeds": 3},
+        "lora": {"train": 400, "router": 200, "eval": 300, "seeds": 3, "epochs": 1},
+        "timing_texts": 256,
+    },
+    "quick": {
+        "head": {"train": 300, "router": 150, "eval": 150, "seeds": 3},
+        "lora": {"train": 48, "router": 32, "eval": 40, "seeds": 1, "epochs": 1},
+        "timing_texts": 64,
+    },
+}
+
+# Gate variants: (name, loss weights, top-k at inference); N = 4 experts.
+DEFAULT = LossWeights()
+
+
+def gate_variants(n: int) -> list[tuple[str, LossWeights, int]]:
+    def w(**changes):
+        return LossWeights(**{**DEFAULT.__dict__, **changes})
+
+    return [
+        ("gate-dense", DEFAULT, n),
+        ("gate-top2", DEFAULT, 2),
+        ("gate-top1", DEFAULT, 1),
+        ("no-entropy", w(entropy_example=0.0, entropy_batch=0.0), 2),
+        ("no-balance", w(balance=0.0), 2),
+        ("no-routing-ce", w(routing=0.0), 2),
+        ("strong-entropy", w(entropy_batch=0.5), 2),
+    ]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def token_counts(encoder: BaseEncoder, texts: list[str]) -> torch.Tensor:
+    enc = encoder.tokenizer(texts, truncation=True, max_length=encoder.max_length)
+    return torch.tensor([len(ids) for ids in enc["input_ids"]], dtype=torch.float64)
+
+
+def limited_domains(sizes: dict, limit: int | None) -> dict:
+    data = {}
+    for name in DOMAINS:
+        d = load_domain(name)
+        for split in ("train", "router", "eval"):
+            n = sizes[split] if limit is None else min(sizes[split], limit)
+            setattr(d, split, getattr(d, split).limited(n))
+        data[name] = d
+    return data
+
+
+def head_params(d: int, h: int, labels: int) -> int:
+    return d * h + h + h * labels + labels
+
+
+def train_experts(kind, encoder, data, cache, folder, seed, epochs) -> tuple[list, dict]:
+    """Each contributor trains on its own domain; returns experts and training seconds."""
+    experts, seconds = [], {}
+    for name, d in data.items():
+        index = {label: i for i, label in enumerate(d.labels)}
+        targets = torch.tensor([index[x] for x in d.train.labels])
+        path = folder / f"{kind}-{name}-{seed}.safetensors"
+        t0 = time.perf_counter()
+        if kind == "head":
+            feats = cache.features(encoder, d.train.texts)
+            head = train_head(
+                feats, targets, len(d.labels), hidden=HEAD_HIDDEN, epochs=HEAD_EPOCHS, seed=seed
+            )
+            save_head_expert(path, head, labels=d.labels, base_model=encoder.name, domain=name)
+        else:
+            lora, cls = train_lora(
+                encoder,
+                d.train.texts,
+                targets,
+                len(d.labels),
+                r=LORA_R,
+                alpha=2 * LORA_R,
+                epochs=epochs,
+                seed=seed,
+                probe_features=cache.features(encoder, d.train.texts),
+            )
+            save_lora_expert(
+                path,
+                lora_tensors=lora,
+                classifier=cls,
+                r=LORA_R,
+                alpha=2 * LORA_R,
+                target_modules=["query", "value"],
+                labels=d.labels,
+                base_model=encoder.name,
+                domain=name,
+            )
+        seconds[name] = time.perf_counter() - t0
+        experts.append(load_expert(path, base=encoder.spec, labels=d.labels, name=name))
+    return experts, seconds
+
+
+def train_monolithic(kind, encoder, data, labels, cache, folder, seed, epochs, budget):
+    """One model of the same base trained centrally on all domains, same parameter budget."""
+    index = {label: i for i, label in enumerate(labels)}
+    texts = [t for d in data.values() for t in d.train.texts]
+    targets = torch.tensor([index[x] for d in data.values() for x in d.train.labels])
+    path = folder / f"{kind}-monolithic-{seed}.safetensors"
+    d_model = encoder.hidden_size
+    t0 = time.perf_counter()
+    if kind == "head":
+        hidden = max(1, round((budget - len(labels)) / (d_model + 1 + len(labels))))
+        feats = torch.cat([cache.features(encoder, d.train.texts) for d in data.values()])
+        head = train_head(feats, targets, len(labels), hidden=hidden, epochs=HEAD_EPOCHS, seed=seed)
+        save_head_expert(path, head, labels=labels, base_model=encoder.name, domain="all")
+        shape = {"hidden": hidden}
+    else:
+        r = LORA_R * len(data)
+        probe = torch.cat([cache.features(encoder, d.train.texts) for d in data.values()])
+        lora, cls = train_lora(
+            encoder,
+            texts,
+            targets,
+            len(labels),
+            r=r,
+            alpha=2 * r,
+            epochs=epochs,
+            seed=seed,
+            probe_features=probe,
+        )
+        save_lora_expert(
+            path,
+            lora_tensors=lora,
+            classifier=cls,
+            r=r,
+            alpha=2 * r,
+            target_modules=["query", "value"],
+            labels=labels,
+            base_model=encoder.name,
+            domain="all",
+        )
+        shape = {"r": r}
+    seconds = time.perf_counter() - t0
+    expert = load_expert(path, base=encoder.spec, labels=labels, name="monolithic")
+    return expert, seconds, shape
+
+
+def expert_flops(kind, encoder, expert, tokens: torch.Tensor) -> torch.Tensor:
+    """Per-example FLOPs of running one expert (for lora: its whole adapted pass)."""
+    spec, d = encoder.spec, encoder.hidden_size
+    n_labels = len(expert.labels)
+    if kind == "head":
+        hidden = expert.head.hidden.out_features
+        return torch.full_like(tokens, mlp_flops([d, hidden, n_labels]))
+    modules = list(expert.header.lora.modules)
+    r = expert.header.lora.r
+    base = torch.tensor([encoder_flops(spec, int(t)) for t in tokens], dtype=torch.float64)
+    extra = torch.tensor(
+        [lora_extra_flops(spec, r, modules, int(t)) for t in tokens], dtype=torch.float64
+    )
+    return base + extra + mlp_flops([d, n_labels])
+
+
+def timed(fn, repeats: int = 2) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def measure_times(encoder, experts, names, gates, mono, data, profile) -> dict:
+    """Seconds per example of each system's real execution on the same texts, one run."""
+    log("measuring inference time")
+    n = len(experts)
+    per_domain = max(1, profile["timing_texts"] // len(data))
+    texts = {name: d.eval.texts[:per_domain] for name, d in data.items()}
+    t_texts = [t for name in names for t in texts[name]]
+    timing = {}
+    for name in ("gate-dense", "gate-top2", "gate-top1"):
+        gate, k, _ = gates[name]
+        comp = Composition(encoder, experts, names, gate)
+        timing[name] = timed(lambda c=comp, k=k: c.predict_proba(t_texts, top_k=k))
+    uniform_gate = Gate(encoder.hidden_size, n, GateConfig(top_k=n))
+    with torch.no_grad():
+        for p in uniform_gate.out.parameters():
+            p.zero_()  # equal logits: exactly uniform weights
+    uniform = Composition(encoder, experts, names, uniform_gate)
+    timing["uniform"] = timed(lambda: uniform.predict_proba(t_texts, top_k=n))
+    singles = {e.name: Composition.of_one(encoder, e) for e in experts}
+
+    def run_oracle():  # each domain's texts through its own expert only
+        for name, single in singles.items():
+            single.predict_proba(texts[name])
+
+    timing["oracle"] = timed(run_oracle)
+    mono_comp = Composition.of_one(encoder, mono)
+    timing["monolithic"] = timed(lambda: mono_comp.predict_proba(t_texts))
+    return {k: v / len(t_texts) for k, v in timing.items()}
+
+
+def run_kind(kind, profile, encoder, cache, limit, folder) -> dict:
+    sizes = profile[kind]
+    data = limited_domains(sizes, limit)
+    names = list(data)
+    log(
+        f"{kind}: sizes "
+        + ", ".join(f"{n} {len(d.train)}/{len(d.router)}/{len(d.eval)}" for n, d in data.items())
+    )
+    # Contributors embed their own data once (cached for every later seed and run).
+    embed_seconds = {}
+    for name, d in data.items():
+        t0 = time.perf_counter()
+        for split in (d.train, d.router, d.eval):
+            cache.features(encoder, split.texts, progress=f"{name} features")
+        embed_seconds[name] = time.perf_counter() - t0
+    d_model = encoder.hidden_size
+    spec = encoder.spec
+    eval_texts = [t for d in data.values() for t in d.eval.texts]
+    eval_tokens = token_counts(encoder, eval_texts)
+    base_flops = torch.tensor(
+        [encoder_flops(spec, int(t)) for t in eval_tokens], dtype=torch.float64
+    )
+    train_tokens = {n: token_counts(encoder, d.train.texts) for n, d in data.items()}
+    seeds = []
+    for seed in range(sizes["seeds"]):
+        log(f"{kind}: seed {seed}: training the experts")
+        experts, expert_seconds = train_experts(
+            kind, encoder, data, cache, folder, seed, sizes.get("epochs", 1)
+        )
+        labels = union_labels([e.labels for e in experts])
+        budget = sum(e.header.num_parameters for e in experts)
+        log(f"{kind}: seed {seed}: training the monolithic baseline")
+        mono, mono_seconds, mono_shape = train_monolithic(
+            kind, encoder, data, labels, cache, folder, seed, sizes.get("epochs", 1), budget
+        )
+        log(f"{kind}: seed {seed}: expert outputs and gates")
+        router = cached_split(experts, names, data, "router", encoder, cache)
+        ev = cached_split(experts, names, data, "eval", encoder, cache)
+        n = len(experts)
+
+        def score(probs, weights, ev=ev):
+            return evaluate_predictions(
+                probs, weights, ev.targets, ev.domain_idx, ev.domains, ev.domain_labels
+            )
+
+        systems, gates = {}, {}
+        mono_lp = expert_log_probs(mono, encoder, eval_texts, cache)
+        mono_report = score(mono_lp.exp(), torch.ones(len(eval_texts), 1))
+        mono_report.pop("utilisation")
+        mono_report.pop("routing_matrix")
+        systems["monolithic"] = mono_report
+        oracle_w = torch.nn.functional.one_hot(ev.domain_idx, n).float()
+        systems["oracle"] = score(torch.einsum("bn,bnu->bu", oracle_w, ev.expert_probs), oracle_w)
+        uniform_w = torch.full((len(eval_texts), n), 1.0 / n)
+        systems["uniform"] = score(
+            torch.einsum("bn,bnu->bu", uniform_w, ev.expert_probs), uniform_w
+        )
+        gate_seconds = {}
+        trained: dict[str, Gate] = {}
+        for name, weights, k in gate_variants(n):
+            key = json.dumps(weights.__dict__, sort_keys=True)
+            if key not in trained:
+                keep = router.targets >= 0
+                gate, info = train_gate(
+                    router.features[keep],
+                    router.expert_probs[keep],
+                    router.targets[keep],
+                    router.domain_experts[keep],
+                    gate_config=GateConfig(top_k=k),
+                    train_config=TrainConfig(seed=seed, loss=weights),
+                )
+                trained[key] = gate
+                gate_seconds[name] = info["seconds"]
+            gate = trained[key]
+            with torch.inference_mode():
+                w = top_k_weights(gate(ev.features, top_k=n).probs, k)
+            systems[name] = score(torch.einsum("bn,bnu->bu", w, ev.expert_probs), w)
+            gates[name] = (gate, k, w)
+
+        # Counted FLOPs per example, averaged over the eval examples.
+        per_expert = torch.stack(
+            [expert_flops(kind, encoder, e, eval_tokens) for e in experts], dim=1
+        )  # (n_eval, N)
+        gate_cost = mlp_flops([d_model, GateConfig().hidden, n])
+        flops = {}
+        for name, (_, _, w) in gates.items():
+            flops[name] = float((base_flops + gate_cost + ((w > 0) * per_expert).sum(1)).mean())
+        if kind == "head":
+            flops["uniform"] = float((base_flops + per_expert.sum(1)).mean())
+            flops["oracle"] = float((base_flops + (oracle_w * per_expert).sum(1)).mean())
+        else:  # no gate, so no separate base pass
+            flops["uniform"] = float(per_expert.sum(1).mean())
+            flops["oracle"] = float((oracle_w * per_expert).sum(1).mean())
+        mono_flops = expert_flops(kind, encoder, mono, eval_tokens)
+        flops["monolithic"] = float((mono_flops + (base_flops if kind == "head" else 0)).mean())
+
+        # Training cost per contributor against the central model.
+        def embed_flops(name):
+            return float(sum(encoder_flops(spec, int(t)) for t in train_tokens[name]))
+
+        train_cost = {}
+        epochs = HEAD_EPOCHS if kind == "head" else sizes.get("epochs", 1)
+        for e, name in zip(experts, names, strict=True):
+            examples = len(data[name].train)
+            if kind == "head":
+                fl = embed_flops(name) + 6 * e.header.num_parameters * examples * epochs
+            else:
+                lora_fl = sum(
+                    lora_extra_flops(spec, LORA_R, list(e.header.lora.modules), int(t))
+                    for t in train_tokens[name]
+                )
+                fl = 3 * (embed_flops(name) + lora_fl) * epochs
+            train_cost[name] = {
+                "examples": examples,
+                "seconds": expert_seconds[name],
+                "flops": fl,
+                "parameters": e.header.num_parameters,
+            }
+        all_examples = sum(len(d.train) for d in data.values())
+        if kind == "head":
+            mono_fl = sum(embed_flops(n_) for n_ in names) + (
+                6 * mono.header.num_parameters * all_examples * epochs
+            )
+        else:
+            mono_fl = sum(
+                3
+                * (
+                    embed_flops(n_)
+                    + sum(
+                        lora_extra_flops(
+                            spec, mono.header.lora.r, list(mono.header.lora.modules), int(t)
+                        )
+                        for t in train_tokens[n_]
+                    )
+                )
+                * epochs
+                for n_ in names
+            )
+        train_cost["monolithic"] = {
+            "examples": all_examples,
+            "seconds": mono_seconds,
+            "flops": mono_fl,
+            "parameters": mono.header.num_parameters,
+            **mono_shape,
+        }
+
+        timing = (
+            measure_times(encoder, experts, names, gates, mono, data, profile)
+            if (seed == 0)
+            else {}
+        )
+        alone = {}
+        for k_, name in enumerate(names):
+            m = ev.domain_idx == k_
+            pred = ev.expert_probs[m, k_].argmax(-1)
+            alone[name] = float((pred == ev.targets[m]).float().mean())
+        seeds.append(
+            {
+                "seed": seed,
+                "systems": systems,
+                "flops": flops,
+                "time_per_example": timing,
+                "train_cost": train_cost,
+                "gate_seconds": gate_seconds,
+                "expert_alone": alone,
+                "expert_names": names,
+                "mono_shape": mono_shape,
+            }
+        )
+    return {
+        "kind": kind,
+        "sizes": {
+            n: {"train": len(d.train), "router": len(d.router), "eval": len(d.eval)}
+            for n, d in data.items()
+        },
+        "embed_seconds": embed_seconds,
+        "eval_tokens_mean": float(eval_tokens.mean()),
+        "seeds": seeds,
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small subsets, a few minutes")
+    parser.add_argument("--limit", type=int, help="cap every split at this many examples")
+    parser.add_argument("--kinds", default="head,lora")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
+    parser.add_argument("--cache", default=None, help="feature cache (default: shared cache)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--timing-texts", type=int, help="texts timed per system (default: 256, quick 64)"
+    )
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    profile = dict(PROFILES["quick" if args.quick else "full"])
+    if args.timing_texts:
+        profile["timing_texts"] = args.timing_texts
+    started = time.perf_counter()
+    encoder = BaseEncoder(device=args.device)
+    cache = TensorCache(args.cache)
+    results = {
+        "command": "python bench/paper.py"
+        + (" --quick" if args.quick else "")
+        + (f" --limit {args.limit}" if args.limit else ""),
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "device": str(encoder.device),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "base_model": encoder.name,
+        "max_length": encoder.max_length,
+        "profile": "quick" if args.quick else "full",
+        "kinds": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in args.kinds.split(","):
+            results["kinds"][kind] = run_kind(kind, profile, encoder, cache, args.limit, Path(tmp))
+    results["seconds"] = time.perf_counter() - started
+    from bench.paper_report import write_report
+
+    write_report(results, args.out)
+    log(f"done in {results['seconds']:.0f} s; wrote {args.out / 'results.md'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
