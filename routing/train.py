@@ -117,6 +117,7 @@ def fit_linear_probe(
     layer: nn.Linear, features: torch.Tensor, targets: torch.Tensor, steps: int = 300
 ) -> nn.Linear:
     """Fit a linear layer on frozen features, full batch (a logistic-regression probe)."""
+    features = features.clone()  # cached features may be inference tensors
     opt = torch.optim.Adam(layer.parameters(), lr=0.01, weight_decay=1e-4)
     for _ in range(steps):
         loss = nn.functional.cross_entropy(layer(features), targets)
