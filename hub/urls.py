@@ -1,9 +1,35 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
 
-from . import views
+from experts import api
+from experts import views as expert_views
+
+from . import accounts, views
+
+router = DefaultRouter()
+router.register("mixtures", api.MixtureViewSet)
+router.register("domains", api.DomainViewSet)
+router.register("experts", api.ExpertViewSet, basename="expert")
+router.register("compositions", api.CompositionViewSet)
+router.register("jobs", api.JobViewSet, basename="job")
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("m/<slug:slug>/", expert_views.mixture_detail, name="mixture"),
+    path("m/<slug:slug>/upload/", expert_views.upload, name="upload"),
+    path("experts/<int:pk>/", expert_views.expert_detail, name="expert"),
+    path("experts/<int:pk>/download/", expert_views.expert_download, name="expert-download"),
+    path("experts/<int:pk>/retire/", expert_views.expert_retire, name="expert-retire"),
+    path("accounts/register/", accounts.register, name="register"),
+    path("accounts/profile/", accounts.profile, name="profile"),
+    path("accounts/token/", accounts.token_create, name="token-create"),
+    path("accounts/token/revoke/", accounts.token_revoke, name="token-revoke"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("api/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("admin/", admin.site.urls),
 ]

@@ -126,6 +126,12 @@ class BaseEncoder:
         self._peft.to(self.device).eval().requires_grad_(False)
         self.adapters.append(name)
 
+    def fresh_model(self):
+        """A new, trainable copy of the base weights, free of any attached adapter."""
+        from transformers import AutoModel
+
+        return AutoModel.from_pretrained(self.location, revision=self.revision).to(self.device)
+
     @property
     def hidden_size(self) -> int:
         return self.spec.hidden_size

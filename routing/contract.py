@@ -297,14 +297,15 @@ def check_expert_file(
     base: BaseSpec | None = None,
     labels: list[str] | None = None,
     adapter_config: dict | str | os.PathLike | None = None,
+    look_beside: bool = True,
 ) -> ExpertHeader:
     """Check an expert file's header against the contract; return what it declares.
 
     `base` is the mixture's base model and `labels` the domain's labels in
     their documented order; when given, the file must match them. A PEFT
     adapter (no `moecollab.*` metadata) needs `adapter_config` (a dict or the
-    path of `adapter_config.json`, default: the file beside it) and takes
-    its labels from `labels`.
+    path of `adapter_config.json`, default: the file beside it unless
+    `look_beside` is false) and takes its labels from `labels`.
     """
     header = read_header(path)
     metadata = header.metadata
@@ -332,7 +333,7 @@ def check_expert_file(
     else:
         if adapter_config is None:
             beside = Path(path).with_name("adapter_config.json")
-            if not beside.exists():
+            if not look_beside or not beside.exists():
                 raise ContractError(
                     "missing_metadata",
                     f"__metadata__ lacks {KEY_FORMAT!r}: write experts with "

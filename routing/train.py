@@ -84,7 +84,8 @@ def train_lora(
     config = LoraConfig(
         r=r, lora_alpha=alpha, target_modules=list(target_modules), lora_dropout=0.05
     )
-    model = get_peft_model(copy.deepcopy(encoder.model), config)
+    # A fresh copy: the shared encoder may carry other experts' adapters.
+    model = get_peft_model(encoder.fresh_model(), config)
     model.to(encoder.device).train()
     classifier = nn.Linear(encoder.hidden_size, n_labels)
     if probe_features is not None:

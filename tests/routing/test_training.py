@@ -177,3 +177,22 @@ def test_gate_expansion_copies_old_rows():
     assert torch.equal(bigger.out.weight[:2], gate.out.weight)
     assert torch.equal(bigger.hidden.weight, gate.hidden.weight)
     assert torch.equal(bigger.out.weight[2], torch.ones(4))
+
+
+def test_lora_training_starts_from_clean_base_weights(tmp_path, tiny_encoder):
+    import warnings
+
+    from routing.train import train_lora
+    from tests.conftest import make_lora_file
+
+    attached = load_expert(make_lora_file(tmp_path / "l.safetensors", tiny_encoder, ["a", "b"]))
+    tiny_encoder.add_lora("other", attached.header.lora, attached.lora_tensors)
+    data = synthetic_domain("weather", 64)
+    targets = torch.tensor([data.labels.index(x) for x in data.train.labels])
+    with warnings.catch_warnings():
+        # PEFT warns when it wraps an already adapted model
+        warnings.filterwarnings("error", message=".*PEFT for a second time")
+        warnings.filterwarnings("error", message=".*multiple adapters")
+        lora, _ = train_lora(tiny_encoder, data.train.texts, targets, 2, r=2, epochs=1)
+    assert len(lora) == 2 * 2 * tiny_encoder.spec.num_layers
+    assert all(k.startswith("encoder.layer.") for k in lora)

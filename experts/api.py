@@ -1,0 +1,233 @@
+"""REST API: the same capabilities as the pages, with per-action permissions."""
+
+from __future__ import annotations
+
+import json
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, parsers, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException
+from rest_framework.response import Response
+
+from .models import Composition, Domain, Expert, Job, Mixture
+from .queries import visible_experts, visible_jobs
+from .services.upload import UploadError, UploadRequest, accept_upload
+from .tasks_api import enqueue_validation
+
+
+class DomainSerializer(serializers.ModelSerializer):
+    mixture = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Domain
+        fields = ["id", "mixture", "name", "description", "labels", "router_count", "eval_count"]
+
+
+class MixtureSerializer(serializers.ModelSerializer):
+    base_model = serializers.CharField(source="base_model.name", read_only=True)
+    domains = DomainSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Mixture
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "description",
+            "base_model",
+            "task_type",
+            "routing",
+            "tolerance",
+            "upload_quota",
+            "max_upload_bytes",
+            "hub_repo_id",
+            "publish_automatically",
+            "domains",
+            "created_at",
+        ]
+
+
+class ExpertSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    mixture = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    domain = serializers.CharField(source="domain.name", read_only=True)
+
+    class Meta:
+        model = Expert
+        fields = [
+            "id",
+            "owner",
+            "mixture",
+            "domain",
+            "name",
+            "description",
+            "licence",
+            "kind",
+            "source",
+            "sha256",
+            "size",
+            "num_parameters",
+            "status",
+            "report",
+            "metrics",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ExpertUploadSerializer(serializers.Serializer):
+    mixture = serializers.SlugField()
+    domain = serializers.CharField()
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    licence = serializers.ChoiceField(choices=Expert.Licence.choices, default=Expert.Licence.APACHE)
+    file = serializers.FileField()
+    adapter_config = serializers.FileField(required=False)
+
+    def validate_adapter_config(self, f):
+        try:
+            data = json.loads(f.read(64 * 1024 + 1).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise serializers.ValidationError(f"not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("must hold a JSON object")
+        return data
+
+
+class CompositionSerializer(serializers.ModelSerializer):
+    mixture = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Composition
+        fields = [
+            "id",
+            "mixture",
+            "version",
+            "expert_shas",
+            "metrics",
+            "contributions",
+            "is_current",
+            "created_at",
+            "hub_status",
+            "hub_commit",
+            "hub_url",
+        ]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "kind",
+            "mixture",
+            "expert",
+            "composition",
+            "status",
+            "progress",
+            "message",
+            "error",
+            "attempts",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class UploadFailed(APIException):
+    def __init__(self, error: UploadError):
+        self.status_code = error.status
+        super().__init__(detail={"detail": error.message, "code": error.code})
+
+
+class MixtureViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Mixture.objects.select_related("base_model").prefetch_related("domains")
+    serializer_class = MixtureSerializer
+    lookup_field = "slug"
+
+
+class DomainViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Domain.objects.select_related("mixture")
+    serializer_class = DomainSerializer
+
+
+class IsOwner(permissions.BasePermission):
+    def has_object_permission(self, request, view, obj):
+        return obj.owner_id == request.user.pk
+
+
+class ExpertViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Experts a user may see; upload with multipart POST; owners retire theirs."""
+
+    serializer_class = ExpertSerializer
+    parser_classes = [parsers.MultiPartParser, parsers.JSONParser]
+
+    def get_queryset(self):
+        return visible_experts(self.request.user)
+
+    def get_permissions(self):
+        if self.action in ("create", "retire"):
+            return [permissions.IsAuthenticated()]
+        return [permissions.AllowAny()]
+
+    def get_throttles(self):
+        if self.action == "create":
+            self.throttle_scope = "uploads"
+        return super().get_throttles()
+
+    @extend_schema(
+        request={"multipart/form-data": ExpertUploadSerializer}, responses={201: ExpertSerializer}
+    )
+    def create(self, request, *args, **kwargs):
+        if getattr(request._request, "upload_too_large", False):
+            raise UploadFailed(
+                UploadError(413, "the file is larger than this hub accepts", "too_large")
+            )
+        upload = ExpertUploadSerializer(data=request.data)
+        upload.is_valid(raise_exception=True)
+        data = upload.validated_data
+        mixture = get_object_or_404(Mixture, slug=data["mixture"])
+        domain = get_object_or_404(Domain, mixture=mixture, name=data["domain"])
+        try:
+            expert = accept_upload(
+                request.user,
+                UploadRequest(
+                    mixture=mixture,
+                    domain=domain,
+                    name=data["name"],
+                    description=data["description"],
+                    licence=data["licence"],
+                    file=data["file"],
+                    adapter_config=data.get("adapter_config"),
+                ),
+                enqueue=enqueue_validation,
+            )
+        except UploadError as exc:
+            raise UploadFailed(exc) from None
+        return Response(ExpertSerializer(expert).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: ExpertSerializer})
+    @action(detail=True, methods=["post"])
+    def retire(self, request, pk=None):
+        expert = self.get_object()
+        if expert.owner_id != request.user.pk:
+            return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+        Expert.objects.filter(pk=expert.pk).update(status=Expert.Status.RETIRED)
+        expert.refresh_from_db()
+        return Response(ExpertSerializer(expert).data)
+
+
+class CompositionViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Composition.objects.select_related("mixture")
+    serializer_class = CompositionSerializer
+
+
+class JobViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = JobSerializer
+    permission_classes = [permissions.IsAuthenticated]
+
+    def get_queryset(self):
+        return visible_jobs(self.request.user)

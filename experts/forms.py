@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import json
+
+from django import forms
+
+from .models import Domain, Expert
+
+
+class UploadForm(forms.Form):
+    domain = forms.ModelChoiceField(queryset=Domain.objects.none(), empty_label=None)
+    name = forms.CharField(max_length=100)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    licence = forms.ChoiceField(choices=Expert.Licence.choices, initial=Expert.Licence.APACHE)
+    file = forms.FileField(help_text="the expert's .safetensors file")
+    adapter_config = forms.FileField(
+        required=False, help_text="adapter_config.json, only for a plain PEFT adapter"
+    )
+
+    def __init__(self, *args, mixture, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["domain"].queryset = mixture.domains.all()
+
+    def clean_adapter_config(self):
+        f = self.cleaned_data.get("adapter_config")
+        if not f:
+            return None
+        if f.size > 64 * 1024:
+            raise forms.ValidationError("adapter_config.json is larger than 64 KiB")
+        try:
+            data = json.loads(f.read().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise forms.ValidationError(f"adapter_config.json is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise forms.ValidationError("adapter_config.json must hold a JSON object")
+        return data
+
+
+class DomainDataForm(forms.Form):
+    file = forms.FileField(help_text="CSV with a text,label header, or JSONL")

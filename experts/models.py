@@ -1,0 +1,232 @@
+"""Mixtures, domains, experts, compositions and jobs."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage
+from django.db import models
+from django.urls import reverse
+
+from routing.base import BaseSpec
+from routing.config import GateConfig, LossWeights, to_dict
+
+
+def private_storage() -> FileSystemStorage:
+    """Uploaded files live outside anything served directly; downloads go through views."""
+    return FileSystemStorage(location=settings.MEDIA_ROOT, base_url=None)
+
+
+def expert_upload_to(instance, filename: str) -> str:
+    return f"experts/{uuid.uuid4().hex}.safetensors"
+
+
+def domain_data_to(instance, filename: str) -> str:
+    return f"domains/{uuid.uuid4().hex}.jsonl"
+
+
+def default_routing() -> dict:
+    return {"gate": to_dict(GateConfig()), "loss": to_dict(LossWeights()), "seed": 0}
+
+
+class BaseModel(models.Model):
+    """A frozen backbone that a mixture's experts are trained on."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="Hugging Face id or path")
+    revision = models.CharField(max_length=100, blank=True)
+    hidden_size = models.PositiveIntegerField()
+    num_layers = models.PositiveIntegerField()
+    intermediate_size = models.PositiveIntegerField()
+    licence = models.CharField(max_length=50, default="apache-2.0")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def spec(self) -> BaseSpec:
+        return BaseSpec(self.name, self.hidden_size, self.num_layers, self.intermediate_size)
+
+
+class Mixture(models.Model):
+    class Task(models.TextChoices):
+        CLASSIFICATION = "classification", "Text classification"
+
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    base_model = models.ForeignKey(BaseModel, on_delete=models.PROTECT)
+    task_type = models.CharField(max_length=30, choices=Task.choices, default=Task.CLASSIFICATION)
+    routing = models.JSONField(default=default_routing, help_text="gate, loss weights, seed")
+    tolerance = models.FloatField(
+        default=0.02, help_text="largest accuracy drop allowed on any other domain"
+    )
+    upload_quota = models.PositiveIntegerField(
+        default=10, help_text="experts per contributor that are not retired or rejected"
+    )
+    max_upload_bytes = models.PositiveBigIntegerField(default=64 * 1024 * 1024)
+    hub_repo_id = models.CharField(max_length=200, blank=True)
+    publish_automatically = models.BooleanField(default=False)
+    maintainers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="maintained_mixtures"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("mixture", args=[self.slug])
+
+    def is_maintainer(self, user) -> bool:
+        return user.is_authenticated and (
+            user.is_staff or self.maintainers.filter(pk=user.pk).exists()
+        )
+
+
+class Domain(models.Model):
+    mixture = models.ForeignKey(Mixture, on_delete=models.CASCADE, related_name="domains")
+    name = models.SlugField(max_length=80)
+    description = models.TextField(blank=True)
+    labels = models.JSONField(default=list, help_text="the documented label order")
+    router_data = models.FileField(upload_to=domain_data_to, storage=private_storage, blank=True)
+    eval_data = models.FileField(upload_to=domain_data_to, storage=private_storage, blank=True)
+    router_count = models.PositiveIntegerField(default=0)
+    eval_count = models.PositiveIntegerField(default=0)
+    source = models.CharField(max_length=200, blank=True, help_text="where the data came from")
+
+    class Meta:
+        ordering = ["mixture", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["mixture", "name"], name="unique_domain_per_mixture")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mixture.slug}/{self.name}"
+
+
+class Expert(models.Model):
+    class Status(models.TextChoices):
+        UPLOADED = "uploaded"
+        VALIDATING = "validating"
+        ACCEPTED = "accepted"
+        REJECTED = "rejected"
+        FAILED = "failed"
+        RETIRED = "retired"
+
+    class Kind(models.TextChoices):
+        HEAD = "head"
+        LORA = "lora"
+
+    class Licence(models.TextChoices):
+        APACHE = "apache-2.0", "Apache 2.0"
+        MIT = "mit", "MIT"
+        CC_BY = "cc-by-4.0", "CC BY 4.0"
+        CC_BY_SA = "cc-by-sa-4.0", "CC BY-SA 4.0"
+        CC_BY_NC = "cc-by-nc-4.0", "CC BY-NC 4.0"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="experts"
+    )
+    mixture = models.ForeignKey(Mixture, on_delete=models.CASCADE, related_name="experts")
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="experts")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    licence = models.CharField(max_length=20, choices=Licence.choices, default=Licence.APACHE)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    source = models.CharField(max_length=20, default="moecollab", help_text="moecollab or peft")
+    file = models.FileField(upload_to=expert_upload_to, storage=private_storage)
+    adapter_config = models.JSONField(null=True, blank=True, help_text="PEFT adapter_config.json")
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField()
+    num_parameters = models.PositiveBigIntegerField(default=0)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.UPLOADED)
+    report = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["mixture", "sha256"], name="unique_expert_file")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind}, {self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("expert", args=[self.pk])
+
+
+class Composition(models.Model):
+    class Publish(models.TextChoices):
+        NONE = "none"
+        QUEUED = "queued"
+        PUBLISHED = "published"
+        FAILED = "failed"
+
+    mixture = models.ForeignKey(Mixture, on_delete=models.CASCADE, related_name="compositions")
+    version = models.PositiveIntegerField()
+    experts = models.ManyToManyField(Expert, related_name="compositions")
+    expert_shas = models.JSONField(default=list, help_text="the exact expert set, in gate order")
+    folder = models.CharField(max_length=300, blank=True, help_text="under MEDIA_ROOT")
+    metrics = models.JSONField(default=dict, blank=True)
+    contributions = models.JSONField(default=dict, blank=True)
+    is_current = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    hub_status = models.CharField(max_length=20, choices=Publish.choices, default=Publish.NONE)
+    hub_commit = models.CharField(max_length=64, blank=True)
+    hub_url = models.URLField(blank=True)
+    hub_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["mixture", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["mixture", "version"], name="unique_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mixture.slug} v{self.version}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("composition", args=[self.mixture.slug, self.version])
+
+
+class Job(models.Model):
+    class Kind(models.TextChoices):
+        VALIDATE = "validate"
+        RETRAIN = "retrain"
+        PUBLISH = "publish"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    mixture = models.ForeignKey(Mixture, on_delete=models.CASCADE, related_name="jobs")
+    expert = models.ForeignKey(
+        Expert, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
+    )
+    composition = models.ForeignKey(
+        Composition, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    message = models.CharField(max_length=300, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.status}, {self.progress} %)"

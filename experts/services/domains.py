@@ -1,0 +1,82 @@
+"""Domain data: the maintainer's file, split into router and held-out eval splits.
+
+The split is deterministic and depends only on each example's text (the
+routing library's bucket, sha256(text) mod 100): buckets 0-49 go to the router
+split that trains the gate, 50-99 to the evaluation split. Contributors never
+see evaluation labels; they train on their own data.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+
+from routing.data import DatasetError, DomainData, Split, bucket, read_table
+
+from ..models import Domain
+
+ROUTER_END = 50
+
+
+def _jsonl(split: Split) -> bytes:
+    lines = (
+        json.dumps({"text": t, "label": lab}, ensure_ascii=False)
+        for t, lab in zip(split.texts, split.labels, strict=True)
+    )
+    return ("\n".join(lines) + "\n").encode()
+
+
+def split_examples(examples: Split) -> tuple[Split, Split]:
+    router, evaluation = Split([], []), Split([], [])
+    for text, label in zip(examples.texts, examples.labels, strict=True):
+        part = router if bucket(text) < ROUTER_END else evaluation
+        part.texts.append(text)
+        part.labels.append(label)
+    return router, evaluation
+
+
+def import_domain_data(domain: Domain, examples: Split, *, source: str = "") -> Domain:
+    """Replace a domain's data; its labels become the sorted label set."""
+    router, evaluation = split_examples(examples)
+    if len(router) == 0 or len(evaluation) == 0:
+        raise DatasetError(
+            f"{len(examples)} examples are too few to split into router and "
+            "evaluation data; give at least 20"
+        )
+    labels = sorted(set(examples.labels))
+    with transaction.atomic():
+        storage = domain.router_data.storage
+        old_names = [f.name for f in (domain.router_data, domain.eval_data) if f]
+        domain.router_data.save("router.jsonl", ContentFile(_jsonl(router)), save=False)
+        domain.eval_data.save("eval.jsonl", ContentFile(_jsonl(evaluation)), save=False)
+        domain.labels = labels
+        domain.router_count, domain.eval_count = len(router), len(evaluation)
+        domain.source = source[:200]
+        domain.save()
+        for name in old_names:
+            transaction.on_commit(lambda name=name: storage.delete(name))
+    return domain
+
+
+def import_domain_file(domain: Domain, data: bytes, filename: str) -> Domain:
+    fmt = "jsonl" if filename.lower().endswith((".jsonl", ".ndjson")) else "csv"
+    return import_domain_data(domain, read_table(data, fmt=fmt), source=f"upload {filename}")
+
+
+def _read(field) -> Split:
+    with field.open("rb") as f:
+        return read_table(f.read(), fmt="jsonl")
+
+
+def domain_data(domain: Domain) -> DomainData:
+    """The domain as the routing library sees it (no training split: contributors own that)."""
+    return DomainData(
+        name=domain.name,
+        labels=list(domain.labels),
+        train=Split([], []),
+        router=_read(domain.router_data),
+        eval=_read(domain.eval_data),
+        description=domain.description,
+    )

@@ -1,0 +1,74 @@
+"""Three users (alice owns things, bob is another contributor, charlie maintains) and a mixture."""
+
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from experts.models import BaseModel, Domain, Mixture
+from tests.conftest import make_head_file
+
+LABELS = ["rainy", "sunny"]
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    return tmp_path / "media"
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Messages the hub sends to Celery (the worker tests run real workers)."""
+    from hub.celery import app
+
+    calls = []
+    monkeypatch.setattr(app, "send_task", lambda name, **kw: calls.append((name, kw)))
+    return calls
+
+
+@pytest.fixture
+def alice(db):
+    return User.objects.create_user("alice", "alice@example.org", "pw-alice-123")
+
+
+@pytest.fixture
+def bob(db):
+    return User.objects.create_user("bob", "bob@example.org", "pw-bob-123")
+
+
+@pytest.fixture
+def charlie(db):
+    return User.objects.create_user("charlie", "charlie@example.org", "pw-charlie-123")
+
+
+@pytest.fixture
+def mixture(db, tiny_encoder, charlie):
+    spec = tiny_encoder.spec
+    base = BaseModel.objects.create(
+        name=spec.name,
+        hidden_size=spec.hidden_size,
+        num_layers=spec.num_layers,
+        intermediate_size=spec.intermediate_size,
+    )
+    m = Mixture.objects.create(slug="weather-food", name="Weather and food", base_model=base)
+    m.maintainers.add(charlie)
+    Domain.objects.create(mixture=m, name="weather", labels=LABELS)
+    Domain.objects.create(mixture=m, name="food", labels=["salty", "sour", "sweet"])
+    return m
+
+
+@pytest.fixture
+def expert_file(tmp_path, tiny_encoder):
+    def make(labels=LABELS, seed=0, name="expert.safetensors"):
+        return make_head_file(tmp_path / name, tiny_encoder, labels, "weather", seed=seed)
+
+    return make
+
+
+def api_client(user=None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client

@@ -1,0 +1,85 @@
+"""A real Chromium drives the site: register, log in, upload through the form, see the expert.
+
+Screenshots of each page land in test-artifacts/browser/.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from experts.models import Expert
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}; ./run test installs it")
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    yield context.new_page()
+    context.close()
+
+
+def shot(page, name):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_register_log_in_upload_and_see_the_expert(live_server, page, mixture, expert_file,
+                                                   sent):
+    url = live_server.url
+    page.goto(f"{url}/")
+    shot(page, "01-home")
+    page.click("text=Sign up")
+    page.fill("#id_username", "erin")
+    page.fill("#id_email", "erin@example.org")
+    page.fill("#id_password1", "a-long-passphrase-42")
+    page.fill("#id_password2", "a-long-passphrase-42")
+    shot(page, "02-register")
+    page.click("button:has-text('Sign up')")
+    page.wait_for_url(f"{url}/")
+    assert "erin" in page.inner_text("header")
+
+    page.click("form.inline button:has-text('Log out')")
+    page.goto(f"{url}/accounts/login/")
+    page.fill("#id_username", "erin")
+    page.fill("#id_password", "a-long-passphrase-42")
+    shot(page, "03-login")
+    page.click("button:has-text('Log in')")
+    page.wait_for_url(f"{url}/")
+
+    page.goto(f"{url}/m/weather-food/")
+    page.select_option("#id_domain", label="weather-food/weather")
+    page.fill("#id_name", "chromium expert")
+    page.set_input_files("#id_file", str(expert_file()))
+    shot(page, "04-mixture-upload")
+    page.click("#upload-form button:has-text('Upload')")
+    page.wait_for_url(f"{url}/experts/*/")
+    assert "chromium expert" in page.inner_text("h1")
+    assert page.inner_text("#expert-status") == "uploaded"
+    shot(page, "05-expert")
+    expert = Expert.objects.get(name="chromium expert")
+    assert expert.owner.username == "erin"
+
+    page.goto(f"{url}/m/weather-food/")
+    assert "chromium expert" in page.inner_text("#experts")
+    shot(page, "06-mixture-with-expert")

@@ -1,0 +1,43 @@
+"""The demo mixture, the OpenAPI schema and its offline documentation pages."""
+
+from django.core.management import call_command
+from django.test import Client
+
+from experts.models import Domain, Mixture
+
+
+def test_seed_demo_creates_a_living_site_and_is_idempotent(db, media):
+    call_command("seed_demo", per_domain=120)
+    call_command("seed_demo", per_domain=120)
+    mixture = Mixture.objects.get(slug="news-and-reviews")
+    assert mixture.maintainers.filter(username="maintainer").exists()
+    domains = {d.name: d for d in Domain.objects.filter(mixture=mixture)}
+    assert set(domains) == {"bbc", "reuters8", "20news", "rotten"}
+    bbc = domains["bbc"]
+    assert bbc.labels == ["business", "entertainment", "politics", "sports", "tech"]
+    assert bbc.router_count + bbc.eval_count == 120 and bbc.router_count > 30
+    client = Client()
+    assert client.login(username="contributor", password="demo-contributor")
+    page = client.get("/").content.decode()
+    assert "News and reviews" in page and "4 domains" in page
+    page = client.get("/m/news-and-reviews/").content.decode()
+    assert 'id="upload-form"' in page and "business, entertainment, politics" in page
+    # evaluation data never reaches a page
+    eval_text = bbc.eval_data.open("rb").readline().decode()
+    assert eval_text.split('"text": "')[1][:40] not in page
+
+
+def test_the_openapi_schema_and_its_docs_are_served_offline(db):
+    client = Client()
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200
+    body = schema.content.decode()
+    assert "/api/experts/" in body and "multipart/form-data" in body
+    for path in ("/api/docs/", "/api/redoc/"):
+        page = client.get(path)
+        assert page.status_code == 200
+        assert b"unpkg.com" not in page.content and b"cdn.jsdelivr.net" not in page.content
+    assert (
+        client.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css").status_code
+        == 200
+    )
