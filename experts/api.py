@@ -182,6 +182,7 @@ class ExpertViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         request={"multipart/form-data": ExpertUploadSerializer}, responses={201: ExpertSerializer}
     )
     def create(self, request, *args, **kwargs):
+        request.data  # parses the body; the upload handler flags an oversize file
         if getattr(request._request, "upload_too_large", False):
             raise UploadFailed(
                 UploadError(413, "the file is larger than this hub accepts", "too_large")

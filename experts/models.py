@@ -14,8 +14,11 @@ from routing.config import GateConfig, LossWeights, to_dict
 
 
 def private_storage() -> FileSystemStorage:
-    """Uploaded files live outside anything served directly; downloads go through views."""
-    return FileSystemStorage(location=settings.MEDIA_ROOT, base_url=None)
+    """Files under MEDIA_ROOT, which no URL serves: downloads go through views that check.
+
+    No location is fixed here, so the storage follows the MEDIA_ROOT setting.
+    """
+    return FileSystemStorage()
 
 
 def expert_upload_to(instance, filename: str) -> str:

@@ -53,12 +53,13 @@ def upload(request, slug: str):
     if request.method != "POST":
         return redirect(mixture)
     status = 200
+    files = request.FILES  # parses the body; the upload handler flags an oversize file
     if getattr(request, "upload_too_large", False):
         form = UploadForm(mixture=mixture)
         form.add_error(None, "the file is larger than this hub accepts")
         status = 413
     else:
-        form = UploadForm(request.POST, request.FILES, mixture=mixture)
+        form = UploadForm(request.POST, files, mixture=mixture)
         if form.is_valid():
             data = form.cleaned_data
             try:
@@ -129,3 +130,138 @@ def expert_retire(request, pk: int):
 
 def method_not_allowed(request):
     return HttpResponseNotAllowed(["POST"])
+
+
+def leaderboard(request, slug: str):
+    from hub.charts import line
+
+    mixture = get_object_or_404(Mixture, slug=slug)
+    current = mixture.compositions.filter(is_current=True).first()
+    contributions = (current.contributions if current else {}) or {}
+    boards = []
+    for domain in mixture.domains.all():
+        rows = []
+        accepted = Expert.objects.filter(
+            mixture=mixture, domain=domain, status=Expert.Status.ACCEPTED
+        ).select_related("owner")
+        for expert in accepted:
+            c = contributions.get(str(expert.pk), {})
+            rows.append(
+                {
+                    "expert": expert,
+                    "accuracy": expert.metrics.get("accuracy"),
+                    "macro_f1": expert.metrics.get("macro_f1"),
+                    "drop": c.get("drop"),
+                    "share": c.get("share"),
+                }
+            )
+        by_score = sorted(rows, key=lambda r: -(r["accuracy"] or 0))
+        by_contribution = sorted(rows, key=lambda r: -(r["drop"] or 0))
+        boards.append({"domain": domain, "by_score": by_score, "by_contribution": by_contribution})
+    history = list(mixture.compositions.order_by("version"))
+    points = [
+        (f"v{c.version}", c.metrics["overall"]["accuracy"])
+        for c in history
+        if c.metrics.get("overall")
+    ]
+    return render(
+        request,
+        "experts/leaderboard.html",
+        {
+            "mixture": mixture,
+            "boards": boards,
+            "current": current,
+            "chart": line(points, "Overall held-out accuracy by composition version"),
+        },
+    )
+
+
+def composition_detail(request, slug: str, version: int):
+    from hub.charts import bars, heatmap
+
+    from .queries import get_composition
+
+    composition = get_composition(slug, version)
+    metrics = composition.metrics or {}
+    experts = {e.sha256: e for e in composition.experts.select_related("owner", "domain")}
+    ordered = [experts[s] for s in composition.expert_shas if s in experts]
+    names = [e.name for e in ordered]
+    util = metrics.get("utilisation", {})
+    heat = bars_svg = ""
+    if metrics.get("routing_matrix") and names:
+        heat = heatmap(
+            metrics["routing_matrix"],
+            list(metrics["domains"]),
+            names,
+            "Routing matrix: share of each domain's traffic per expert",
+        )
+    if util.get("load") and names:
+        bars_svg = bars(
+            util["load"], names, "Share of routed traffic per expert", reference=1 / len(names)
+        )
+    rows = [{"expert": e, **(composition.contributions or {}).get(str(e.pk), {})} for e in ordered]
+    return render(
+        request,
+        "experts/composition.html",
+        {
+            "composition": composition,
+            "mixture": composition.mixture,
+            "metrics": metrics,
+            "heatmap": heat,
+            "bars": bars_svg,
+            "rows": rows,
+        },
+    )
+
+
+@login_required
+def review_queue(request):
+    from .queries import maintained_mixture_ids
+
+    mixtures = maintained_mixture_ids(request.user)
+    if not mixtures:
+        raise Http404("no review queue")
+    pending = (
+        Expert.objects.filter(mixture_id__in=mixtures)
+        .exclude(status__in=[Expert.Status.ACCEPTED, Expert.Status.RETIRED])
+        .select_related("owner", "mixture", "domain")
+    )
+    return render(request, "experts/review.html", {"experts": pending})
+
+
+@login_required
+def domain_data_upload(request, slug: str, name: str):
+    from routing.data import DatasetError
+
+    from .forms import DomainDataForm
+    from .services.domains import import_domain_file
+
+    mixture = get_object_or_404(Mixture, slug=slug)
+    if not mixture.is_maintainer(request.user):
+        raise Http404("no such domain")
+    domain = get_object_or_404(mixture.domains, name=name)
+    form = DomainDataForm(request.POST or None, request.FILES or None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            f = form.cleaned_data["file"]
+            try:
+                import_domain_file(domain, f.read(), f.name)
+            except DatasetError as exc:
+                form.add_error("file", str(exc))
+                status = 400
+            else:
+                messages.success(
+                    request,
+                    f"{domain.name}: {domain.router_count} router and "
+                    f"{domain.eval_count} held-out examples.",
+                )
+                return redirect(mixture)
+        else:
+            status = 400
+    return render(
+        request,
+        "experts/domain_data.html",
+        {"mixture": mixture, "domain": domain, "form": form},
+        status=status,
+    )

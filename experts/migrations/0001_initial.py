@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,150 +15,381 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='BaseModel',
+            name="BaseModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Hugging Face id or path', max_length=200, unique=True)),
-                ('revision', models.CharField(blank=True, max_length=100)),
-                ('hidden_size', models.PositiveIntegerField()),
-                ('num_layers', models.PositiveIntegerField()),
-                ('intermediate_size', models.PositiveIntegerField()),
-                ('licence', models.CharField(default='apache-2.0', max_length=50)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="Hugging Face id or path", max_length=200, unique=True
+                    ),
+                ),
+                ("revision", models.CharField(blank=True, max_length=100)),
+                ("hidden_size", models.PositiveIntegerField()),
+                ("num_layers", models.PositiveIntegerField()),
+                ("intermediate_size", models.PositiveIntegerField()),
+                ("licence", models.CharField(default="apache-2.0", max_length=50)),
             ],
         ),
         migrations.CreateModel(
-            name='Domain',
+            name="Domain",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=80)),
-                ('description', models.TextField(blank=True)),
-                ('labels', models.JSONField(default=list, help_text='the documented label order')),
-                ('router_data', models.FileField(blank=True, storage=experts.models.private_storage, upload_to=experts.models.domain_data_to)),
-                ('eval_data', models.FileField(blank=True, storage=experts.models.private_storage, upload_to=experts.models.domain_data_to)),
-                ('router_count', models.PositiveIntegerField(default=0)),
-                ('eval_count', models.PositiveIntegerField(default=0)),
-                ('source', models.CharField(blank=True, help_text='where the data came from', max_length=200)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.SlugField(max_length=80)),
+                ("description", models.TextField(blank=True)),
+                ("labels", models.JSONField(default=list, help_text="the documented label order")),
+                (
+                    "router_data",
+                    models.FileField(
+                        blank=True,
+                        storage=experts.models.private_storage,
+                        upload_to=experts.models.domain_data_to,
+                    ),
+                ),
+                (
+                    "eval_data",
+                    models.FileField(
+                        blank=True,
+                        storage=experts.models.private_storage,
+                        upload_to=experts.models.domain_data_to,
+                    ),
+                ),
+                ("router_count", models.PositiveIntegerField(default=0)),
+                ("eval_count", models.PositiveIntegerField(default=0)),
+                (
+                    "source",
+                    models.CharField(
+                        blank=True, help_text="where the data came from", max_length=200
+                    ),
+                ),
             ],
             options={
-                'ordering': ['mixture', 'name'],
+                "ordering": ["mixture", "name"],
             },
         ),
         migrations.CreateModel(
-            name='Expert',
+            name="Expert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('description', models.TextField(blank=True)),
-                ('licence', models.CharField(choices=[('apache-2.0', 'Apache 2.0'), ('mit', 'MIT'), ('cc-by-4.0', 'CC BY 4.0'), ('cc-by-sa-4.0', 'CC BY-SA 4.0'), ('cc-by-nc-4.0', 'CC BY-NC 4.0')], default='apache-2.0', max_length=20)),
-                ('kind', models.CharField(choices=[('head', 'Head'), ('lora', 'Lora')], max_length=10)),
-                ('source', models.CharField(default='moecollab', help_text='moecollab or peft', max_length=20)),
-                ('file', models.FileField(storage=experts.models.private_storage, upload_to=experts.models.expert_upload_to)),
-                ('adapter_config', models.JSONField(blank=True, help_text='PEFT adapter_config.json', null=True)),
-                ('sha256', models.CharField(max_length=64)),
-                ('size', models.PositiveBigIntegerField()),
-                ('num_parameters', models.PositiveBigIntegerField(default=0)),
-                ('status', models.CharField(choices=[('uploaded', 'Uploaded'), ('validating', 'Validating'), ('accepted', 'Accepted'), ('rejected', 'Rejected'), ('failed', 'Failed'), ('retired', 'Retired')], default='uploaded', max_length=20)),
-                ('report', models.JSONField(blank=True, default=dict)),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('domain', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='experts', to='experts.domain')),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='experts', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "licence",
+                    models.CharField(
+                        choices=[
+                            ("apache-2.0", "Apache 2.0"),
+                            ("mit", "MIT"),
+                            ("cc-by-4.0", "CC BY 4.0"),
+                            ("cc-by-sa-4.0", "CC BY-SA 4.0"),
+                            ("cc-by-nc-4.0", "CC BY-NC 4.0"),
+                        ],
+                        default="apache-2.0",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(choices=[("head", "Head"), ("lora", "Lora")], max_length=10),
+                ),
+                (
+                    "source",
+                    models.CharField(
+                        default="moecollab", help_text="moecollab or peft", max_length=20
+                    ),
+                ),
+                (
+                    "file",
+                    models.FileField(
+                        storage=experts.models.private_storage,
+                        upload_to=experts.models.expert_upload_to,
+                    ),
+                ),
+                (
+                    "adapter_config",
+                    models.JSONField(blank=True, help_text="PEFT adapter_config.json", null=True),
+                ),
+                ("sha256", models.CharField(max_length=64)),
+                ("size", models.PositiveBigIntegerField()),
+                ("num_parameters", models.PositiveBigIntegerField(default=0)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("uploaded", "Uploaded"),
+                            ("validating", "Validating"),
+                            ("accepted", "Accepted"),
+                            ("rejected", "Rejected"),
+                            ("failed", "Failed"),
+                            ("retired", "Retired"),
+                        ],
+                        default="uploaded",
+                        max_length=20,
+                    ),
+                ),
+                ("report", models.JSONField(blank=True, default=dict)),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "domain",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="experts",
+                        to="experts.domain",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="experts",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Composition',
+            name="Composition",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField()),
-                ('expert_shas', models.JSONField(default=list, help_text='the exact expert set, in gate order')),
-                ('folder', models.CharField(blank=True, help_text='under MEDIA_ROOT', max_length=300)),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('contributions', models.JSONField(blank=True, default=dict)),
-                ('is_current', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('hub_status', models.CharField(choices=[('none', 'None'), ('queued', 'Queued'), ('published', 'Published'), ('failed', 'Failed')], default='none', max_length=20)),
-                ('hub_commit', models.CharField(blank=True, max_length=64)),
-                ('hub_url', models.URLField(blank=True)),
-                ('hub_error', models.TextField(blank=True)),
-                ('experts', models.ManyToManyField(related_name='compositions', to='experts.expert')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.PositiveIntegerField()),
+                (
+                    "expert_shas",
+                    models.JSONField(default=list, help_text="the exact expert set, in gate order"),
+                ),
+                (
+                    "folder",
+                    models.CharField(blank=True, help_text="under MEDIA_ROOT", max_length=300),
+                ),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                ("contributions", models.JSONField(blank=True, default=dict)),
+                ("is_current", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "hub_status",
+                    models.CharField(
+                        choices=[
+                            ("none", "None"),
+                            ("queued", "Queued"),
+                            ("published", "Published"),
+                            ("failed", "Failed"),
+                        ],
+                        default="none",
+                        max_length=20,
+                    ),
+                ),
+                ("hub_commit", models.CharField(blank=True, max_length=64)),
+                ("hub_url", models.URLField(blank=True)),
+                ("hub_error", models.TextField(blank=True)),
+                (
+                    "experts",
+                    models.ManyToManyField(related_name="compositions", to="experts.expert"),
+                ),
             ],
             options={
-                'ordering': ['mixture', '-version'],
+                "ordering": ["mixture", "-version"],
             },
         ),
         migrations.CreateModel(
-            name='Mixture',
+            name="Mixture",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=80, unique=True)),
-                ('name', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('task_type', models.CharField(choices=[('classification', 'Text classification')], default='classification', max_length=30)),
-                ('routing', models.JSONField(default=experts.models.default_routing, help_text='gate, loss weights, seed')),
-                ('tolerance', models.FloatField(default=0.02, help_text='largest accuracy drop allowed on any other domain')),
-                ('upload_quota', models.PositiveIntegerField(default=10, help_text='experts per contributor that are not retired or rejected')),
-                ('max_upload_bytes', models.PositiveBigIntegerField(default=67108864)),
-                ('hub_repo_id', models.CharField(blank=True, max_length=200)),
-                ('publish_automatically', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('base_model', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='experts.basemodel')),
-                ('maintainers', models.ManyToManyField(blank=True, related_name='maintained_mixtures', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(max_length=80, unique=True)),
+                ("name", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "task_type",
+                    models.CharField(
+                        choices=[("classification", "Text classification")],
+                        default="classification",
+                        max_length=30,
+                    ),
+                ),
+                (
+                    "routing",
+                    models.JSONField(
+                        default=experts.models.default_routing, help_text="gate, loss weights, seed"
+                    ),
+                ),
+                (
+                    "tolerance",
+                    models.FloatField(
+                        default=0.02, help_text="largest accuracy drop allowed on any other domain"
+                    ),
+                ),
+                (
+                    "upload_quota",
+                    models.PositiveIntegerField(
+                        default=10,
+                        help_text="experts per contributor that are not retired or rejected",
+                    ),
+                ),
+                ("max_upload_bytes", models.PositiveBigIntegerField(default=67108864)),
+                ("hub_repo_id", models.CharField(blank=True, max_length=200)),
+                ("publish_automatically", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "base_model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, to="experts.basemodel"
+                    ),
+                ),
+                (
+                    "maintainers",
+                    models.ManyToManyField(
+                        blank=True, related_name="maintained_mixtures", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('validate', 'Validate'), ('retrain', 'Retrain'), ('publish', 'Publish')], max_length=20)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='queued', max_length=20)),
-                ('progress', models.PositiveSmallIntegerField(default=0)),
-                ('message', models.CharField(blank=True, max_length=300)),
-                ('error', models.TextField(blank=True)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('composition', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to='experts.composition')),
-                ('expert', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to='experts.expert')),
-                ('mixture', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to='experts.mixture')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("validate", "Validate"),
+                            ("retrain", "Retrain"),
+                            ("publish", "Publish"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=20,
+                    ),
+                ),
+                ("progress", models.PositiveSmallIntegerField(default=0)),
+                ("message", models.CharField(blank=True, max_length=300)),
+                ("error", models.TextField(blank=True)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "composition",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="jobs",
+                        to="experts.composition",
+                    ),
+                ),
+                (
+                    "expert",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="jobs",
+                        to="experts.expert",
+                    ),
+                ),
+                (
+                    "mixture",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="jobs",
+                        to="experts.mixture",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.AddField(
-            model_name='expert',
-            name='mixture',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='experts', to='experts.mixture'),
+            model_name="expert",
+            name="mixture",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="experts",
+                to="experts.mixture",
+            ),
         ),
         migrations.AddField(
-            model_name='domain',
-            name='mixture',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='domains', to='experts.mixture'),
+            model_name="domain",
+            name="mixture",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="domains",
+                to="experts.mixture",
+            ),
         ),
         migrations.AddField(
-            model_name='composition',
-            name='mixture',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='compositions', to='experts.mixture'),
+            model_name="composition",
+            name="mixture",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="compositions",
+                to="experts.mixture",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='expert',
-            constraint=models.UniqueConstraint(fields=('mixture', 'sha256'), name='unique_expert_file'),
+            model_name="expert",
+            constraint=models.UniqueConstraint(
+                fields=("mixture", "sha256"), name="unique_expert_file"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='domain',
-            constraint=models.UniqueConstraint(fields=('mixture', 'name'), name='unique_domain_per_mixture'),
+            model_name="domain",
+            constraint=models.UniqueConstraint(
+                fields=("mixture", "name"), name="unique_domain_per_mixture"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='composition',
-            constraint=models.UniqueConstraint(fields=('mixture', 'version'), name='unique_version'),
+            model_name="composition",
+            constraint=models.UniqueConstraint(
+                fields=("mixture", "version"), name="unique_version"
+            ),
         ),
     ]

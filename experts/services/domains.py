@@ -1,23 +1,32 @@
 """Domain data: the maintainer's file, split into router and held-out eval splits.
 
-The split is deterministic and depends only on each example's text (the
-routing library's bucket, sha256(text) mod 100): buckets 0-49 go to the router
+The split is deterministic and depends only on each example's text: its
+bucket is sha256("moecollab-hub-split" NUL text) mod 100, salted so that it is
+independent of the routing library's train/router/eval buckets (data drawn
+from one of those splits still divides evenly). Buckets 0-49 go to the router
 split that trains the gate, 50-99 to the evaluation split. Contributors never
 see evaluation labels; they train on their own data.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from routing.data import DatasetError, DomainData, Split, bucket, read_table
+from routing.data import DatasetError, DomainData, Split, read_table
 
 from ..models import Domain
 
 ROUTER_END = 50
+SALT = b"moecollab-hub-split\0"
+
+
+def bucket(text: str) -> int:
+    digest = hashlib.sha256(SALT + text.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % 100
 
 
 def _jsonl(split: Split) -> bytes:

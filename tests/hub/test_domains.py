@@ -7,7 +7,9 @@ from routing.data import DatasetError
 from tests.conftest import synthetic_rows
 
 
-def test_domain_data_splits_by_text_and_replaces_old_files(mixture, media):
+def test_domain_data_splits_by_text_and_replaces_old_files(
+    mixture, media, django_capture_on_commit_callbacks
+):
     domain = mixture.domains.get(name="weather")
     rows = synthetic_rows("weather", 200)
     csv = "text,label\n" + "".join(f"{t},{lab}\n" for t, lab in rows)
@@ -17,7 +19,8 @@ def test_domain_data_splits_by_text_and_replaces_old_files(mixture, media):
     assert domain.labels == ["rainy", "sunny"]
     assert len(data.router) + len(data.eval) == 200 == domain.router_count + domain.eval_count
     assert not set(data.router.texts) & set(data.eval.texts)
-    import_domain_file(domain, csv.encode(), "weather.csv")
+    with django_capture_on_commit_callbacks(execute=True):
+        import_domain_file(domain, csv.encode(), "weather.csv")
     again = domain_data(domain)
     assert again.router.texts == data.router.texts  # the same split every time
     files = {p.name for p in (media / "domains").iterdir()}

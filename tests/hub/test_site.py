@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_home_page_explains_how_to_contribute(client):
+def test_the_home_page_explains_how_to_contribute(client, db):
     response = client.get("/")
     assert response.status_code == 200
     body = response.content.decode()

@@ -1,0 +1,106 @@
+"""Leaderboard, composition page, review queue and domain data pages."""
+
+from django.test import Client
+
+from experts.models import Composition
+from hub.charts import bars, heatmap, line
+from tests.hub.test_experts_access import client_for, make_expert
+
+
+def make_composition(mixture, experts, version=1, accuracy=0.8):
+    c = Composition.objects.create(
+        mixture=mixture,
+        version=version,
+        expert_shas=[e.sha256 for e in experts],
+        is_current=True,
+        metrics={
+            "overall": {"n": 10, "accuracy": accuracy, "macro_f1": 0.7},
+            "domains": {"weather": {"n": 10, "accuracy": accuracy, "macro_f1": 0.7}},
+            "utilisation": {
+                "load": [1.0 / len(experts)] * len(experts),
+                "entropy": 1.0,
+                "under_1pct": 0,
+            },
+            "routing_matrix": [[1.0 / len(experts)] * len(experts)],
+        },
+        contributions={
+            str(e.pk): {"drop": 0.05 * (i + 1), "share": 0.5} for i, e in enumerate(experts)
+        },
+    )
+    c.experts.set(experts)
+    return c
+
+
+def test_the_leaderboard_ranks_accepted_experts_and_charts_versions(
+    alice, bob, mixture, expert_file, media
+):
+    a = make_expert(alice, mixture, expert_file, status="accepted", seed=1)
+    b = make_expert(bob, mixture, expert_file, status="accepted", seed=2)
+    hidden = make_expert(alice, mixture, expert_file, status="rejected", seed=3)
+    a.metrics = {"accuracy": 0.7, "macro_f1": 0.6}
+    a.save()
+    b.metrics = {"accuracy": 0.9, "macro_f1": 0.8}
+    b.save()
+    make_composition(mixture, [a], version=1, accuracy=0.7)
+    Composition.objects.update(is_current=False)
+    make_composition(mixture, [a, b], version=2, accuracy=0.85)
+    page = Client().get("/m/weather-food/leaderboard/").content.decode()
+    weather = page.split('<h2 id="weather">')[1]
+    by_score = weather.split("By held-out score")[1].split("By contribution")[0]
+    assert by_score.index("expert 2") < by_score.index("expert 1")
+    by_contribution = weather.split("By contribution")[1]
+    assert by_contribution.index("expert 2") < by_contribution.index("expert 1")
+    assert hidden.name not in page
+    assert "<svg" in page and "v1: 0.7000" in page and "v2: 0.8500" in page
+
+
+def test_the_composition_page_shows_metrics_heatmap_and_utilisation(
+    alice, mixture, expert_file, media
+):
+    a = make_expert(alice, mixture, expert_file, status="accepted", seed=1)
+    make_composition(mixture, [a])
+    response = Client().get("/m/weather-food/v1/")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Routing matrix" in body and body.count("<svg") == 2
+    assert "0.8000" in body and "expert 1" in body
+    assert Client().get("/m/weather-food/v9/").status_code == 404
+
+
+def test_the_review_queue_is_for_maintainers_only(alice, bob, charlie, mixture, expert_file, media):
+    make_expert(alice, mixture, expert_file, status="failed", seed=1)
+    assert client_for(charlie).get("/review/").status_code == 200
+    assert b"expert 1" in client_for(charlie).get("/review/").content
+    assert client_for(bob).get("/review/").status_code == 404
+    assert client_for(None).get("/review/").status_code == 302
+
+
+def test_maintainers_upload_domain_data_and_others_get_404(
+    alice, charlie, mixture, media, tmp_path
+):
+    from tests.conftest import synthetic_rows
+
+    csv = tmp_path / "weather.csv"
+    csv.write_text(
+        "text,label\n" + "".join(f"{t},{lab}\n" for t, lab in synthetic_rows("weather", 100))
+    )
+    url = "/m/weather-food/domains/weather/data/"
+    with open(csv, "rb") as f:
+        assert client_for(alice).post(url, {"file": f}).status_code == 404
+    with open(csv, "rb") as f:
+        assert client_for(charlie).post(url, {"file": f}).status_code == 302
+    domain = mixture.domains.get(name="weather")
+    assert domain.router_count + domain.eval_count == 100
+    bad = tmp_path / "bad.csv"
+    bad.write_text("words\nx\n")
+    with open(bad, "rb") as f:
+        response = client_for(charlie).post(url, {"file": f})
+    assert response.status_code == 400 and b"missing: label, text" in response.content
+
+
+def test_charts_escape_their_labels():
+    svg = heatmap([[0.9, 0.1]], ["<d>"], ["a&b", "c"], "t<")
+    assert "<d>" not in svg
+    assert "&lt;d&gt;" in svg and "a&amp;b" in svg and "t&lt;" in svg
+    assert "&lt;x&gt;" in bars([0.5], ["<x>"], "b")
+    assert line([], "empty") == "" and "v1" in line([("v1", 0.5), ("v2", 0.6)], "l")
