@@ -182,12 +182,12 @@ class ExpertViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         request={"multipart/form-data": ExpertUploadSerializer}, responses={201: ExpertSerializer}
     )
     def create(self, request, *args, **kwargs):
-        request.data  # parses the body; the upload handler flags an oversize file
+        data = request.data  # parses the body; the upload handler flags an oversize file
         if getattr(request._request, "upload_too_large", False):
             raise UploadFailed(
                 UploadError(413, "the file is larger than this hub accepts", "too_large")
             )
-        upload = ExpertUploadSerializer(data=request.data)
+        upload = ExpertUploadSerializer(data=data)
         upload.is_valid(raise_exception=True)
         data = upload.validated_data
         mixture = get_object_or_404(Mixture, slug=data["mixture"])

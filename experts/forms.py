@@ -20,6 +20,7 @@ class UploadForm(forms.Form):
     def __init__(self, *args, mixture, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["domain"].queryset = mixture.domains.all()
+        self.fields["domain"].label_from_instance = lambda d: f"{d.name} ({', '.join(d.labels)})"
 
     def clean_adapter_config(self):
         f = self.cleaned_data.get("adapter_config")

@@ -74,7 +74,7 @@ def test_register_log_in_upload_and_see_the_expert(live_server, page, mixture, e
     page.wait_for_url(f"{url}/")
 
     page.goto(f"{url}/m/weather-food/")
-    page.select_option("#id_domain", label="weather-food/weather")
+    page.select_option("#id_domain", label="weather (rainy, sunny)")
     page.fill("#id_name", "chromium expert")
     page.set_input_files("#id_file", str(expert_file()))
     shot(page, "04-mixture-upload")
@@ -89,3 +89,7 @@ def test_register_log_in_upload_and_see_the_expert(live_server, page, mixture, e
     page.goto(f"{url}/m/weather-food/")
     assert "chromium expert" in page.inner_text("#experts")
     shot(page, "06-mixture-with-expert")
+    page.click("text=Leaderboard")
+    page.wait_for_url(f"{url}/m/weather-food/leaderboard/")
+    assert "weather" in page.inner_text("main")
+    shot(page, "07-leaderboard")
