@@ -48,7 +48,7 @@ PROFILES = {
     "full": {
         "head": {"train": 4000, "router": 1500, "eval": 2000, "seeds": 3},
         "lora": {"train": 400, "router": 200, "eval": 300, "seeds": 3, "epochs": 1},
-        "timing_texts": 256,
+        "timing_texts": 128,
     },
     "quick": {
         "head": {"train": 300, "router": 150, "eval": 150, "seeds": 3},
@@ -440,9 +440,20 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
-        "--timing-texts", type=int, help="texts timed per system (default: 256, quick 64)"
+        "--timing-texts", type=int, help="texts timed per system (default: 128, quick 64)"
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite results.md and the plots from results.json",
     )
     args = parser.parse_args(argv)
+    if args.report_only:
+        from bench.paper_report import write_report
+
+        results = json.loads((args.out / "results.json").read_text())
+        write_report(results, args.out)
+        return results
     if args.threads:
         torch.set_num_threads(args.threads)
     profile = dict(PROFILES["quick" if args.quick else "full"])

@@ -41,6 +41,7 @@ class TrainConfig:
 
     epochs: int = 20
     min_steps: int = 300  # small router sets still get this many optimiser steps
+    balance_domains: bool = False  # draw router examples with equal total weight per domain
     batch_size: int = 256
     lr: float = 3e-3
     weight_decay: float = 1e-4

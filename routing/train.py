@@ -23,6 +23,17 @@ def _batches(n: int, batch_size: int, generator: torch.Generator):
         yield order[start : start + batch_size]
 
 
+def _epoch_batches(n: int, tc: TrainConfig, g: torch.Generator, domain_idx=None):
+    if not tc.balance_domains or domain_idx is None:
+        yield from _batches(n, tc.batch_size, g)
+        return
+    counts = torch.bincount(domain_idx).float()
+    weights = 1.0 / counts[domain_idx]  # (n,)
+    order = torch.multinomial(weights, n, replacement=True, generator=g)
+    for start in range(0, n, tc.batch_size):
+        yield order[start : start + tc.batch_size]
+
+
 def train_head(
     features: torch.Tensor,  # (n, D) cached base features
     targets: torch.Tensor,  # (n,) label index
@@ -176,9 +187,15 @@ def train_gate(
     gate_config: GateConfig | None = None,
     train_config: TrainConfig | None = None,
     init: Gate | None = None,
+    domain_idx: torch.Tensor | None = None,  # (n,) needed for `balance_domains`
     progress: bool = False,
 ) -> tuple[Gate, dict]:
-    """Train (or fine-tune `init`) a gate on cached tensors only; experts stay frozen."""
+    """Train (or fine-tune `init`) a gate on cached tensors only; experts stay frozen.
+
+    With `train_config.balance_domains`, each epoch draws its examples with
+    probability inversely proportional to their domain's size, so a small
+    domain is not out-voted by the large ones when the gate learns to route.
+    """
     tc = train_config or TrainConfig()
     torch.manual_seed(tc.seed)
     g = torch.Generator().manual_seed(tc.seed)
@@ -201,7 +218,7 @@ def train_gate(
     for epoch in tqdm(range(epochs), desc="training gate", unit="epoch", disable=not progress):
         sums: dict[str, float] = {}
         batches = 0
-        for idx in _batches(len(features), tc.batch_size, g):
+        for idx in _epoch_batches(len(features), tc, g, domain_idx):
             out = gate(features[idx])
             losses = gate_losses(out, expert_probs[idx], targets[idx], domain_experts[idx], tc.loss)
             opt.zero_grad()

@@ -137,6 +137,7 @@ def compose(
         router.expert_probs[keep],
         router.targets[keep],
         router.domain_experts[keep],
+        domain_idx=router.domain_idx[keep],
         gate_config=gate_config,
         train_config=train_config,
         init=init,

@@ -196,3 +196,15 @@ def test_lora_training_starts_from_clean_base_weights(tmp_path, tiny_encoder):
         lora, _ = train_lora(tiny_encoder, data.train.texts, targets, 2, r=2, epochs=1)
     assert len(lora) == 2 * 2 * tiny_encoder.spec.num_layers
     assert all(k.startswith("encoder.layer.") for k in lora)
+
+
+def test_domain_balanced_sampling_gives_each_domain_an_equal_share():
+    from routing.train import _epoch_batches
+
+    domain_idx = torch.tensor([0] * 900 + [1] * 100)
+    g = torch.Generator().manual_seed(0)
+    drawn = torch.cat(list(_epoch_batches(1000, TrainConfig(balance_domains=True), g, domain_idx)))
+    share = (domain_idx[drawn] == 1).float().mean()
+    assert len(drawn) == 1000 and 0.45 < share < 0.55
+    plain = torch.cat(list(_epoch_batches(1000, TrainConfig(), g, domain_idx)))
+    assert sorted(plain.tolist()) == list(range(1000))
