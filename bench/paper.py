@@ -36,7 +36,7 @@ from routing.flops import encoder_flops, lora_extra_flops, mlp_flops  # noqa: E4
 from routing.gate import Gate, top_k_weights  # noqa: E402
 from routing.metrics import evaluate_predictions  # noqa: E402
 from routing.train import train_gate, train_head, train_lora  # noqa: E402
-from routing.workflow import cached_split, expert_log_probs  # noqa: E402
+from routing.workflow import cached_split, expert_log_probs, train_expert_file  # noqa: E402
 
 DOMAINS = ("bbc", "reuters8", "20news", "rotten")
 HEAD_HIDDEN = 256
@@ -104,40 +104,14 @@ def train_experts(kind, encoder, data, cache, folder, seed, epochs) -> tuple[lis
     """Each contributor trains on its own domain; returns experts and training seconds."""
     experts, seconds = [], {}
     for name, d in data.items():
-        index = {label: i for i, label in enumerate(d.labels)}
-        targets = torch.tensor([index[x] for x in d.train.labels])
         path = folder / f"{kind}-{name}-{seed}.safetensors"
-        t0 = time.perf_counter()
-        if kind == "head":
-            feats = cache.features(encoder, d.train.texts)
-            head = train_head(
-                feats, targets, len(d.labels), hidden=HEAD_HIDDEN, epochs=HEAD_EPOCHS, seed=seed
-            )
-            save_head_expert(path, head, labels=d.labels, base_model=encoder.name, domain=name)
-        else:
-            lora, cls = train_lora(
-                encoder,
-                d.train.texts,
-                targets,
-                len(d.labels),
-                r=LORA_R,
-                alpha=2 * LORA_R,
-                epochs=epochs,
-                seed=seed,
-                probe_features=cache.features(encoder, d.train.texts),
-            )
-            save_lora_expert(
-                path,
-                lora_tensors=lora,
-                classifier=cls,
-                r=LORA_R,
-                alpha=2 * LORA_R,
-                target_modules=["query", "value"],
-                labels=d.labels,
-                base_model=encoder.name,
-                domain=name,
-            )
-        seconds[name] = time.perf_counter() - t0
+        options = (
+            {"hidden": HEAD_HIDDEN, "epochs": HEAD_EPOCHS}
+            if kind == "head"
+            else {"r": LORA_R, "alpha": 2 * LORA_R, "epochs": epochs}
+        )
+        summary = train_expert_file(encoder, d, path, kind=kind, cache=cache, seed=seed, **options)
+        seconds[name] = summary["train_seconds"]
         experts.append(load_expert(path, base=encoder.spec, labels=d.labels, name=name))
     return experts, seconds
 

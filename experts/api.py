@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, parsers, permissions, serializers, status, viewsets
@@ -13,7 +11,7 @@ from rest_framework.response import Response
 
 from .models import Composition, Domain, Expert, Job, Mixture
 from .queries import visible_experts, visible_jobs
-from .services.upload import UploadError, UploadRequest, accept_upload
+from .services.upload import UploadError, UploadRequest, accept_upload, parse_adapter_config
 from .tasks_api import enqueue_validation
 
 
@@ -89,12 +87,9 @@ class ExpertUploadSerializer(serializers.Serializer):
 
     def validate_adapter_config(self, f):
         try:
-            data = json.loads(f.read(64 * 1024 + 1).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise serializers.ValidationError(f"not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise serializers.ValidationError("must hold a JSON object")
-        return data
+            return parse_adapter_config(f)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
 
 class CompositionSerializer(serializers.ModelSerializer):

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import json
-
 from django import forms
 
 from .models import Domain, Expert
+from .services.upload import parse_adapter_config
 
 
 class UploadForm(forms.Form):
@@ -26,15 +25,10 @@ class UploadForm(forms.Form):
         f = self.cleaned_data.get("adapter_config")
         if not f:
             return None
-        if f.size > 64 * 1024:
-            raise forms.ValidationError("adapter_config.json is larger than 64 KiB")
         try:
-            data = json.loads(f.read().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise forms.ValidationError(f"adapter_config.json is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise forms.ValidationError("adapter_config.json must hold a JSON object")
-        return data
+            return parse_adapter_config(f)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
 
 class DomainDataForm(forms.Form):

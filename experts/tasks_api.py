@@ -11,17 +11,76 @@ from django.db import transaction
 from .models import Expert, Job
 
 VALIDATE_TASK = "workers.tasks.validate_expert"
+RETRAIN_TASK = "workers.tasks.retrain_gate"
 
 
 def enqueue_validation(expert: Expert) -> Job:
     """Record a queued validation job and send its message once the job row is committed."""
-    from hub.celery import app
-
     job = Job.objects.create(
         kind=Job.Kind.VALIDATE,
         mixture_id=expert.mixture_id,
         expert=expert,
         message="waiting for a worker",
     )
-    transaction.on_commit(lambda: app.send_task(VALIDATE_TASK, args=[job.pk], queue="validation"))
+    transaction.on_commit(lambda: _send(job))
     return job
+
+
+QUEUES = {
+    Job.Kind.VALIDATE: ("validation", VALIDATE_TASK),
+    Job.Kind.RETRAIN: ("training", RETRAIN_TASK),
+}
+
+
+def _send(job: Job, countdown: int = 0) -> None:
+    from hub.celery import app
+
+    queue, task = QUEUES[job.kind]
+    options = {"countdown": countdown} if countdown else {}
+    app.send_task(task, args=[job.pk], queue=queue, **options)
+
+
+def enqueue_retrain(mixture) -> Job:
+    """Queue one retrain for the mixture, unless one is already waiting (it will see
+    every expert accepted before it runs, so accepts close together share a retrain)."""
+    from django.conf import settings
+
+    with transaction.atomic():
+        waiting = (
+            Job.objects.select_for_update()
+            .filter(mixture=mixture, kind=Job.Kind.RETRAIN, status=Job.Status.QUEUED)
+            .first()
+        )
+        if waiting is not None:
+            return waiting
+        job = Job.objects.create(
+            kind=Job.Kind.RETRAIN, mixture=mixture, message="waiting for more accepted experts"
+        )
+        delay = settings.MOECOLLAB_RETRAIN_COALESCE_SECONDS
+        transaction.on_commit(lambda: _send(job, countdown=delay))
+    return job
+
+
+def reap_stale_jobs() -> int:
+    """Requeue running jobs whose heartbeat went stale (their worker died), or fail them
+    once they have used their attempts; returns how many jobs were touched."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from .services.engine import MAX_ATTEMPTS, fail_job
+
+    cutoff = timezone.now() - timedelta(seconds=settings.MOECOLLAB_STALE_JOB_SECONDS)
+    touched = 0
+    for job in Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff):
+        if job.attempts >= MAX_ATTEMPTS:
+            fail_job(job.pk, f"the worker stopped answering {job.attempts} times")
+        else:
+            requeued = Job.objects.filter(
+                pk=job.pk, status=Job.Status.RUNNING, heartbeat_at__lt=cutoff
+            ).update(status=Job.Status.QUEUED, message="requeued: its worker stopped answering")
+            if requeued:
+                _send(job)
+        touched += 1
+    return touched

@@ -265,3 +265,119 @@ def domain_data_upload(request, slug: str, name: str):
         {"mixture": mixture, "domain": domain, "form": form},
         status=status,
     )
+
+
+def expert_status(request, pk: int):
+    """Status and latest job of an expert, for the page's live refresh."""
+    from django.http import JsonResponse
+
+    expert = get_expert(request.user, pk)
+    job = expert.jobs.order_by("-created_at").first()
+    return JsonResponse(
+        {
+            "status": expert.status,
+            "final": expert.status
+            in (
+                Expert.Status.ACCEPTED,
+                Expert.Status.REJECTED,
+                Expert.Status.FAILED,
+                Expert.Status.RETIRED,
+            ),
+            "job": None
+            if job is None
+            else {
+                "kind": job.kind,
+                "status": job.status,
+                "progress": job.progress,
+                "message": job.message,
+                "error": job.error,
+            },
+            "metrics": expert.metrics,
+        }
+    )
+
+
+def composition_download(request, slug: str, version: int):
+    """The composition folder as one zip, streamed from disk."""
+    import io
+    import zipfile
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from .queries import get_composition
+
+    composition = get_composition(slug, version)
+    folder = Path(settings.MEDIA_ROOT) / composition.folder if composition.folder else None
+    if folder is None or not folder.is_dir():
+        raise Http404("this composition has no files")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, f"{slug}-v{version}/{path.relative_to(folder)}")
+    buffer.seek(0)
+    return FileResponse(buffer, as_attachment=True, filename=f"{slug}-v{version}.zip")
+
+
+@login_required
+def domain_create(request, slug: str):
+    from django import forms as dj_forms
+
+    from .models import Domain
+
+    mixture = get_object_or_404(Mixture, slug=slug)
+    if not mixture.is_maintainer(request.user):
+        raise Http404("no such mixture")
+
+    class DomainForm(dj_forms.ModelForm):
+        class Meta:
+            model = Domain
+            fields = ["name", "description"]
+
+        def clean_name(self):
+            name = self.cleaned_data["name"]
+            if mixture.domains.filter(name=name).exists():
+                raise dj_forms.ValidationError("this mixture already has a domain of that name")
+            return name
+
+    form = DomainForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        domain = form.save(commit=False)
+        domain.mixture = mixture
+        domain.save()
+        messages.success(request, f"Domain {domain.name} created; now upload its data.")
+        return redirect("domain-data", slug=mixture.slug, name=domain.name)
+    return render(
+        request,
+        "experts/domain_form.html",
+        {"mixture": mixture, "form": form},
+        status=400 if form.errors else 200,
+    )
+
+
+@login_required
+@require_POST
+def mixture_retrain(request, slug: str):
+    from .tasks_api import enqueue_retrain
+
+    mixture = get_object_or_404(Mixture, slug=slug)
+    if not mixture.is_maintainer(request.user):
+        raise Http404("no such mixture")
+    enqueue_retrain(mixture)
+    messages.success(request, "A retrain is queued; the new composition appears here.")
+    return redirect(mixture)
+
+
+@login_required
+@require_POST
+def composition_pin(request, slug: str, version: int):
+    from .queries import get_composition
+    from .services.engine import pin
+
+    composition = get_composition(slug, version)
+    if not composition.mixture.is_maintainer(request.user):
+        raise Http404("no such composition")
+    pin(composition)
+    messages.success(request, f"v{version} is now the current composition.")
+    return redirect(composition)

@@ -147,6 +147,10 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
+    # A message is redelivered if not acknowledged within this time: longer than any task.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    }
 else:
     # Embedded default: kombu's filesystem transport, shared by every process
     # that sees the same folder; no server to run.
@@ -164,6 +168,18 @@ else:
     (VAR_DIR / "results").mkdir(parents=True, exist_ok=True)
     CELERY_RESULT_BACKEND = f"file://{VAR_DIR / 'results'}"
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_BEAT_SCHEDULE = {
+    "reap-stale-jobs": {
+        "task": "workers.tasks.reap_stale_jobs",
+        "schedule": 60.0,
+        "options": {"queue": "default"},
+    },
+}
+MOECOLLAB_VALIDATION_SOFT_LIMIT = env_int("MOECOLLAB_VALIDATION_SOFT_LIMIT", 900)
+MOECOLLAB_RETRAIN_SOFT_LIMIT = env_int("MOECOLLAB_RETRAIN_SOFT_LIMIT", 900)
+MOECOLLAB_STALE_JOB_SECONDS = env_int("MOECOLLAB_STALE_JOB_SECONDS", 300)
+MOECOLLAB_RETRAIN_COALESCE_SECONDS = env_int("MOECOLLAB_RETRAIN_COALESCE_SECONDS", 5)
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 600)

@@ -10,7 +10,7 @@ status and a message; nothing is left behind.
 
 from __future__ import annotations
 
-import hashlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -19,6 +19,7 @@ from django.core.files import File
 from django.db import IntegrityError, transaction
 
 from routing.contract import check_expert_file
+from routing.experts import file_sha256
 from routing.safetensors_header import ContractError
 
 from ..models import Domain, Expert, Mixture
@@ -51,6 +52,22 @@ ACTIVE = [
 ]
 
 
+MAX_ADAPTER_CONFIG_BYTES = 64 * 1024
+
+
+def parse_adapter_config(uploaded) -> dict:
+    """A PEFT adapter_config.json upload as a dict, or a ValueError saying what is wrong."""
+    if uploaded.size > MAX_ADAPTER_CONFIG_BYTES:
+        raise ValueError("adapter_config.json is larger than 64 KiB")
+    try:
+        data = json.loads(uploaded.read().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"adapter_config.json is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("adapter_config.json must hold a JSON object")
+    return data
+
+
 def _spooled_path(uploaded) -> tuple[str, bool]:
     """A path on disk for the upload; (path, whether we made a temporary copy)."""
     if hasattr(uploaded, "temporary_file_path"):
@@ -60,14 +77,6 @@ def _spooled_path(uploaded) -> tuple[str, bool]:
         for chunk in uploaded.chunks():
             out.write(chunk)
     return path, True
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def accept_upload(user, req: UploadRequest, *, enqueue=None) -> Expert:
@@ -103,13 +112,10 @@ def accept_upload(user, req: UploadRequest, *, enqueue=None) -> Expert:
             raise UploadError(
                 400, f"the file breaks the expert contract: {exc}", exc.code
             ) from None
-        sha256 = _sha256(path)
-        existing = Expert.objects.filter(mixture=mixture, sha256=sha256).first()
-        if existing is not None:
+        sha256 = file_sha256(path)
+        if Expert.objects.filter(mixture=mixture, sha256=sha256).exists():
             raise UploadError(
-                409,
-                f"this exact file was already uploaded to this mixture (expert {existing.name!r})",
-                "duplicate",
+                409, "this exact file was already uploaded to this mixture", "duplicate"
             )
         try:
             with transaction.atomic():

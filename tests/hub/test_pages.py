@@ -104,3 +104,80 @@ def test_charts_escape_their_labels():
     assert "&lt;d&gt;" in svg and "a&amp;b" in svg and "t&lt;" in svg
     assert "&lt;x&gt;" in bars([0.5], ["<x>"], "b")
     assert line([], "empty") == "" and "v1" in line([("v1", 0.5), ("v2", 0.6)], "l")
+
+
+def test_the_expert_status_endpoint_feeds_the_live_page(alice, bob, mixture, expert_file, media):
+    expert = make_expert(alice, mixture, expert_file)
+    from experts.models import Job
+
+    Job.objects.create(
+        kind="validate",
+        mixture=mixture,
+        expert=expert,
+        status="running",
+        progress=40,
+        message="evaluating on held-out data",
+    )
+    data = client_for(alice).get(f"/experts/{expert.pk}/status.json").json()
+    assert data["status"] == "uploaded" and data["final"] is False
+    assert data["job"]["progress"] == 40 and "held-out" in data["job"]["message"]
+    assert client_for(bob).get(f"/experts/{expert.pk}/status.json").status_code == 404
+    page = client_for(alice).get(f"/experts/{expert.pk}/").content.decode()
+    assert 'data-final="false"' in page and "hub/status.js" in page
+
+
+def test_a_composition_downloads_as_a_zip(alice, mixture, expert_file, media):
+    import io
+    import zipfile
+
+    a = make_expert(alice, mixture, expert_file, status="accepted", seed=1)
+    c = make_composition(mixture, [a])
+    assert Client().get("/m/weather-food/v1/download/").status_code == 404  # no files yet
+    folder = media / "compositions" / "x"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    c.folder = "compositions/x"
+    c.save()
+    response = Client().get("/m/weather-food/v1/download/")
+    assert response.status_code == 200, response.content[:300]
+    assert response["Content-Disposition"].startswith("attachment;")
+    names = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))).namelist()
+    assert names == ["weather-food-v1/config.json"]
+
+
+def test_maintainers_add_domains_and_others_cannot(alice, charlie, mixture):
+    assert (
+        client_for(alice).post("/m/weather-food/domains/new/", {"name": "sport"}).status_code == 404
+    )
+    response = client_for(charlie).post("/m/weather-food/domains/new/", {"name": "sport"})
+    assert response.status_code == 302 and mixture.domains.filter(name="sport").exists()
+    again = client_for(charlie).post("/m/weather-food/domains/new/", {"name": "sport"})
+    assert again.status_code == 400 and mixture.domains.filter(name="sport").count() == 1
+
+
+def test_maintainers_pin_an_older_composition_and_others_cannot(
+    alice, charlie, mixture, expert_file, media
+):
+    a = make_expert(alice, mixture, expert_file, status="accepted", seed=1)
+    make_composition(mixture, [a], version=1)
+    Composition.objects.update(is_current=False)
+    make_composition(mixture, [a], version=2)
+    assert client_for(alice).post("/m/weather-food/v1/pin/").status_code == 404
+    assert Composition.objects.get(is_current=True).version == 2
+    assert client_for(charlie).post("/m/weather-food/v1/pin/").status_code == 302
+    assert list(Composition.objects.filter(is_current=True).values_list("version", flat=True)) == [
+        1
+    ]
+
+
+def test_maintainers_queue_a_retrain_once(
+    alice, charlie, mixture, sent, django_capture_on_commit_callbacks
+):
+    from experts.models import Job
+
+    assert client_for(alice).post("/m/weather-food/retrain/").status_code == 404
+    with django_capture_on_commit_callbacks(execute=True):
+        client_for(charlie).post("/m/weather-food/retrain/")
+        client_for(charlie).post("/m/weather-food/retrain/")
+    assert Job.objects.filter(kind="retrain").count() == 1
+    assert [name for name, _ in sent] == ["workers.tasks.retrain_gate"]

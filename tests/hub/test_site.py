@@ -18,7 +18,8 @@ def test_the_home_page_explains_how_to_contribute(client, db):
 
 
 def _manage(*args, **env):
-    full_env = {**os.environ, **env}
+    full_env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    full_env.update(env)
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=full_env, capture_output=True, text=True
     )

@@ -222,3 +222,46 @@ def test_a_browser_upload_error_says_what_is_wrong(alice, mixture, tmp_path, med
     assert response.status_code == 400
     assert b"the file breaks the expert contract" in response.content
     assert Expert.objects.count() == 0
+
+
+def test_a_plain_peft_adapter_uploads_with_its_config(
+    alice, mixture, tmp_path, tiny_encoder, media, sent
+):
+    from peft import LoraConfig, get_peft_model
+    from torch import nn
+    from transformers import AutoModel
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = AutoModel.from_pretrained(tiny_encoder.location)
+            self.classifier = nn.Linear(tiny_encoder.hidden_size, 2)
+
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["query", "value"], modules_to_save=["classifier"]
+    )
+    get_peft_model(Classifier(), config).save_pretrained(tmp_path / "peft")
+    adapter = tmp_path / "peft" / "adapter_model.safetensors"
+    with open(tmp_path / "peft" / "adapter_config.json", "rb") as cfg:
+        response = post_api(alice, adapter, adapter_config=cfg)
+    assert response.status_code == 201, response.content
+    assert (response.json()["source"], response.json()["kind"]) == ("peft", "lora")
+    assert Expert.objects.get().adapter_config["r"] == 4
+
+
+def test_a_peft_adapter_without_its_config_or_with_a_bad_one_is_refused(
+    alice, mixture, tmp_path, expert_file, media, sent
+):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "adapter_model.safetensors"
+    save_file({"base_model.model.classifier.weight": torch.zeros(2, 32)}, path, {"format": "pt"})
+    response = post_api(alice, path)
+    assert response.status_code == 400 and "adapter_config.json" in response.json()["detail"]
+    bad = tmp_path / "adapter_config.json"
+    bad.write_text("{not json")
+    with open(bad, "rb") as cfg:
+        response = post_api(alice, path, adapter_config=cfg)
+    assert response.status_code == 400
+    assert "not valid JSON" in str(response.json())
+    assert Expert.objects.count() == 0 and stored_files(media) == []

@@ -1,0 +1,356 @@
+"""The engine behind the workers: validate an expert, retrain the gate, store compositions.
+
+Every entry point takes a Job id and is idempotent: state changes are
+compare-and-set, a job that already ended is left alone, a redelivered job
+resumes from the database's state, and a job that keeps dying is failed
+after `MAX_ATTEMPTS` deliveries instead of looping.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from routing.base import BaseEncoder, pick_device
+from routing.cache import TensorCache
+from routing.compose import Composition as RoutedComposition
+from routing.config import GateConfig, LossWeights, TrainConfig, from_dict
+from routing.experts import load_expert
+from routing.metrics import accuracy, evaluate_predictions, macro_f1
+from routing.safetensors_header import ContractError
+from routing.workflow import cached_split, compose, expert_log_probs
+
+from ..models import Composition, Expert, Job, Mixture
+from .domains import domain_data
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 3
+FINAL = (Job.Status.SUCCEEDED, Job.Status.FAILED)
+
+
+# --- jobs -------------------------------------------------------------------
+
+
+def start_job(job_id: int) -> Job | None:
+    """Claim a job for this delivery; None when there is nothing (more) to do."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().select_related("expert", "mixture").get(pk=job_id)
+        if job.status in FINAL:
+            return None  # a duplicate delivery of a finished job
+        if job.attempts >= MAX_ATTEMPTS:
+            _end(
+                job,
+                Job.Status.FAILED,
+                f"gave up after {job.attempts} attempts",
+                "the worker died or timed out on every attempt",
+            )
+            if job.expert_id:
+                Expert.objects.filter(pk=job.expert_id, status=Expert.Status.VALIDATING).update(
+                    status=Expert.Status.FAILED
+                )
+            return None
+        now = timezone.now()
+        job.status = Job.Status.RUNNING
+        job.attempts += 1
+        job.started_at = job.started_at or now
+        job.heartbeat_at = now
+        job.save(update_fields=["status", "attempts", "started_at", "heartbeat_at"])
+    return job
+
+
+def progress(job: Job, percent: int, message: str) -> None:
+    Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
+        progress=percent, message=message[:300], heartbeat_at=timezone.now()
+    )
+
+
+def _end(job: Job, status: str, message: str, error: str = "") -> None:
+    Job.objects.filter(pk=job.pk).exclude(status__in=FINAL).update(
+        status=status,
+        message=message[:300],
+        error=error,
+        finished_at=timezone.now(),
+        progress=100 if status == Job.Status.SUCCEEDED else job.progress,
+    )
+
+
+def fail_job(job_id: int, message: str) -> None:
+    """End a job as failed (time limit, crash) and release its expert for a retry."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        return
+    _end(job, Job.Status.FAILED, message, message)
+    if job.expert_id:
+        Expert.objects.filter(pk=job.expert_id, status=Expert.Status.VALIDATING).update(
+            status=Expert.Status.FAILED, report={"problems": [message]}
+        )
+
+
+# --- shared resources ---------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def encoder_for(name: str, revision: str) -> BaseEncoder:
+    """One base encoder per worker process and base model (loading costs seconds)."""
+    return BaseEncoder(name, revision=revision or None, device=pick_device())
+
+
+def tensor_cache() -> TensorCache:
+    return TensorCache(settings.MOECOLLAB_CACHE_DIR)
+
+
+def _configs(mixture: Mixture) -> tuple[GateConfig, TrainConfig]:
+    routing = mixture.routing or {}
+    gate = from_dict(GateConfig, routing.get("gate"))
+    loss = from_dict(LossWeights, routing.get("loss"))
+    return gate, TrainConfig(seed=int(routing.get("seed", 0)), loss=loss)
+
+
+def _domain_data(mixture: Mixture) -> dict:
+    return {d.name: domain_data(d) for d in mixture.domains.all() if d.router_count}
+
+
+def _load(expert: Expert):
+    return load_expert(
+        expert.file.path,
+        base=expert.mixture.base_model.spec(),
+        labels=list(expert.domain.labels),
+        adapter_config=expert.adapter_config,
+        name=f"{expert.name} #{expert.pk}",
+    )
+
+
+def accepted_experts(mixture: Mixture) -> list[Expert]:
+    """The accepted experts in the order they joined (pk order), so warm starts line up."""
+    return list(
+        Expert.objects.filter(mixture=mixture, status=Expert.Status.ACCEPTED)
+        .select_related("domain", "mixture__base_model")
+        .order_by("pk")
+    )
+
+
+# --- validation ---------------------------------------------------------------
+
+
+def validate(job_id: int, *, enqueue_retrain=None) -> None:
+    job = start_job(job_id)
+    if job is None:
+        return
+    expert = job.expert
+    claimed = Expert.objects.filter(
+        pk=expert.pk,
+        status__in=[Expert.Status.UPLOADED, Expert.Status.VALIDATING, Expert.Status.FAILED],
+    ).update(status=Expert.Status.VALIDATING)
+    if not claimed:
+        expert.refresh_from_db()
+        _end(job, Job.Status.SUCCEEDED, f"nothing to do: the expert is {expert.status}")
+        return
+    expert.refresh_from_db()
+    accepted, report = run_validation(expert, lambda p, m: progress(job, p, m))
+    status = Expert.Status.ACCEPTED if accepted else Expert.Status.REJECTED
+    with transaction.atomic():
+        changed = Expert.objects.filter(pk=expert.pk, status=Expert.Status.VALIDATING).update(
+            status=status, report=report, metrics=report.get("metrics", {})
+        )
+        if changed and accepted and enqueue_retrain is not None:
+            transaction.on_commit(lambda: enqueue_retrain(expert.mixture))
+    _end(job, Job.Status.SUCCEEDED, f"{status}: {report['summary']}")
+
+
+def run_validation(expert: Expert, report_progress) -> tuple[bool, dict]:
+    """Check, evaluate and trial an expert; (accepted, report a contributor can act on)."""
+    mixture, domain = expert.mixture, expert.domain
+    report_progress(5, "checking every tensor against the contract")
+    try:
+        loaded = _load(expert)
+    except ContractError as exc:
+        return False, {
+            "summary": f"the file breaks the contract ({exc.code})",
+            "problems": [str(exc)],
+        }
+    encoder = encoder_for(mixture.base_model.name, mixture.base_model.revision)
+    cache = tensor_cache()
+    data = _domain_data(mixture)
+    if domain.name not in data:
+        return False, {
+            "summary": "the domain has no evaluation data yet",
+            "problems": [f"domain {domain.name!r} has no data; ask a maintainer"],
+        }
+    report_progress(20, "evaluating on the domain's held-out data")
+    ev = data[domain.name].eval
+    index = {label: i for i, label in enumerate(loaded.labels)}
+    truth = torch.tensor([index.get(x, -1) for x in ev.labels])
+    pred = expert_log_probs(loaded, encoder, ev.texts, cache).argmax(-1)
+    majority = max(ev.labels.count(x) for x in set(ev.labels)) / len(ev.labels)
+    metrics = {
+        "accuracy": accuracy(pred, truth),
+        "macro_f1": macro_f1(pred, truth, range(len(loaded.labels))),
+        "eval_examples": len(ev),
+        "majority_baseline": majority,
+    }
+    report = {"metrics": metrics, "problems": []}
+    if metrics["accuracy"] <= majority:
+        report["problems"].append(
+            f"held-out accuracy {metrics['accuracy']:.4f} is no better than always predicting "
+            f"the most frequent label ({majority:.4f}); check the label order "
+            f"{loaded.labels} and the training data"
+        )
+    report_progress(50, "trying a composition with the expert")
+    current = mixture.compositions.filter(is_current=True).first()
+    others = [e for e in accepted_experts(mixture) if e.pk != expert.pk]
+    experts = [_load(e) for e in others] + [loaded]
+    domains = [e.domain.name for e in others] + [domain.name]
+    gate_config, train_config = _configs(mixture)
+    _, candidate = compose(
+        encoder,
+        experts,
+        domains,
+        {d: data[d] for d in set(domains)},
+        cache=cache,
+        gate_config=gate_config,
+        train_config=train_config,
+    )
+    report["candidate"] = {d: m["accuracy"] for d, m in candidate["domains"].items()}
+    if current is not None:
+        before = {d: m["accuracy"] for d, m in current.metrics.get("domains", {}).items()}
+        report["current"] = before
+        for d in before:
+            after = report["candidate"].get(d)
+            if d != domain.name and after is not None and before[d] - after > mixture.tolerance:
+                report["problems"].append(
+                    f"with this expert, domain {d!r} falls from {before[d]:.4f} to {after:.4f} "
+                    f"(more than the mixture's tolerance {mixture.tolerance}); the gate sends "
+                    f"its examples to this expert: train on data closer to {domain.name!r} only"
+                )
+    report_progress(90, "writing the report")
+    accepted = not report["problems"]
+    report["summary"] = (
+        f"held-out accuracy {metrics['accuracy']:.4f}"
+        if accepted
+        else f"{len(report['problems'])} problem(s) to fix"
+    )
+    return accepted, report
+
+
+# --- gate retraining and compositions ------------------------------------------
+
+
+def composition_folder(mixture: Mixture, version: int) -> Path:
+    return Path(settings.MEDIA_ROOT) / "compositions" / mixture.slug / f"v{version}"
+
+
+def retrain(job_id: int) -> Composition | None:
+    """Retrain the gate over the accepted experts and store a new composition.
+
+    Accepts that arrived while this job waited are all included: the job reads
+    the accepted set when it runs, so several accepts coalesce into one retrain.
+    Nothing is stored when the set equals the current composition's.
+    """
+    job = start_job(job_id)
+    if job is None:
+        return None
+    mixture = job.mixture
+    experts = accepted_experts(mixture)
+    shas = [e.sha256 for e in experts]
+    current = mixture.compositions.filter(is_current=True).first()
+    if not experts or (current is not None and current.expert_shas == shas):
+        _end(job, Job.Status.SUCCEEDED, "the composition is up to date")
+        return current
+    progress(job, 10, f"loading {len(experts)} experts")
+    encoder = encoder_for(mixture.base_model.name, mixture.base_model.revision)
+    cache = tensor_cache()
+    data = _domain_data(mixture)
+    loaded = [_load(e) for e in experts]
+    domains = [e.domain.name for e in experts]
+    previous = None
+    if current is not None and composition_folder(mixture, current.version).is_dir():
+        previous = RoutedComposition.load(
+            composition_folder(mixture, current.version), encoder=encoder
+        )
+    gate_config, train_config = _configs(mixture)
+    progress(job, 30, "retraining the gate on cached tensors")
+    routed, report = compose(
+        encoder,
+        loaded,
+        domains,
+        {d: data[d] for d in set(domains)},
+        cache=cache,
+        gate_config=gate_config,
+        train_config=train_config,
+        previous=previous,
+    )
+    progress(job, 70, "measuring each expert's contribution")
+    contributions = measure_contributions(routed, experts, data, encoder, cache, report)
+    version = (
+        mixture.compositions.order_by("-version").values_list("version", flat=True).first() or 0
+    ) + 1
+    folder = composition_folder(mixture, version)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    routed.save(tmp)
+    try:
+        with transaction.atomic():
+            composition = Composition.objects.create(
+                mixture=mixture,
+                version=version,
+                expert_shas=shas,
+                folder=str(folder.relative_to(settings.MEDIA_ROOT)),
+                metrics=report,
+                contributions=contributions,
+                is_current=False,
+            )
+            composition.experts.set(experts)
+            Composition.objects.filter(mixture=mixture).exclude(pk=composition.pk).update(
+                is_current=False
+            )
+            Composition.objects.filter(pk=composition.pk).update(is_current=True)
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.rename(folder)
+    except IntegrityError:  # another worker stored this version first
+        shutil.rmtree(tmp, ignore_errors=True)
+        _end(job, Job.Status.SUCCEEDED, "another worker stored this composition")
+        return mixture.compositions.filter(is_current=True).first()
+    Job.objects.filter(pk=job.pk).update(composition=composition)
+    _end(
+        job,
+        Job.Status.SUCCEEDED,
+        f"v{version}: overall accuracy {report['overall']['accuracy']:.4f}",
+    )
+    return composition
+
+
+@torch.inference_mode()
+def measure_contributions(routed, experts, data, encoder, cache, report) -> dict:
+    """Each expert's share of traffic and the drop in overall accuracy without it."""
+    split = cached_split(routed.experts, routed.expert_domains, data, "eval", encoder, cache)
+    _, weights = routed.mix_cached(split.features, split.expert_probs)
+    full = report["overall"]["accuracy"]
+    out = {}
+    for k, expert in enumerate(experts):
+        w = weights.clone()
+        w[:, k] = 0
+        total = w.sum(-1, keepdim=True)
+        # examples routed only to this expert fall back to the gate's dense choice
+        dense = routed.gate(split.features.to(encoder.device), top_k=len(experts)).probs.cpu()
+        dense[:, k] = 0
+        w = torch.where(total > 0, w / total.clamp(min=1e-12), dense / dense.sum(-1, keepdim=True))
+        probs = torch.einsum("bn,bnu->bu", w, split.expert_probs)
+        without = evaluate_predictions(
+            probs, w, split.targets, split.domain_idx, split.domains, split.domain_labels
+        )["overall"]["accuracy"]
+        out[str(expert.pk)] = {"drop": full - without, "share": report["utilisation"]["load"][k]}
+    return out
+
+
+def pin(composition: Composition) -> None:
+    """Make a composition current (maintainers pin, or roll back to an older version)."""
+    with transaction.atomic():
+        Composition.objects.filter(mixture=composition.mixture).update(is_current=False)
+        Composition.objects.filter(pk=composition.pk).update(is_current=True)
