@@ -41,7 +41,11 @@ FINAL = (Job.Status.SUCCEEDED, Job.Status.FAILED)
 def start_job(job_id: int) -> Job | None:
     """Claim a job for this delivery; None when there is nothing (more) to do."""
     with transaction.atomic():
-        job = Job.objects.select_for_update().select_related("expert", "mixture").get(pk=job_id)
+        job = (
+            Job.objects.select_for_update(of=("self",))
+            .select_related("expert", "mixture")
+            .get(pk=job_id)
+        )
         if job.status in FINAL:
             return None  # a duplicate delivery of a finished job
         if job.attempts >= MAX_ATTEMPTS:
