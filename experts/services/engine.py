@@ -163,9 +163,10 @@ def validate(job_id: int, *, enqueue_retrain=None) -> None:
         changed = Expert.objects.filter(pk=expert.pk, status=Expert.Status.VALIDATING).update(
             status=status, report=report, metrics=report.get("metrics", {})
         )
+        # The verdict and the end of the job commit together: nobody sees one without the other.
+        _end(job, Job.Status.SUCCEEDED, f"{status}: {report['summary']}")
         if changed and accepted and enqueue_retrain is not None:
             transaction.on_commit(lambda: enqueue_retrain(expert.mixture))
-    _end(job, Job.Status.SUCCEEDED, f"{status}: {report['summary']}")
 
 
 def run_validation(expert: Expert, report_progress) -> tuple[bool, dict]:
