@@ -23,7 +23,7 @@ from routing.cache import TensorCache
 from routing.compose import Composition as RoutedComposition
 from routing.config import GateConfig, LossWeights, TrainConfig, from_dict
 from routing.experts import load_expert
-from routing.metrics import accuracy, evaluate_predictions, macro_f1
+from routing.metrics import accuracy, macro_f1
 from routing.safetensors_header import ContractError
 from routing.workflow import cached_split, compose, expert_log_probs
 
@@ -337,19 +337,20 @@ def measure_contributions(routed, experts, data, encoder, cache, report) -> dict
     split = cached_split(routed.experts, routed.expert_domains, data, "eval", encoder, cache)
     _, weights = routed.mix_cached(split.features, split.expert_probs)
     full = report["overall"]["accuracy"]
+    gate_probs = routed.gate(split.features.to(encoder.device), top_k=len(experts)).probs.cpu()
     out = {}
     for k, expert in enumerate(experts):
         w = weights.clone()
         w[:, k] = 0
         total = w.sum(-1, keepdim=True)
         # examples routed only to this expert fall back to the gate's dense choice
-        dense = routed.gate(split.features.to(encoder.device), top_k=len(experts)).probs.cpu()
+        dense = gate_probs.clone()
         dense[:, k] = 0
-        w = torch.where(total > 0, w / total.clamp(min=1e-12), dense / dense.sum(-1, keepdim=True))
-        probs = torch.einsum("bn,bnu->bu", w, split.expert_probs)
-        without = evaluate_predictions(
-            probs, w, split.targets, split.domain_idx, split.domains, split.domain_labels
-        )["overall"]["accuracy"]
+        left = dense.sum(-1, keepdim=True)
+        w = torch.where(total > 0, w / total.clamp(min=1e-12), dense / left.clamp(min=1e-12))
+        pred = torch.einsum("bn,bnu->bu", w, split.expert_probs).argmax(-1)
+        pred[w.sum(-1) == 0] = -1  # no expert left for these examples: no answer
+        without = accuracy(pred, split.targets)
         out[str(expert.pk)] = {"drop": full - without, "share": report["utilisation"]["load"][k]}
     return out
 

@@ -174,6 +174,8 @@ def test_an_upload_is_validated_and_a_composition_appears(
     wait_for(lambda: status_of(weather) == "accepted", what="the weather expert accepted")
     v1 = wait_for(lambda: Composition.objects.filter(is_current=True).first(), what="v1")
     assert v1.version == 1 and v1.expert_shas == [weather.sha256]
+    # alone in v1, the expert answers everything: without it nothing is right
+    assert v1.contributions[str(weather.pk)]["drop"] == v1.metrics["overall"]["accuracy"]
     food = upload(alice, trained_file("food"), "food")
     wait_for(lambda: status_of(food) == "accepted", what="the food expert accepted")
     v2 = wait_for(lambda: Composition.objects.filter(is_current=True, version=2).first(), what="v2")
