@@ -53,7 +53,7 @@ PROFILES = {
     "quick": {
         "head": {"train": 300, "router": 150, "eval": 150, "seeds": 3},
         "lora": {"train": 48, "router": 32, "eval": 40, "seeds": 1, "epochs": 1},
-        "timing_texts": 64,
+        "timing_texts": 32,
     },
 }
 
@@ -414,7 +414,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
-        "--timing-texts", type=int, help="texts timed per system (default: 128, quick 64)"
+        "--timing-texts", type=int, help="texts timed per system (default: 128, quick 32)"
     )
     parser.add_argument(
         "--report-only",

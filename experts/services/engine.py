@@ -117,6 +117,21 @@ def _configs(mixture: Mixture) -> tuple[GateConfig, TrainConfig]:
     return gate, TrainConfig(seed=int(routing.get("seed", 0)), loss=loss)
 
 
+def compose_mixture(mixture, loaded, domains, data, encoder, cache, previous=None):
+    """Train the mixture's gate over loaded experts with its routing settings."""
+    gate_config, train_config = _configs(mixture)
+    return compose(
+        encoder,
+        loaded,
+        domains,
+        {d: data[d] for d in set(domains)},
+        cache=cache,
+        gate_config=gate_config,
+        train_config=train_config,
+        previous=previous,
+    )
+
+
 def _domain_data(mixture: Mixture) -> dict:
     return {d.name: domain_data(d) for d in mixture.domains.all() if d.router_count}
 
@@ -212,16 +227,7 @@ def run_validation(expert: Expert, report_progress) -> tuple[bool, dict]:
     others = [e for e in accepted_experts(mixture) if e.pk != expert.pk]
     experts = [_load(e) for e in others] + [loaded]
     domains = [e.domain.name for e in others] + [domain.name]
-    gate_config, train_config = _configs(mixture)
-    _, candidate = compose(
-        encoder,
-        experts,
-        domains,
-        {d: data[d] for d in set(domains)},
-        cache=cache,
-        gate_config=gate_config,
-        train_config=train_config,
-    )
+    _, candidate = compose_mixture(mixture, experts, domains, data, encoder, cache)
     report["candidate"] = {d: m["accuracy"] for d, m in candidate["domains"].items()}
     if current is not None:
         before = {d: m["accuracy"] for d, m in current.metrics.get("domains", {}).items()}
@@ -279,18 +285,8 @@ def retrain(job_id: int) -> Composition | None:
         previous = RoutedComposition.load(
             composition_folder(mixture, current.version), encoder=encoder
         )
-    gate_config, train_config = _configs(mixture)
     progress(job, 30, "retraining the gate on cached tensors")
-    routed, report = compose(
-        encoder,
-        loaded,
-        domains,
-        {d: data[d] for d in set(domains)},
-        cache=cache,
-        gate_config=gate_config,
-        train_config=train_config,
-        previous=previous,
-    )
+    routed, report = compose_mixture(mixture, loaded, domains, data, encoder, cache, previous)
     progress(job, 70, "measuring each expert's contribution")
     contributions = measure_contributions(routed, experts, data, encoder, cache, report)
     version = (
