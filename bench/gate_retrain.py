@@ -79,7 +79,8 @@ def main(argv=None) -> None:
         train_gate(features, probs, targets, owner, train_config=TrainConfig(), init=init)
         warm = time.perf_counter() - t0
         mb = (features.numel() + probs.numel()) * 4 / 2**20
-        steps = len(log["history"]) * -(-n // TrainConfig().batch_size)
+        tc = TrainConfig()
+        steps = len(log["history"]) * min(tc.max_steps_per_epoch, -(-n // tc.batch_size))
         print(f"{kind:<12}{params:>14,}{mb:>18.1f}{cold:>8.2f}{warm:>8.2f}{steps:>7}")
     print("the cached tensors have the same shape for both kinds, so the time does too")
 

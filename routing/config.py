@@ -42,7 +42,9 @@ class TrainConfig:
     epochs: int = 20
     min_steps: int = 300  # small router sets still get this many optimiser steps
     balance_domains: bool = False  # draw router examples with equal total weight per domain
-    batch_size: int = 256
+    batch_size: int = 256  # grows for large sets so an epoch is at most max_steps_per_epoch
+    max_steps_per_epoch: int = 40
+    example_budget: int = 160_000  # large sets get fewer epochs: at most this many examples seen
     lr: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 
@@ -146,6 +147,7 @@ def warm_start(
     *,
     steps: int = 500,
     lr: float = 0.1,
+    max_examples: int = 4096,
 ) -> Gate:
     """Extend a trained gate by one output per new expert, keeping the old routing.
 
@@ -156,6 +158,15 @@ def warm_start(
     """
     previous = previous.cpu().eval()
     n_old = previous.n_experts
+    g = torch.Generator().manual_seed(0)
+
+    def sample(x: torch.Tensor) -> torch.Tensor:  # a fixed random subset bounds the cost
+        return (
+            x if len(x) <= max_examples else x[torch.randperm(len(x), generator=g)[:max_examples]]
+        )
+
+    old_features = sample(old_features)
+    new_domain_features = [sample(f) for f in new_domain_features]
     with torch.no_grad():
         reps = [previous.represent(old_features)] + [
             previous.represent(f) for f in new_domain_features
@@ -213,8 +224,13 @@ def train_gate(
     history = []
     started = time.perf_counter()
     gate.train()
-    per_epoch = max(1, math.ceil(len(features) / tc.batch_size))
-    epochs = max(tc.epochs, math.ceil(tc.min_steps / per_epoch))
+    # Large router sets get larger batches, not more steps: retraining stays
+    # fast as a mixture grows (8 experts x 20,000 examples: 800 steps).
+    batch_size = max(tc.batch_size, math.ceil(len(features) / tc.max_steps_per_epoch))
+    tc = dataclasses.replace(tc, batch_size=batch_size)
+    per_epoch = max(1, math.ceil(len(features) / batch_size))
+    epochs = min(tc.epochs, max(1, tc.example_budget // max(len(features), 1)))
+    epochs = max(epochs, math.ceil(tc.min_steps / per_epoch))
     for epoch in tqdm(range(epochs), desc="training gate", unit="epoch", disable=not progress):
         sums: dict[str, float] = {}
         batches = 0
