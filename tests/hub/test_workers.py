@@ -308,3 +308,32 @@ def test_a_killed_and_restarted_worker_still_validates_exactly_once(
     wait_for(lambda: Composition.objects.exists(), 120, what="a composition")
     time.sleep(2)
     assert Composition.objects.count() == 1
+
+
+@pytest.mark.browser
+def test_a_browser_upload_becomes_accepted_and_a_composition_appears(
+    live_server, page, alice, living_mixture, trained_file, workers
+):
+    from tests.hub.conftest import shot
+
+    workers().start()
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", "pw-alice-123")
+    page.click("button:has-text('Log in')")
+    page.wait_for_url(f"{live_server.url}/")
+    page.goto(f"{live_server.url}/m/weather-food/")
+    page.select_option("#id_domain", label="weather (rainy, sunny)")
+    page.fill("#id_name", "weather head")
+    page.set_input_files("#id_file", str(trained_file("weather")))
+    page.click("#upload-form button:has-text('Upload')")
+    page.wait_for_url(f"{live_server.url}/experts/*/")
+    # the expert page polls its status and reloads when the verdict is in
+    page.wait_for_selector("#expert-status.accepted", timeout=120_000)
+    shot(page, "08-expert-accepted")
+    page.goto(f"{live_server.url}/m/weather-food/")
+    wait_for(lambda: Composition.objects.filter(is_current=True).exists(), what="v1")
+    page.reload()
+    assert "Composition v1" in page.inner_text("main")
+    assert "accepted" in page.inner_text("#experts")
+    shot(page, "09-mixture-with-composition")
