@@ -107,7 +107,13 @@ def encoder_for(name: str, revision: str) -> BaseEncoder:
 
 
 def tensor_cache() -> TensorCache:
-    return TensorCache(settings.MOECOLLAB_CACHE_DIR)
+    """The process's cache of features and expert outputs (one instance, so it counts hits)."""
+    return _tensor_cache(str(settings.MOECOLLAB_CACHE_DIR))
+
+
+@lru_cache(maxsize=4)
+def _tensor_cache(root: str) -> TensorCache:
+    return TensorCache(root)
 
 
 def _configs(mixture: Mixture) -> tuple[GateConfig, TrainConfig]:
