@@ -143,3 +143,21 @@ def make_lora_file(path, encoder, labels, domain=None, seed=0, r=4):
         domain=domain,
     )
     return path
+
+
+def save_plain_peft_adapter(folder, encoder, n_labels):
+    """Save what a PEFT-only contributor uploads: adapter_model.safetensors + its config."""
+    from peft import LoraConfig, get_peft_model
+    from torch import nn
+    from transformers import AutoModel
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = AutoModel.from_pretrained(encoder.location)
+            self.classifier = nn.Linear(encoder.hidden_size, n_labels)
+
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["query", "value"], modules_to_save=["classifier"]
+    )
+    get_peft_model(Classifier(), config).save_pretrained(folder)

@@ -227,20 +227,9 @@ def test_a_browser_upload_error_says_what_is_wrong(alice, mixture, tmp_path, med
 def test_a_plain_peft_adapter_uploads_with_its_config(
     alice, mixture, tmp_path, tiny_encoder, media, sent
 ):
-    from peft import LoraConfig, get_peft_model
-    from torch import nn
-    from transformers import AutoModel
+    from tests.conftest import save_plain_peft_adapter
 
-    class Classifier(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.encoder = AutoModel.from_pretrained(tiny_encoder.location)
-            self.classifier = nn.Linear(tiny_encoder.hidden_size, 2)
-
-    config = LoraConfig(
-        r=4, lora_alpha=8, target_modules=["query", "value"], modules_to_save=["classifier"]
-    )
-    get_peft_model(Classifier(), config).save_pretrained(tmp_path / "peft")
+    save_plain_peft_adapter(tmp_path / "peft", tiny_encoder, 2)
     adapter = tmp_path / "peft" / "adapter_model.safetensors"
     with open(tmp_path / "peft" / "adapter_config.json", "rb") as cfg:
         response = post_api(alice, adapter, adapter_config=cfg)

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from routing.contract import check_expert_file, check_finite
 from routing.experts import load_expert
 from routing.safetensors_header import ContractError, read_header
-from tests.conftest import make_head_file, make_lora_file
+from tests.conftest import make_head_file, make_lora_file, save_plain_peft_adapter
 
 LABELS = ["rainy", "sunny"]
 
@@ -53,20 +53,7 @@ def test_it_round_trips_a_lora_expert(tmp_path, tiny_encoder):
 
 
 def test_it_accepts_a_plain_peft_adapter_unchanged(tmp_path, tiny_encoder):
-    from peft import LoraConfig, get_peft_model
-    from torch import nn
-    from transformers import AutoModel
-
-    class Classifier(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.encoder = AutoModel.from_pretrained(tiny_encoder.location)
-            self.classifier = nn.Linear(tiny_encoder.hidden_size, len(LABELS))
-
-    config = LoraConfig(
-        r=4, lora_alpha=8, target_modules=["query", "value"], modules_to_save=["classifier"]
-    )
-    get_peft_model(Classifier(), config).save_pretrained(tmp_path / "peft")
+    save_plain_peft_adapter(tmp_path / "peft", tiny_encoder, len(LABELS))
     path = tmp_path / "peft" / "adapter_model.safetensors"
     header = check_expert_file(path, base=tiny_encoder.spec, labels=LABELS)
     assert (header.source, header.kind, header.labels) == ("peft", "lora", LABELS)
