@@ -1,0 +1,131 @@
+"""Export a composition as a Hugging Face model repository folder.
+
+The folder holds `config.json`, `model.safetensors` (base encoder, gate and
+experts), the configuration and modeling code that `trust_remote_code`
+loads (`routing/remote_code/`), the tokenizer files and a `README.md` model
+card. `AutoModelForSequenceClassification.from_pretrained(folder,
+trust_remote_code=True)` then gives the composition's own predictions.
+
+The export is deterministic: the same composition gives byte-identical files,
+so re-publishing it changes nothing on the Hub.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import torch
+
+from .compose import Composition
+from .model_card import CardInfo, model_card
+
+EXPORT_FILES = (
+    "README.md",
+    "config.json",
+    "configuration_moecollab.py",
+    "model.safetensors",
+    "modeling_moecollab.py",
+)
+
+
+def special_tokens_tail(tokenizer) -> int:
+    """How many special tokens the tokenizer appends to one sequence (BERT: 1, [SEP])."""
+    plain = tokenizer("moe", add_special_tokens=False)["input_ids"]
+    full = tokenizer("moe")["input_ids"]
+    for head in range(len(full) - len(plain) + 1):
+        if full[head : head + len(plain)] == plain:
+            return len(full) - head - len(plain)
+    return 0
+
+
+def hf_config(composition: Composition, tokenizer, info: dict | None = None):
+    """The MoECollabConfig of a composition (labels, experts, gate, base encoder)."""
+    from .remote_code.configuration_moecollab import MoECollabConfig
+
+    encoder_config = composition.encoder.model.config.to_dict()
+    for key in ("_name_or_path", "architectures", "transformers_version", "id2label", "label2id"):
+        encoder_config.pop(key, None)
+    experts = []
+    for expert, domain in zip(composition.experts, composition.expert_domains, strict=True):
+        entry = {"name": expert.name, "kind": expert.kind, "domain": domain}
+        entry["labels"] = list(expert.labels)
+        entry["sha256"] = expert.sha256
+        if expert.kind == "head":
+            entry["head_hidden"] = expert.head.hidden.out_features
+        else:
+            lora = expert.header.lora
+            modules = sorted({k.rsplit(".lora_", 1)[0] for k in expert.lora_tensors})
+            entry["lora"] = {"r": lora.r, "alpha": lora.alpha, "modules": modules}
+        experts.append(entry)
+    gate = composition.gate.config
+    return MoECollabConfig(
+        base_encoder=encoder_config,
+        experts=experts,
+        gate={"hidden": gate.hidden, "temperature": gate.temperature, "top_k": gate.top_k},
+        max_input_tokens=composition.encoder.max_length,
+        special_tokens_tail=special_tokens_tail(tokenizer),
+        composition={"base_model": composition.encoder.name, **(info or {})},
+        id2label=dict(enumerate(composition.labels)),
+        label2id={label: i for i, label in enumerate(composition.labels)},
+        architectures=["MoECollabForSequenceClassification"],
+    )
+
+
+def hf_state_dict(composition: Composition, base_state: dict) -> dict[str, torch.Tensor]:
+    """Tensor names of the transformers model: `encoder.*`, `gate.*`, `experts.{k}.*`."""
+    out = {f"encoder.{k}": v for k, v in base_state.items()}
+    out.update({f"gate.{k}": v for k, v in composition.gate.state_dict().items()})
+    for k, expert in enumerate(composition.experts):
+        if expert.kind == "head":
+            head = expert.head.state_dict()
+            out.update({f"experts.{k}.{name}": head[name] for name in head})
+            continue
+        cls = expert.classifier.state_dict()
+        out.update({f"experts.{k}.classifier.{name}": v for name, v in cls.items()})
+        for key, tensor in expert.lora_tensors.items():
+            module, ab = key.rsplit(".lora_", 1)  # "encoder.layer.0...query", "A.weight"
+            out[f"encoder.{module}.lora_{ab[0]}.{k}.weight"] = tensor
+    return {k: v.detach().float().cpu().contiguous() for k, v in out.items()}
+
+
+def export_composition(
+    composition: Composition, folder: str | os.PathLike, card: CardInfo | None = None
+) -> Path:
+    """Write the model repository folder; replaces `folder` atomically when done."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from .remote_code.configuration_moecollab import MoECollabConfig
+    from .remote_code.modeling_moecollab import MoECollabForSequenceClassification
+
+    folder = Path(folder)
+    encoder = composition.encoder
+    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(encoder.location, revision=encoder.revision)
+        tokenizer.model_max_length = encoder.max_length
+        card = card or CardInfo(title=folder.name)
+        config = hf_config(composition, tokenizer, card.provenance())
+        # The base weights come from their files, free of any adapter the hub attached.
+        base = AutoModel.from_pretrained(encoder.location, revision=encoder.revision)
+        state = hf_state_dict(composition, base.state_dict())
+        with torch.device("cpu"):
+            model = MoECollabForSequenceClassification(config)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"export does not fit: missing {missing[:3]}, extra {unexpected[:3]}")
+        MoECollabConfig.register_for_auto_class()
+        MoECollabForSequenceClassification.register_for_auto_class(
+            "AutoModelForSequenceClassification"
+        )
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(model_card(composition, card), encoding="utf-8")
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
