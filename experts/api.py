@@ -107,9 +107,21 @@ class CompositionSerializer(serializers.ModelSerializer):
             "is_current",
             "created_at",
             "hub_status",
+            "hub_repo",
             "hub_commit",
             "hub_url",
+            "hub_error",
+            "download_url",
         ]
+
+    download_url = serializers.SerializerMethodField()
+
+    def get_download_url(self, obj) -> str:
+        from django.urls import reverse
+
+        url = reverse("composition-download", args=[obj.mixture.slug, obj.version])
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -219,6 +231,25 @@ class ExpertViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 class CompositionViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Composition.objects.select_related("mixture")
     serializer_class = CompositionSerializer
+
+    @extend_schema(request=None, responses={202: JobSerializer})
+    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
+    def publish(self, request, pk=None):
+        """Queue the composition's publication to the Hugging Face Hub (maintainers)."""
+        from .services.publish import hub_configured, repo_id_for
+        from .tasks_api import enqueue_publish
+
+        composition = self.get_object()
+        if not composition.mixture.is_maintainer(request.user):
+            return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+        if not hub_configured():
+            detail = "Publishing is not configured on this hub (no Hugging Face token)."
+            return Response({"detail": detail}, status=status.HTTP_409_CONFLICT)
+        if not repo_id_for(composition.mixture):
+            detail = "The mixture has no Hub repository id."
+            return Response({"detail": detail}, status=status.HTTP_409_CONFLICT)
+        job = enqueue_publish(composition)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
 class JobViewSet(viewsets.ReadOnlyModelViewSet):

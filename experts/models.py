@@ -181,6 +181,7 @@ class Composition(models.Model):
     is_current = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     hub_status = models.CharField(max_length=20, choices=Publish.choices, default=Publish.NONE)
+    hub_repo = models.CharField(max_length=200, blank=True, help_text="where it was published")
     hub_commit = models.CharField(max_length=64, blank=True)
     hub_url = models.URLField(blank=True)
     hub_error = models.TextField(blank=True)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from .models import Expert, Job
+from .models import Composition, Expert, Job
 
 VALIDATE_TASK = "workers.tasks.validate_expert"
 RETRAIN_TASK = "workers.tasks.retrain_gate"
+PUBLISH_TASK = "workers.tasks.publish_composition"
 
 
 def enqueue_validation(expert: Expert) -> Job:
@@ -29,6 +30,7 @@ def enqueue_validation(expert: Expert) -> Job:
 QUEUES = {
     Job.Kind.VALIDATE: ("validation", VALIDATE_TASK),
     Job.Kind.RETRAIN: ("training", RETRAIN_TASK),
+    Job.Kind.PUBLISH: ("publishing", PUBLISH_TASK),
 }
 
 
@@ -58,6 +60,35 @@ def enqueue_retrain(mixture) -> Job:
         )
         delay = settings.MOECOLLAB_RETRAIN_COALESCE_SECONDS
         transaction.on_commit(lambda: _send(job, countdown=delay))
+    return job
+
+
+def enqueue_publish(composition: Composition) -> Job | None:
+    """Queue the composition's publication to the Hub; None when publishing is not
+    configured. A publication already waiting or running is returned, not doubled."""
+    from .services.publish import hub_configured
+
+    if not hub_configured():
+        return None
+    with transaction.atomic():
+        Composition.objects.select_for_update().get(pk=composition.pk)
+        waiting = Job.objects.filter(
+            composition_id=composition.pk,
+            kind=Job.Kind.PUBLISH,
+            status__in=(Job.Status.QUEUED, Job.Status.RUNNING),
+        ).first()
+        if waiting is not None:
+            return waiting
+        Composition.objects.filter(pk=composition.pk).update(
+            hub_status=Composition.Publish.QUEUED, hub_error=""
+        )
+        job = Job.objects.create(
+            kind=Job.Kind.PUBLISH,
+            mixture_id=composition.mixture_id,
+            composition_id=composition.pk,
+            message="waiting for a publishing worker",
+        )
+        transaction.on_commit(lambda: _send(job))
     return job
 
 

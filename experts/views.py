@@ -176,44 +176,6 @@ def leaderboard(request, slug: str):
     )
 
 
-def composition_detail(request, slug: str, version: int):
-    from hub.charts import bars, heatmap
-
-    from .queries import get_composition
-
-    composition = get_composition(slug, version)
-    metrics = composition.metrics or {}
-    experts = {e.sha256: e for e in composition.experts.select_related("owner", "domain")}
-    ordered = [experts[s] for s in composition.expert_shas if s in experts]
-    names = [e.name for e in ordered]
-    util = metrics.get("utilisation", {})
-    heat = bars_svg = ""
-    if metrics.get("routing_matrix") and names:
-        heat = heatmap(
-            metrics["routing_matrix"],
-            list(metrics["domains"]),
-            names,
-            "Routing matrix: share of each domain's traffic per expert",
-        )
-    if util.get("load") and names:
-        bars_svg = bars(
-            util["load"], names, "Share of routed traffic per expert", reference=1 / len(names)
-        )
-    rows = [{"expert": e, **(composition.contributions or {}).get(str(e.pk), {})} for e in ordered]
-    return render(
-        request,
-        "experts/composition.html",
-        {
-            "composition": composition,
-            "mixture": composition.mixture,
-            "metrics": metrics,
-            "heatmap": heat,
-            "bars": bars_svg,
-            "rows": rows,
-        },
-    )
-
-
 @login_required
 def review_queue(request):
     from .queries import maintained_mixture_ids
@@ -297,29 +259,6 @@ def expert_status(request, pk: int):
     )
 
 
-def composition_download(request, slug: str, version: int):
-    """The composition folder as one zip, streamed from disk."""
-    import io
-    import zipfile
-    from pathlib import Path
-
-    from django.conf import settings
-
-    from .queries import get_composition
-
-    composition = get_composition(slug, version)
-    folder = Path(settings.MEDIA_ROOT) / composition.folder if composition.folder else None
-    if folder is None or not folder.is_dir():
-        raise Http404("this composition has no files")
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                zf.write(path, f"{slug}-v{version}/{path.relative_to(folder)}")
-    buffer.seek(0)
-    return FileResponse(buffer, as_attachment=True, filename=f"{slug}-v{version}.zip")
-
-
 @login_required
 def domain_create(request, slug: str):
     from django import forms as dj_forms
@@ -367,17 +306,3 @@ def mixture_retrain(request, slug: str):
     enqueue_retrain(mixture)
     messages.success(request, "A retrain is queued; the new composition appears here.")
     return redirect(mixture)
-
-
-@login_required
-@require_POST
-def composition_pin(request, slug: str, version: int):
-    from .queries import get_composition
-    from .services.engine import pin
-
-    composition = get_composition(slug, version)
-    if not composition.mixture.is_maintainer(request.user):
-        raise Http404("no such composition")
-    pin(composition)
-    messages.success(request, f"v{version} is now the current composition.")
-    return redirect(composition)

@@ -9,7 +9,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_str
+from .env import env_bool, env_float, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("MOECOLLAB_VAR_DIR", str(BASE_DIR / "var")))
@@ -141,6 +141,19 @@ SPECTACULAR_SETTINGS = {
 
 # The routing library's caches of base features and expert outputs.
 MOECOLLAB_CACHE_DIR = Path(env_str("MOECOLLAB_CACHE", str(VAR_DIR / "cache")))
+
+# --- Publishing to the Hugging Face Hub ---------------------------------------
+# The token is read from MOECOLLAB_HF_TOKEN, the file MOECOLLAB_HF_TOKEN_FILE names,
+# or HF_TOKEN. It stays in this process: tasks carry job ids, never the token.
+MOECOLLAB_HF_TOKEN = env_secret("MOECOLLAB_HF_TOKEN", "HF_TOKEN")
+MOECOLLAB_HF_ENDPOINT = (env_str("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+MOECOLLAB_HF_NAMESPACE = env_str("MOECOLLAB_HF_NAMESPACE", "")  # for mixtures without a repo id
+MOECOLLAB_HF_PRIVATE = env_bool("MOECOLLAB_HF_PRIVATE", False)  # visibility of new repositories
+MOECOLLAB_PUBLISH_TRIES = env_int("MOECOLLAB_PUBLISH_TRIES", 5)
+MOECOLLAB_PUBLISH_BACKOFF_SECONDS = env_float("MOECOLLAB_PUBLISH_BACKOFF_SECONDS", 2.0)
+MOECOLLAB_PUBLISH_SOFT_LIMIT = env_int("MOECOLLAB_PUBLISH_SOFT_LIMIT", 1800)
+# Where model cards link back to (the site's public address).
+MOECOLLAB_SITE_URL = (env_str("MOECOLLAB_SITE_URL") or "http://127.0.0.1:8000").rstrip("/")
 
 # --- Celery -----------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from experts import api
+from experts import composition_views as compositions
 from experts import views as expert_views
 
 from . import accounts, views
@@ -20,7 +21,7 @@ urlpatterns = [
     path("m/<slug:slug>/", expert_views.mixture_detail, name="mixture"),
     path("m/<slug:slug>/upload/", expert_views.upload, name="upload"),
     path("m/<slug:slug>/leaderboard/", expert_views.leaderboard, name="leaderboard"),
-    path("m/<slug:slug>/v<int:version>/", expert_views.composition_detail, name="composition"),
+    path("m/<slug:slug>/v<int:version>/", compositions.composition_detail, name="composition"),
     path(
         "m/<slug:slug>/domains/<slug:name>/data/",
         expert_views.domain_data_upload,
@@ -28,10 +29,20 @@ urlpatterns = [
     ),
     path(
         "m/<slug:slug>/v<int:version>/download/",
-        expert_views.composition_download,
+        compositions.composition_download,
         name="composition-download",
     ),
-    path("m/<slug:slug>/v<int:version>/pin/", expert_views.composition_pin, name="composition-pin"),
+    path(
+        "m/<slug:slug>/v<int:version>/files/<str:name>",
+        compositions.composition_file,
+        name="composition-file",
+    ),
+    path("m/<slug:slug>/v<int:version>/pin/", compositions.composition_pin, name="composition-pin"),
+    path(
+        "m/<slug:slug>/v<int:version>/publish/",
+        compositions.composition_publish,
+        name="composition-publish",
+    ),
     path("m/<slug:slug>/domains/new/", expert_views.domain_create, name="domain-create"),
     path("m/<slug:slug>/retrain/", expert_views.mixture_retrain, name="mixture-retrain"),
     path("review/", expert_views.review_queue, name="review"),

@@ -7,8 +7,9 @@ import random
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The test Hub server speaks the LFS protocol, not Xet.
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 
 # Word lists of two synthetic domains; each label has its own words.
 TOPICS = {

@@ -41,7 +41,8 @@ def git_blob_oid(data: bytes) -> str:
 
 
 def lfs_pointer(sha256: str, size: int) -> bytes:
-    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+    spec = "https://git-lfs.github.com/spec/v1"
+    return f"version {spec}\noid sha256:{sha256}\nsize {size}\n".encode()
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,9 @@ class Repo:
 
 
 class HubError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None):
+    def __init__(self, status: int, message: str, code: str | None = None, **extra):
         super().__init__(message)
-        self.status, self.message, self.code = status, message, code
+        self.status, self.message, self.code, self.extra = status, message, code, extra
 
 
 @dataclass
@@ -214,9 +215,8 @@ class Handler(BaseHTTPRequestHandler):
             headers = {"X-Error-Message": exc.message}
             if exc.code:
                 headers["X-Error-Code"] = exc.code
-            return self._send(
-                exc.status, json.dumps({"error": exc.message}).encode(), headers, method == "HEAD"
-            )
+            payload = json.dumps({"error": exc.message, **exc.extra}).encode()
+            return self._send(exc.status, payload, headers, method == "HEAD")
         if fault is not None:  # the work is done, but the answer is lost
             return self._json(fault.status, {"error": "injected fault after the work"})
         status, payload, headers = result
@@ -267,7 +267,7 @@ class Handler(BaseHTTPRequestHandler):
         data = json.loads(body)
         repo_id = f"{data.get('organization') or user}/{data['name']}"
         if repo_id in self.state.repos:
-            raise HubError(409, "You already created this model repo")
+            raise HubError(409, "You already created this model repo", url=f"{base}/{repo_id}")
         private = data.get("private") or data.get("visibility") == "private"
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         repo = Repo(repo_id, bool(private), now)

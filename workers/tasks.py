@@ -48,9 +48,10 @@ def validate_expert(job_id: int) -> None:
 )
 def retrain_gate(job_id: int) -> None:
     from experts.services import engine
+    from experts.tasks_api import enqueue_publish
 
     try:
-        engine.retrain(job_id)
+        engine.retrain(job_id, enqueue_publish=enqueue_publish)
     except SoftTimeLimitExceeded:
         engine.fail_job(
             job_id,
@@ -59,6 +60,28 @@ def retrain_gate(job_id: int) -> None:
     except Exception as exc:
         log.exception("retrain job %s failed", job_id)
         engine.fail_job(job_id, f"retraining failed: {type(exc).__name__}: {exc}")
+
+
+@shared_task(
+    name="workers.tasks.publish_composition",
+    soft_time_limit=settings.MOECOLLAB_PUBLISH_SOFT_LIMIT,
+    time_limit=settings.MOECOLLAB_PUBLISH_SOFT_LIMIT + 30,
+    **COMMON,
+)
+def publish_composition(job_id: int) -> None:
+    """Export and publish a composition; the message carries the job id, never the token."""
+    from experts.services import engine, publish
+
+    try:
+        publish.publish(job_id)
+    except SoftTimeLimitExceeded:
+        engine.fail_job(
+            job_id,
+            f"publishing took longer than the {settings.MOECOLLAB_PUBLISH_SOFT_LIMIT} s limit",
+        )
+    except Exception as exc:
+        log.exception("publish job %s failed", job_id)
+        engine.fail_job(job_id, publish.scrub(f"publishing failed: {type(exc).__name__}: {exc}"))
 
 
 @shared_task(name="workers.tasks.reap_stale_jobs", soft_time_limit=60, time_limit=90, **COMMON)

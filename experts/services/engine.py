@@ -49,16 +49,13 @@ def start_job(job_id: int) -> Job | None:
         if job.status in FINAL:
             return None  # a duplicate delivery of a finished job
         if job.attempts >= MAX_ATTEMPTS:
-            _end(
+            end_job(
                 job,
                 Job.Status.FAILED,
                 f"gave up after {job.attempts} attempts",
                 "the worker died or timed out on every attempt",
             )
-            if job.expert_id:
-                Expert.objects.filter(pk=job.expert_id, status=Expert.Status.VALIDATING).update(
-                    status=Expert.Status.FAILED
-                )
+            _release(job, "the worker died or timed out on every attempt")
             return None
         now = timezone.now()
         job.status = Job.Status.RUNNING
@@ -75,7 +72,7 @@ def progress(job: Job, percent: int, message: str) -> None:
     )
 
 
-def _end(job: Job, status: str, message: str, error: str = "") -> None:
+def end_job(job: Job, status: str, message: str, error: str = "") -> None:
     Job.objects.filter(pk=job.pk).exclude(status__in=FINAL).update(
         status=status,
         message=message[:300],
@@ -90,11 +87,20 @@ def fail_job(job_id: int, message: str) -> None:
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
         return
-    _end(job, Job.Status.FAILED, message, message)
+    end_job(job, Job.Status.FAILED, message, message)
+    _release(job, message)
+
+
+def _release(job: Job, message: str) -> None:
+    """Leave what a failed job worked on in a state a user can retry from."""
     if job.expert_id:
         Expert.objects.filter(pk=job.expert_id, status=Expert.Status.VALIDATING).update(
             status=Expert.Status.FAILED, report={"problems": [message]}
         )
+    if job.kind == Job.Kind.PUBLISH and job.composition_id:
+        Composition.objects.filter(
+            pk=job.composition_id, hub_status=Composition.Publish.QUEUED
+        ).update(hub_status=Composition.Publish.FAILED, hub_error=message)
 
 
 # --- shared resources ---------------------------------------------------------
@@ -175,7 +181,7 @@ def validate(job_id: int, *, enqueue_retrain=None) -> None:
     ).update(status=Expert.Status.VALIDATING)
     if not claimed:
         expert.refresh_from_db()
-        _end(job, Job.Status.SUCCEEDED, f"nothing to do: the expert is {expert.status}")
+        end_job(job, Job.Status.SUCCEEDED, f"nothing to do: the expert is {expert.status}")
         return
     expert.refresh_from_db()
     accepted, report = run_validation(expert, lambda p, m: progress(job, p, m))
@@ -185,7 +191,7 @@ def validate(job_id: int, *, enqueue_retrain=None) -> None:
             status=status, report=report, metrics=report.get("metrics", {})
         )
         # The verdict and the end of the job commit together: nobody sees one without the other.
-        _end(job, Job.Status.SUCCEEDED, f"{status}: {report['summary']}")
+        end_job(job, Job.Status.SUCCEEDED, f"{status}: {report['summary']}")
         if changed and accepted and enqueue_retrain is not None:
             transaction.on_commit(lambda: enqueue_retrain(expert.mixture))
 
@@ -263,12 +269,13 @@ def composition_folder(mixture: Mixture, version: int) -> Path:
     return Path(settings.MEDIA_ROOT) / "compositions" / mixture.slug / f"v{version}"
 
 
-def retrain(job_id: int) -> Composition | None:
+def retrain(job_id: int, *, enqueue_publish=None) -> Composition | None:
     """Retrain the gate over the accepted experts and store a new composition.
 
     Accepts that arrived while this job waited are all included: the job reads
     the accepted set when it runs, so several accepts coalesce into one retrain.
-    Nothing is stored when the set equals the current composition's.
+    Nothing is stored when the set equals the current composition's. The new
+    composition is exported for download, and published when the mixture says so.
     """
     job = start_job(job_id)
     if job is None:
@@ -278,7 +285,7 @@ def retrain(job_id: int) -> Composition | None:
     shas = [e.sha256 for e in experts]
     current = mixture.compositions.filter(is_current=True).first()
     if not experts or (current is not None and current.expert_shas == shas):
-        _end(job, Job.Status.SUCCEEDED, "the composition is up to date")
+        end_job(job, Job.Status.SUCCEEDED, "the composition is up to date")
         return current
     progress(job, 10, f"loading {len(experts)} experts")
     encoder = encoder_for(mixture.base_model.name, mixture.base_model.revision)
@@ -322,15 +329,29 @@ def retrain(job_id: int) -> Composition | None:
             tmp.rename(folder)
     except IntegrityError:  # another worker stored this version first
         shutil.rmtree(tmp, ignore_errors=True)
-        _end(job, Job.Status.SUCCEEDED, "another worker stored this composition")
+        end_job(job, Job.Status.SUCCEEDED, "another worker stored this composition")
         return mixture.compositions.filter(is_current=True).first()
     Job.objects.filter(pk=job.pk).update(composition=composition)
-    _end(
+    progress(job, 90, "exporting the composition as a transformers model")
+    _export(composition, routed)
+    if enqueue_publish is not None and mixture.publish_automatically:
+        enqueue_publish(composition)
+    end_job(
         job,
         Job.Status.SUCCEEDED,
         f"v{version}: overall accuracy {report['overall']['accuracy']:.4f}",
     )
     return composition
+
+
+def _export(composition: Composition, routed) -> None:
+    """Write the download export now; a failure here only delays it to the first download."""
+    from .publish import ensure_export
+
+    try:
+        ensure_export(composition, routed)
+    except Exception:
+        log.exception("exporting %s failed; it will be exported on demand", composition)
 
 
 @torch.inference_mode()

@@ -126,23 +126,12 @@ def test_the_expert_status_endpoint_feeds_the_live_page(alice, bob, mixture, exp
     assert 'data-final="false"' in page and "hub/status.js" in page
 
 
-def test_a_composition_downloads_as_a_zip(alice, mixture, expert_file, media):
-    import io
-    import zipfile
-
+def test_a_composition_without_files_has_no_download(alice, mixture, expert_file, media):
     a = make_expert(alice, mixture, expert_file, status="accepted", seed=1)
-    c = make_composition(mixture, [a])
-    assert Client().get("/m/weather-food/v1/download/").status_code == 404  # no files yet
-    folder = media / "compositions" / "x"
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text("{}")
-    c.folder = "compositions/x"
-    c.save()
+    make_composition(mixture, [a])
     response = Client().get("/m/weather-food/v1/download/")
-    assert response.status_code == 200, response.content[:300]
-    assert response["Content-Disposition"].startswith("attachment;")
-    names = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))).namelist()
-    assert names == ["weather-food-v1/config.json"]
+    assert response.status_code == 404 and b"no stored files" in response.content
+    assert Client().get("/m/weather-food/v1/files/config.json").status_code == 404
 
 
 def test_maintainers_add_domains_and_others_cannot(alice, charlie, mixture):

@@ -1,0 +1,161 @@
+"""Composition pages: scores, routing, downloads (zip and file by file), pin, publish."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from .models import Job
+from .queries import get_composition
+from .services.publish import (
+    PublishError,
+    ensure_export,
+    export_files,
+    hub_configured,
+    repo_id_for,
+)
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+def snippets(composition) -> dict:
+    """Copy-paste code for transformers and huggingface_hub, for this composition."""
+    mixture = composition.mixture
+    tag = f"v{composition.version}"
+    published = composition.hub_status == composition.Publish.PUBLISHED
+    repo = (composition.hub_repo if published else repo_id_for(mixture)) or "<namespace>/<repo>"
+    local = f"{mixture.slug}-{tag}"
+    endpoint = settings.MOECOLLAB_HF_ENDPOINT
+    env = (
+        f"# in the shell first: export HF_ENDPOINT={endpoint}\n"
+        if endpoint != DEFAULT_ENDPOINT
+        else ""
+    )
+    model = f'"{repo}", revision="{tag}"' if published else f'"./{local}"'
+    transformers = (
+        "from transformers import pipeline\n\n"
+        f'classify = pipeline("text-classification", model={model}, trust_remote_code=True)\n'
+        'print(classify("The striker scored twice in the second half."))'
+    )
+    hub = (
+        "from huggingface_hub import snapshot_download\n\n"
+        f'folder = snapshot_download("{repo}", revision="{tag}")'
+    )
+    return {"transformers": (env if published else "") + transformers, "snapshot": env + hub}
+
+
+def composition_detail(request, slug: str, version: int):
+    from hub.charts import bars, heatmap
+
+    composition = get_composition(slug, version)
+    mixture = composition.mixture
+    metrics = composition.metrics or {}
+    experts = {e.sha256: e for e in composition.experts.select_related("owner", "domain")}
+    ordered = [experts[s] for s in composition.expert_shas if s in experts]
+    names = [e.name for e in ordered]
+    util = metrics.get("utilisation", {})
+    heat = bars_svg = ""
+    if metrics.get("routing_matrix") and names:
+        heat = heatmap(
+            metrics["routing_matrix"],
+            list(metrics["domains"]),
+            names,
+            "Routing matrix: share of each domain's traffic per expert",
+        )
+    if util.get("load") and names:
+        bars_svg = bars(
+            util["load"], names, "Share of routed traffic per expert", reference=1 / len(names)
+        )
+    rows = [{"expert": e, **(composition.contributions or {}).get(str(e.pk), {})} for e in ordered]
+    publish_job = composition.jobs.filter(kind=Job.Kind.PUBLISH).first()
+    return render(
+        request,
+        "experts/composition.html",
+        {
+            "composition": composition,
+            "mixture": mixture,
+            "metrics": metrics,
+            "heatmap": heat,
+            "bars": bars_svg,
+            "rows": rows,
+            "is_maintainer": mixture.is_maintainer(request.user),
+            "files": [(p.name, p.stat().st_size) for p in export_files(composition)],
+            "hub_configured": hub_configured(),
+            "repo_id": composition.hub_repo or repo_id_for(mixture),
+            "publish_job": publish_job,
+            "snippets": snippets(composition),
+        },
+    )
+
+
+def _export_or_404(composition) -> Path:
+    try:
+        return ensure_export(composition)
+    except PublishError as exc:
+        raise Http404(str(exc)) from None
+
+
+def composition_download(request, slug: str, version: int):
+    """The export folder as one zip, built once next to it and streamed from disk."""
+    composition = get_composition(slug, version)
+    folder = _export_or_404(composition)
+    name = f"{slug}-v{version}"
+    archive = folder.with_name(f"{name}.zip")
+    if not archive.is_file() or archive.stat().st_mtime < folder.stat().st_mtime:
+        tmp = archive.with_name(f".{archive.name}.{os.getpid()}.tmp")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+            for path in sorted(folder.iterdir()):
+                if path.is_file():
+                    zf.write(path, f"{name}/{path.name}")
+        os.replace(tmp, archive)
+    return FileResponse(open(archive, "rb"), as_attachment=True, filename=f"{name}.zip")
+
+
+def composition_file(request, slug: str, version: int, name: str):
+    """One file of the export, by its name in the model repository."""
+    composition = get_composition(slug, version)
+    folder = _export_or_404(composition)
+    files = {p.name: p for p in folder.iterdir() if p.is_file()}
+    if name not in files:
+        raise Http404(f"the export has no file named {name!r}")
+    return FileResponse(open(files[name], "rb"), as_attachment=True, filename=name)
+
+
+@login_required
+@require_POST
+def composition_pin(request, slug: str, version: int):
+    from .services.engine import pin
+
+    composition = get_composition(slug, version)
+    if not composition.mixture.is_maintainer(request.user):
+        raise Http404("no such composition")
+    pin(composition)
+    messages.success(request, f"v{version} is now the current composition.")
+    return redirect(composition)
+
+
+@login_required
+@require_POST
+def composition_publish(request, slug: str, version: int):
+    from .tasks_api import enqueue_publish
+
+    composition = get_composition(slug, version)
+    mixture = composition.mixture
+    if not mixture.is_maintainer(request.user):
+        raise Http404("no such composition")
+    if not hub_configured():
+        messages.error(request, "Publishing is not configured on this hub (no Hub token).")
+    elif not repo_id_for(mixture):
+        messages.error(request, "Set the mixture's Hub repository id before publishing.")
+    else:
+        enqueue_publish(composition)
+        messages.success(request, f"v{version} is queued for publishing to {repo_id_for(mixture)}.")
+    return redirect(composition)

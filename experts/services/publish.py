@@ -1,0 +1,262 @@
+"""Export compositions as Hugging Face model folders and publish them to the Hub.
+
+Publishing is idempotent. A composition's export is deterministic, so a
+retried commit of an export that already landed changes no file and
+`huggingface_hub` makes no second commit; the version tag (`v3`) marks a
+finished publication, and a retry that finds it only records it. Transient
+errors (HTTP 429 and 5xx, timeouts, dropped connections) are retried with
+exponential backoff; a refused token fails at once with a message for the
+composition page. The token never leaves this process and is scrubbed from
+every message that is stored or logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from routing.compose import Composition as RoutedComposition
+from routing.export import EXPORT_FILES, export_composition
+from routing.model_card import CardInfo, Contributor
+
+from ..models import Composition, Job
+from .engine import encoder_for, end_job, progress, start_job
+
+log = logging.getLogger(__name__)
+
+
+class PublishError(Exception):
+    """A failure that retrying cannot fix; its message is shown on the composition page."""
+
+
+# --- configuration -------------------------------------------------------------
+
+
+def hub_configured() -> bool:
+    return bool(settings.MOECOLLAB_HF_TOKEN)
+
+
+def repo_id_for(mixture) -> str:
+    """The mixture's Hub repository: its own setting, else `<namespace>/<slug>`."""
+    if mixture.hub_repo_id:
+        return mixture.hub_repo_id
+    if settings.MOECOLLAB_HF_NAMESPACE:
+        return f"{settings.MOECOLLAB_HF_NAMESPACE}/{mixture.slug}"
+    return ""
+
+
+def scrub(text: str) -> str:
+    """The text with the Hub token replaced, for anything stored or logged."""
+    token = settings.MOECOLLAB_HF_TOKEN
+    return text.replace(token, "[token]") if token else text
+
+
+# --- export ------------------------------------------------------------------
+
+
+def export_folder(composition: Composition) -> Path:
+    return Path(settings.MEDIA_ROOT) / composition.folder / "hf"
+
+
+def export_files(composition: Composition) -> list[Path]:
+    """The export's files, when the export is complete; [] otherwise."""
+    folder = export_folder(composition)
+    if not composition.folder or not all((folder / name).is_file() for name in EXPORT_FILES):
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file())
+
+
+def card_info(composition: Composition) -> CardInfo:
+    """What the model card says about a composition, from the hub's records."""
+    mixture = composition.mixture
+    experts = {e.sha256: e for e in composition.experts.select_related("owner", "domain")}
+    contributions = composition.contributions or {}
+    contributors = []
+    for sha in composition.expert_shas:
+        expert = experts.get(sha)
+        if expert is None:
+            continue
+        measured = contributions.get(str(expert.pk), {})
+        contributors.append(
+            Contributor(
+                expert=expert.name,
+                user=expert.owner.username,
+                domain=expert.domain.name,
+                kind=expert.kind,
+                licence=expert.licence,
+                sha256=expert.sha256,
+                share=measured.get("share"),
+                drop=measured.get("drop"),
+                url=settings.MOECOLLAB_SITE_URL + expert.get_absolute_url(),
+            )
+        )
+    domains = mixture.domains.filter(name__in=[c.domain for c in contributors])
+    return CardInfo(
+        title=f"{mixture.name} v{composition.version}",
+        description=mixture.description,
+        repo_id=repo_id_for(mixture),
+        mixture=mixture.slug,
+        version=composition.version,
+        base_licence=mixture.base_model.licence,
+        contributors=contributors,
+        datasets={d.name: d.source for d in domains if d.source},
+        source_url=settings.MOECOLLAB_SITE_URL + composition.get_absolute_url(),
+        metrics=composition.metrics or None,
+    )
+
+
+def ensure_export(composition: Composition, routed: RoutedComposition | None = None) -> Path:
+    """The composition's export folder, written first if it is missing or incomplete."""
+    folder = export_folder(composition)
+    if export_files(composition):
+        return folder
+    if not composition.folder:
+        raise PublishError("this composition has no stored files to export")
+    if routed is None:
+        base = composition.mixture.base_model
+        routed = RoutedComposition.load(
+            Path(settings.MEDIA_ROOT) / composition.folder,
+            encoder=encoder_for(base.name, base.revision),
+        )
+    return export_composition(routed, folder, card_info(composition))
+
+
+# --- publishing ----------------------------------------------------------------
+
+
+def _status(exc: Exception) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def is_transient(exc: Exception) -> bool:
+    import httpx2
+
+    status = _status(exc)
+    if status is not None:
+        return status == 429 or status >= 500
+    return isinstance(exc, (httpx2.TimeoutException, httpx2.NetworkError, ConnectionError))
+
+
+def explain(exc: Exception) -> str:
+    """A message a maintainer can act on, without the token."""
+    status = _status(exc)
+    endpoint = settings.MOECOLLAB_HF_ENDPOINT
+    if status in (401, 403):
+        return scrub(
+            f"The Hub at {endpoint} refused the token (HTTP {status}). Check that "
+            "MOECOLLAB_HF_TOKEN is a valid token with write access to the repository; "
+            "nothing was published."
+        )
+    if status is not None:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return scrub(f"The Hub at {endpoint} answered HTTP {status}: {first}")
+    if is_transient(exc):
+        return scrub(f"Could not reach the Hub at {endpoint}: {type(exc).__name__}: {exc}")
+    return scrub(f"Publishing to {endpoint} failed: {type(exc).__name__}: {exc}")
+
+
+def push(composition: Composition, folder: Path, repo_id: str) -> tuple[str, bool]:
+    """Commit the export and tag it `v<version>`; (commit id, whether a tag was found)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(
+        endpoint=settings.MOECOLLAB_HF_ENDPOINT,
+        token=settings.MOECOLLAB_HF_TOKEN,
+        library_name="moecollab-hub",
+    )
+    tag = f"v{composition.version}"
+    api.create_repo(repo_id, exist_ok=True, private=settings.MOECOLLAB_HF_PRIVATE)
+    tags = {t.name: t.target_commit for t in api.list_repo_refs(repo_id).tags}
+    if tag in tags:  # an earlier attempt committed and tagged this version
+        return tags[tag], True
+    mixture = composition.mixture
+    info = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=folder,
+        commit_message=f"{mixture.name}: composition {tag}",
+        commit_description=(
+            f"Composition {tag} of {mixture.slug}, {len(composition.expert_shas)} experts; "
+            f"overall held-out accuracy "
+            f"{(composition.metrics or {}).get('overall', {}).get('accuracy', float('nan')):.4f}. "
+            f"Published by MoECollab Hub from {settings.MOECOLLAB_SITE_URL}"
+            f"{composition.get_absolute_url()}"
+        ),
+        delete_patterns=["*"],  # files an older export had and this one has not
+    )
+    api.create_tag(repo_id, tag=tag, revision=info.oid, tag_message=info.commit_message or tag)
+    return info.oid, False
+
+
+def _record(composition: Composition, **fields) -> None:
+    Composition.objects.filter(pk=composition.pk).update(**fields)
+
+
+def publish(job_id: int, *, sleep=time.sleep) -> Composition | None:
+    """Export and publish the job's composition (a Celery task body)."""
+    from huggingface_hub import constants
+
+    job = start_job(job_id)
+    if job is None:
+        return None
+    composition = Composition.objects.select_related("mixture__base_model").get(
+        pk=job.composition_id
+    )
+    if composition.hub_status == Composition.Publish.PUBLISHED and composition.hub_commit:
+        end_job(job, Job.Status.SUCCEEDED, f"already published as {composition.hub_commit[:12]}")
+        return composition
+    repo_id = repo_id_for(composition.mixture)
+    try:
+        if not hub_configured():
+            raise PublishError("publishing is not configured: no Hugging Face token is set")
+        if not repo_id:
+            raise PublishError("the mixture has no Hub repository id (and no namespace is set)")
+        if constants.is_offline_mode():
+            raise PublishError("HF_HUB_OFFLINE is set in the worker's environment; unset it")
+        progress(job, 10, "exporting the composition as a transformers model")
+        folder = ensure_export(composition)
+        commit, found = _push_with_retries(job, composition, folder, repo_id, sleep)
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, PublishError) else explain(exc)
+        log.warning("publishing %s failed: %s", composition, message)
+        with transaction.atomic():
+            _record(composition, hub_status=Composition.Publish.FAILED, hub_error=message)
+            end_job(job, Job.Status.FAILED, message[:300], message)
+        return None
+    url = f"{settings.MOECOLLAB_HF_ENDPOINT}/{repo_id}/tree/v{composition.version}"
+    with transaction.atomic():
+        _record(
+            composition,
+            hub_status=Composition.Publish.PUBLISHED,
+            hub_repo=repo_id,
+            hub_commit=commit,
+            hub_url=url,
+            hub_error="",
+        )
+        note = " (found tagged by an earlier attempt)" if found else ""
+        end_job(job, Job.Status.SUCCEEDED, f"published to {repo_id} as {commit[:12]}{note}")
+    return Composition.objects.get(pk=composition.pk)
+
+
+def _push_with_retries(job, composition, folder, repo_id, sleep):
+    tries = max(1, settings.MOECOLLAB_PUBLISH_TRIES)
+    delay = settings.MOECOLLAB_PUBLISH_BACKOFF_SECONDS
+    for attempt in range(1, tries + 1):
+        progress(job, 40, f"uploading to {repo_id} (try {attempt} of {tries})")
+        try:
+            return push(composition, folder, repo_id)
+        except PublishError:
+            raise
+        except Exception as exc:
+            if not is_transient(exc) or attempt == tries:
+                raise
+            message = f"{explain(exc)}; retrying in {delay:g} s (try {attempt + 1} of {tries})"
+            log.warning("publishing %s: %s", composition, message)
+            progress(job, 40, message)
+            sleep(delay)
+            delay = min(delay * 2, 300.0)
+    raise AssertionError("unreachable")

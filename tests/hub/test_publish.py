@@ -1,0 +1,318 @@
+"""Publishing to a Hub-compatible server with the real huggingface_hub client, loading the
+result with transformers, retries, refused tokens, and downloads from the site."""
+
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from django.test import Client
+
+from experts.models import Composition, Expert, Job
+from experts.services import publish as publishing
+from experts.services.engine import encoder_for
+from experts.services.upload import UploadRequest, accept_upload
+from experts.tasks_api import enqueue_publish
+from routing.cache import TensorCache
+from routing.compose import Composition as Routed
+from routing.config import GateConfig
+from routing.experts import load_expert
+from routing.workflow import compose, train_expert_file
+from tests.conftest import make_lora_file, synthetic_domain, synthetic_rows
+from tests.hub.conftest import api_client
+from tests.hub.test_experts_access import client_for
+from tests.hubserver import HubServer
+
+TOKEN = "hf_secret_token_for_tests_0123456789"
+REPO = "charlie/weather-food"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def hub_server(settings, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # whatever the shell says
+    server = HubServer(tokens={TOKEN: "charlie"}).start()
+    settings.MOECOLLAB_HF_TOKEN = TOKEN
+    settings.MOECOLLAB_HF_ENDPOINT = server.url
+    settings.MOECOLLAB_HF_NAMESPACE = "charlie"
+    yield server
+    server.stop()
+
+
+class Uploaded:
+    def __init__(self, path):
+        self.path, self.size = str(path), path.stat().st_size
+
+    def temporary_file_path(self):
+        return self.path
+
+
+def _accepted(user, mixture, path, domain, name, licence):
+    expert = accept_upload(
+        user,
+        UploadRequest(
+            mixture=mixture,
+            domain=mixture.domains.get(name=domain),
+            name=name,
+            description="",
+            licence=licence,
+            file=Uploaded(path),
+        ),
+    )
+    Expert.objects.filter(pk=expert.pk).update(status=Expert.Status.ACCEPTED)
+    return Expert.objects.get(pk=expert.pk)
+
+
+@pytest.fixture
+def stored(tmp_path, mixture, alice, bob, tiny_encoder, media, settings):
+    """A composition as the workers store it: a trained head expert (alice) for weather,
+    a LoRA expert (bob) for food, and a gate trained over both."""
+    cache = TensorCache(tmp_path / "cache")
+    data = {"weather": synthetic_domain("weather"), "food": synthetic_domain("food")}
+    weather = tmp_path / "w.safetensors"
+    train_expert_file(tiny_encoder, data["weather"], weather, cache=cache, epochs=40, lr=1e-2)
+    food = make_lora_file(tmp_path / "f.safetensors", tiny_encoder, ["salty", "sour", "sweet"])
+    experts = [
+        _accepted(alice, mixture, weather, "weather", "sky reader", "mit"),
+        _accepted(bob, mixture, food, "food", "taste buds", "apache-2.0"),
+    ]
+    encoder = encoder_for(mixture.base_model.name, "")
+    loaded = [
+        load_expert(e.file.path, base=encoder.spec, labels=e.domain.labels, name=e.name)
+        for e in experts
+    ]
+    routed, report = compose(
+        encoder,
+        loaded,
+        ["weather", "food"],
+        data,
+        cache=cache,
+        gate_config=GateConfig(top_k=1, hidden=16),
+    )
+    folder = "compositions/weather-food/v1"
+    routed.save(Path(settings.MEDIA_ROOT) / folder)
+    composition = Composition.objects.create(
+        mixture=mixture,
+        version=1,
+        expert_shas=[e.sha256 for e in experts],
+        folder=folder,
+        is_current=True,
+        metrics=report,
+        contributions={
+            str(experts[0].pk): {"drop": 0.4, "share": 0.55},
+            str(experts[1].pk): {"drop": 0.3, "share": 0.45},
+        },
+    )
+    composition.experts.set(experts)
+    return composition
+
+
+def texts_50():
+    rows = synthetic_rows("weather", 25, seed=11) + synthetic_rows("food", 25, seed=12)
+    return [text for text, _ in rows]
+
+
+def publish_now(composition, sleeps=None):
+    """Queue a publication as the site does, then run the worker's task body here."""
+    job = enqueue_publish(composition)
+    assert job is not None
+    publishing.publish(job.pk, sleep=(sleeps.append if sleeps is not None else lambda s: None))
+    return Composition.objects.get(pk=composition.pk), Job.objects.get(pk=job.pk)
+
+
+def hubs_own_model(composition):
+    from django.conf import settings
+
+    encoder = encoder_for(composition.mixture.base_model.name, "")
+    return Routed.load(Path(settings.MEDIA_ROOT) / composition.folder, encoder=encoder)
+
+
+def our_commits(server):
+    return [c for c in server.commits(REPO) if c.title != "initial commit"]
+
+
+def test_it_publishes_and_the_model_loads_from_the_hub_predicting_like_the_hub(
+    stored, hub_server, sent, tmp_path, settings
+):
+    from huggingface_hub import HfApi, snapshot_download
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    composition, job = publish_now(stored)
+    assert job.status == "succeeded", job.error
+    assert composition.hub_status == "published" and composition.hub_repo == REPO
+    commits = our_commits(hub_server)
+    assert [c.oid for c in commits] == [composition.hub_commit]
+    assert commits[0].title == "Weather and food: composition v1"
+    refs = HfApi(endpoint=hub_server.url).list_repo_refs(REPO)
+    assert {t.name: t.target_commit for t in refs.tags} == {"v1": composition.hub_commit}
+    assert composition.hub_url == f"{hub_server.url}/{REPO}/tree/v1"
+    lfs_puts = [r for r in hub_server.state.requests if r["method"] == "PUT"]
+    assert lfs_puts and all("Authorization" not in r["headers"] for r in lfs_puts)
+
+    folder = snapshot_download(REPO, revision="v1", endpoint=hub_server.url, cache_dir=tmp_path)
+    assert {"config.json", "model.safetensors", "README.md", "modeling_moecollab.py"} <= set(
+        os.listdir(folder)
+    )
+    card = Path(folder, "README.md").read_text()
+    assert "| alice | weather | head | mit | 55.0 % | +40.00 |" in card
+    assert f"[sky reader]({settings.MOECOLLAB_SITE_URL}/experts/" in card
+    assert "license: apache-2.0" in card  # mit + apache-2.0 experts on an apache-2.0 base
+
+    texts = texts_50()
+    hub_model = hubs_own_model(stored)
+    want, _ = hub_model.predict_proba(texts)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    with torch.no_grad():
+        got = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits.softmax(-1)
+    assert torch.allclose(got, want, atol=1e-5)
+    classify = pipeline("text-classification", model=folder, trust_remote_code=True)
+    labels = [hub_model.labels[i] for i in want.argmax(-1)]
+    assert [r["label"] for r in classify(texts)] == labels
+    assert {"rainy", "sunny"} & set(labels) and {"salty", "sour", "sweet"} & set(labels)
+
+
+def test_a_new_user_loads_it_by_repo_id_in_three_lines(stored, hub_server, sent, tmp_path):
+    publish_now(stored)
+    code = (
+        "from transformers import pipeline\n"
+        f"classify = pipeline('text-classification', model='{REPO}', trust_remote_code=True)\n"
+        "print(classify('rain storm wet cloud flood'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "PYTEST"))}
+    env.update(HF_ENDPOINT=hub_server.url, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_XET="1")
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    answer = eval(result.stdout.strip().splitlines()[-1])  # [{'label': ..., 'score': ...}]
+    want = hubs_own_model(stored).predict(["rain storm wet cloud flood"])[0]
+    assert answer[0]["label"] == want["label"]
+    assert answer[0]["score"] == pytest.approx(want["score"], abs=1e-5)
+
+
+def test_two_503s_end_in_one_commit_after_backing_off(stored, hub_server, sent, settings):
+    settings.MOECOLLAB_PUBLISH_BACKOFF_SECONDS = 1.5
+    hub_server.fail("POST", r"/commit/main$", 503, times=2)
+    sleeps = []
+    composition, job = publish_now(stored, sleeps)
+    assert job.status == "succeeded" and composition.hub_status == "published"
+    assert sleeps == [1.5, 3.0]
+    assert len(our_commits(hub_server)) == 1
+    commit_posts = [r for r in hub_server.state.requests if r["path"].endswith("/commit/main")]
+    assert len(commit_posts) == 3
+
+
+def test_a_response_lost_after_the_commit_does_not_commit_twice(stored, hub_server, sent):
+    hub_server.fail("POST", r"/commit/main$", 504, times=1, lost=True)
+    composition, job = publish_now(stored)
+    assert job.status == "succeeded"
+    commits = our_commits(hub_server)
+    assert len(commits) == 1 and composition.hub_commit == commits[0].oid
+
+
+def test_a_retry_after_tagging_only_records_the_publication(stored, hub_server, sent):
+    first, _ = publish_now(stored)
+    # the worker died after tagging and before recording: the site still says "queued"
+    Composition.objects.filter(pk=stored.pk).update(hub_status="none", hub_commit="")
+    again, job = publish_now(stored)
+    assert again.hub_commit == first.hub_commit and "earlier attempt" in job.message
+    assert len(our_commits(hub_server)) == 1
+
+
+def test_a_duplicate_delivery_of_a_finished_job_does_nothing(stored, hub_server, sent):
+    composition, job = publish_now(stored)
+    before = len(hub_server.state.requests)
+    publishing.publish(job.pk)
+    assert len(hub_server.state.requests) == before
+    assert Job.objects.get(pk=job.pk).status == "succeeded"
+
+
+def test_a_refused_token_fails_at_once_with_a_clear_message(
+    stored, hub_server, sent, settings, caplog
+):
+    settings.MOECOLLAB_HF_TOKEN = "hf_wrong_token_" + TOKEN[::-1]
+    sleeps = []
+    with caplog.at_level(logging.DEBUG):
+        composition, job = publish_now(stored, sleeps)
+    assert job.status == "failed" and composition.hub_status == "failed"
+    assert "refused the token (HTTP 401)" in composition.hub_error
+    assert sleeps == [] and REPO not in hub_server.state.repos
+    assert len([r for r in hub_server.state.requests if r["method"] == "POST"]) == 1
+    page = client_for(stored.mixture.maintainers.get()).get("/m/weather-food/v1/").content
+    assert b"refused the token (HTTP 401)" in page and b"Try again" in page
+    for text in (caplog.text, composition.hub_error, job.message, job.error):
+        assert settings.MOECOLLAB_HF_TOKEN not in text
+
+
+def test_the_token_is_in_no_log_line_and_no_task_message(
+    stored, hub_server, sent, settings, caplog, django_capture_on_commit_callbacks
+):
+    hub_server.fail("POST", r"/commit/main$", 502, times=1)
+    with caplog.at_level(logging.DEBUG), django_capture_on_commit_callbacks(execute=True):
+        composition, job = publish_now(stored)
+    assert composition.hub_status == "published"
+    assert "answered HTTP 502" in caplog.text  # the retry was logged, without the token
+    assert TOKEN not in caplog.text
+    assert sent == [
+        (
+            "workers.tasks.publish_composition",
+            {"args": [job.pk], "queue": "publishing"},
+        )
+    ]
+    assert TOKEN not in json.dumps(sent)
+    assert TOKEN not in job.message + job.error
+
+
+def test_without_a_token_the_page_says_so_and_downloads_still_work(stored, settings, charlie, sent):
+    settings.MOECOLLAB_HF_TOKEN = ""
+    page = client_for(charlie).get("/m/weather-food/v1/").content.decode()
+    assert "Publishing is not configured on this hub" in page
+    assert "Publish v1" not in page
+    assert enqueue_publish(stored) is None and sent == []
+    response = api_client(charlie).post(f"/api/compositions/{stored.pk}/publish/")
+    assert response.status_code == 409 and "not configured" in response.json()["detail"]
+
+    response = Client().get("/m/weather-food/v1/download/")
+    assert response.status_code == 200 and response["Content-Disposition"].startswith("attachment")
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    names = set(archive.namelist())
+    assert {"weather-food-v1/config.json", "weather-food-v1/model.safetensors"} <= names
+    config = json.loads(archive.read("weather-food-v1/config.json"))
+    assert config["auto_map"]["AutoModelForSequenceClassification"].startswith("modeling_")
+
+    page = Client().get("/m/weather-food/v1/").content.decode()
+    assert "/m/weather-food/v1/files/modeling_moecollab.py" in page  # listed once exported
+    one = Client().get("/m/weather-food/v1/files/config.json")
+    assert json.loads(b"".join(one.streaming_content)) == config
+    assert Client().get("/m/weather-food/v1/files/..%2Fconfig.json").status_code == 404
+    assert Client().get("/m/weather-food/v1/files/nothing.bin").status_code == 404
+    assert 'model="./weather-food-v1"' in page.replace("&quot;", '"')
+
+
+def test_only_maintainers_publish_and_the_page_shows_the_snippets(
+    stored, hub_server, sent, alice, charlie
+):
+    assert client_for(alice).post("/m/weather-food/v1/publish/").status_code == 404
+    assert api_client(alice).post(f"/api/compositions/{stored.pk}/publish/").status_code == 404
+    assert not Job.objects.filter(kind="publish").exists()
+    response = api_client(charlie).post(f"/api/compositions/{stored.pk}/publish/")
+    assert response.status_code == 202 and response.json()["kind"] == "publish"
+    again = client_for(charlie).post("/m/weather-food/v1/publish/")
+    assert again.status_code == 302
+    assert Job.objects.filter(kind="publish").count() == 1  # the waiting job is not doubled
+    publishing.publish(Job.objects.get(kind="publish").pk)
+    page = Client().get("/m/weather-food/v1/").content.decode().replace("&quot;", '"')
+    assert f'model="{REPO}", revision="v1"' in page
+    assert f'snapshot_download("{REPO}", revision="v1")' in page
+    assert f"export HF_ENDPOINT={hub_server.url}" in page
+    api = api_client().get(f"/api/compositions/{stored.pk}/").json()
+    assert api["hub_status"] == "published" and api["hub_repo"] == REPO
