@@ -71,7 +71,7 @@ class Worker:
                 "--concurrency",
                 "1",
                 "--queues",
-                "default,validation,training",
+                "default,validation,training,publishing",
                 "--loglevel",
                 "INFO",
                 "--without-gossip",
@@ -205,6 +205,39 @@ def test_a_useless_expert_is_rejected_with_what_to_fix(alice, living_mixture, ex
     assert expert.status == "rejected"
     assert "no better than always predicting" in expert.report["problems"][0]
     assert not Composition.objects.exists()
+
+
+def test_a_mixture_that_publishes_automatically_is_on_the_hub_after_an_upload(
+    alice, living_mixture, trained_file, workers, tmp_path
+):
+    from huggingface_hub import HfApi
+
+    from tests.hubserver import HubServer
+
+    token = "hf_worker_secret_0123456789abcdef"
+    server = HubServer(tokens={token: "charlie"}).start()
+    try:
+        living_mixture.publish_automatically = True
+        living_mixture.hub_repo_id = "charlie/weather-food"
+        living_mixture.save()
+        worker = workers(
+            MOECOLLAB_HF_TOKEN=token, HF_ENDPOINT=server.url, HF_HUB_DISABLE_XET="1"
+        ).start()
+        expert = upload(alice, trained_file("weather"), "weather")
+        wait_for(lambda: status_of(expert) == "accepted", what="the expert accepted")
+        published = wait_for(
+            lambda: Composition.objects.filter(hub_status="published").first(),
+            what="v1 published",
+        )
+        assert published.version == 1 and published.hub_repo == "charlie/weather-food"
+        refs = HfApi(endpoint=server.url).list_repo_refs("charlie/weather-food")
+        assert {t.name: t.target_commit for t in refs.tags} == {"v1": published.hub_commit}
+        job = Job.objects.get(kind="publish")
+        assert (job.status, job.attempts) == ("succeeded", 1)
+        log = worker.log.read_text()
+        assert "workers.tasks.publish_composition" in log and token not in log
+    finally:
+        server.stop()
 
 
 def test_duplicate_delivery_makes_one_report_and_one_composition(
