@@ -1,4 +1,4 @@
-"""Command line: python -m routing {datasets,train,check,compose,evaluate,predict}."""
+"""Command line: python -m routing {datasets,train,check,compose,evaluate,predict,export}."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ import json
 import os
 import sys
 from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _encoder(args):
@@ -229,6 +226,28 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .compose import Composition
+    from .export import export_composition
+    from .model_card import CardInfo
+
+    composition = Composition.load(args.folder, device="cpu")
+    card = CardInfo(
+        title=args.title or Path(args.folder).name,
+        repo_id=args.repo_id or "",
+        mixture=Path(args.folder).name,
+        base_licence=args.base_licence,
+    )
+    out = export_composition(composition, args.out, card)
+    size = sum(p.stat().st_size for p in out.iterdir())
+    print(f"wrote {out} ({size / 1e6:.1f} MB): load it with")
+    print(
+        "  AutoModelForSequenceClassification.from_pretrained"
+        f"({str(out)!r}, trust_remote_code=True)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .base import DEFAULT_BASE_MODEL, DEFAULT_MAX_LENGTH
 
@@ -284,6 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="a composition folder, or one expert file")
     p.add_argument("texts", nargs="*")
     p.add_argument("--top-k", type=int)
+
+    p = sub.add_parser("export", help="write a composition as a Hugging Face model folder")
+    p.add_argument("folder", help="a composition folder (from compose)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--repo-id", help="the Hub repository the model card's snippets name")
+    p.add_argument("--title", help="the model card's title")
+    p.add_argument("--base-licence", default="apache-2.0", help="licence of the base model")
     return parser
 
 
@@ -294,10 +320,14 @@ COMMANDS = {
     "compose": cmd_compose,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
+    "export": cmd_export,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The CLI works offline unless told otherwise (packaged model and datasets).
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from .data import DatasetError
     from .safetensors_header import ContractError
 

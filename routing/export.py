@@ -104,8 +104,9 @@ def export_composition(
     encoder = composition.encoder
     tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        # The tokenizer keeps its own length limit: the model cuts inputs to the hub's
+        # max_length itself, as truncating there would (see MoECollabConfig).
         tokenizer = AutoTokenizer.from_pretrained(encoder.location, revision=encoder.revision)
-        tokenizer.model_max_length = encoder.max_length
         card = card or CardInfo(title=folder.name)
         config = hf_config(composition, tokenizer, card.provenance())
         # The base weights come from their files, free of any adapter the hub attached.

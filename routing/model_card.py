@@ -136,6 +136,21 @@ def model_card(composition, card: CardInfo) -> str:
         'print(classify("The striker scored twice in the second half."))',
         "```",
         "",
+        "Or the model and tokenizer themselves (both need `trust_remote_code=True`):",
+        "",
+        "```python",
+        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+        "",
+        f'model = AutoModelForSequenceClassification.from_pretrained("{repo}", '
+        "trust_remote_code=True)",
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo}", trust_remote_code=True)',
+        'out = model(**tokenizer(["A quiet, moving film."], padding=True, return_tensors="pt"))',
+        "print(out.logits.softmax(-1), out.router_weights)",
+        "```",
+        "",
+        f"Inputs longer than {composition.encoder.max_length} tokens are cut to that length "
+        "inside the model, as the hub cut them when it trained and scored the gate.",
+        "",
         "The logits are log-probabilities of the mixture, so the pipeline's softmax gives "
         "p(y|x) = sum over the selected experts k of g_k(x) p_k(y|x). "
         "`model(**inputs).router_weights` holds the gate's weights per input. "

@@ -170,7 +170,7 @@ def test_it_publishes_and_the_model_loads_from_the_hub_predicting_like_the_hub(
     hub_model = hubs_own_model(stored)
     want, _ = hub_model.predict_proba(texts)
     model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     with torch.no_grad():
         got = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits.softmax(-1)
     assert torch.allclose(got, want, atol=1e-5)

@@ -43,7 +43,11 @@ class Worker:
     def __init__(self, tmp_path, media, **env):
         db = connection.settings_dict
         self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST")},
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith("PYTEST") and k != "HF_HUB_OFFLINE"
+            },
             "DATABASE_URL": f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
             f"{db['PORT'] or 5432}/{db['NAME']}",
             "REDIS_URL": REDIS,

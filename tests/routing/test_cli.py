@@ -52,6 +52,15 @@ def test_train_check_compose_evaluate_predict(tmp_path, tiny_base, capsys):
     label, score, domain, _ = capsys.readouterr().out.split("\t")
     assert (label, domain) == ("rainy", "weather") and float(score) > 0.5
 
+    hf = tmp_path / "mix-hf"
+    assert main(["export", str(tmp_path / "mix"), "--out", str(hf), "--repo-id", "me/mix"]) == 0
+    assert "trust_remote_code=True" in capsys.readouterr().out
+    from transformers import pipeline
+
+    classify = pipeline("text-classification", model=str(hf), trust_remote_code=True)
+    assert classify("lemon vinegar lime sour tart")[0]["label"] == "sour"
+    assert 'model="me/mix"' in (hf / "README.md").read_text()
+
 
 def test_check_reports_a_rejection_and_exits_non_zero(tmp_path, tiny_base, capsys):
     bad = tmp_path / "bad.safetensors"

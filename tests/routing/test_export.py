@@ -52,7 +52,7 @@ def _load(folder):
     model, info = AutoModelForSequenceClassification.from_pretrained(
         folder, trust_remote_code=True, output_loading_info=True
     )
-    return model.eval(), AutoTokenizer.from_pretrained(folder), info
+    return model.eval(), AutoTokenizer.from_pretrained(folder, trust_remote_code=True), info
 
 
 def test_it_exports_a_folder_that_transformers_loads_with_every_weight(tmp_path, composition, card):
