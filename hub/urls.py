@@ -41,7 +41,7 @@ urlpatterns = [
     path(
         "m/<slug:slug>/v<int:version>/publish/",
         compositions.composition_publish,
-        name="composition-publish",
+        name="publish-composition",
     ),
     path("m/<slug:slug>/domains/new/", expert_views.domain_create, name="domain-create"),
     path("m/<slug:slug>/retrain/", expert_views.mixture_retrain, name="mixture-retrain"),

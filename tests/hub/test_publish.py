@@ -316,3 +316,35 @@ def test_only_maintainers_publish_and_the_page_shows_the_snippets(
     assert f"export HF_ENDPOINT={hub_server.url}" in page
     api = api_client().get(f"/api/compositions/{stored.pk}/").json()
     assert api["hub_status"] == "published" and api["hub_repo"] == REPO
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_maintainer_publishes_from_the_composition_page_in_a_browser(
+    live_server, page, stored, hub_server, sent
+):
+    from tests.hub.conftest import shot
+
+    url = live_server.url
+    page.goto(f"{url}/accounts/login/")
+    page.fill("#id_username", "charlie")
+    page.fill("#id_password", "pw-charlie-123")
+    page.click("button:has-text('Log in')")
+    page.wait_for_url(f"{url}/")
+    page.goto(f"{url}/m/weather-food/v1/")
+    assert f"Repository: {REPO}" in page.inner_text("#hub")
+    shot(page, "20-composition-unpublished")
+    with page.expect_navigation():
+        page.click("#hub button:has-text('Publish v1 to the Hub')")
+    assert "queued for publishing" in page.inner_text("main")
+    assert "publishing" in page.inner_text("#hub")
+    ((name, options),) = sent
+    publishing.publish(options["args"][0])  # what the worker does with the message
+    page.reload()
+    assert f"published to {REPO}, tag v1" in page.inner_text("#hub")
+    assert 'revision="v1"' in page.inner_text("#snippet-transformers")
+    shot(page, "21-composition-published")
+    with page.expect_download() as download:
+        page.click("text=Download (zip)")
+    names = zipfile.ZipFile(download.value.path()).namelist()
+    assert "weather-food-v1/modeling_moecollab.py" in names
