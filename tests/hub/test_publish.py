@@ -332,6 +332,7 @@ def test_a_maintainer_publishes_from_the_composition_page_in_a_browser(
     page.click("button:has-text('Log in')")
     page.wait_for_url(f"{url}/")
     page.goto(f"{url}/m/weather-food/v1/")
+    assert page.title() == "Weather and food v1 · MoECollab Hub"
     assert f"Repository: {REPO}" in page.inner_text("#hub")
     shot(page, "20-composition-unpublished")
     with page.expect_navigation():
