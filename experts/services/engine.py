@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from routing.base import BaseEncoder, pick_device
@@ -70,6 +72,30 @@ def progress(job: Job, percent: int, message: str) -> None:
     Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
         progress=percent, message=message[:300], heartbeat_at=timezone.now()
     )
+
+
+@contextmanager
+def heartbeat(job: Job, every: float = 30.0):
+    """Keep a job's heartbeat fresh while a long call without progress runs (an
+    upload), so the reaper does not take a live job for a dead one."""
+    stop = threading.Event()
+
+    def beat():
+        try:
+            while not stop.wait(every):
+                Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-job-{job.pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def end_job(job: Job, status: str, message: str, error: str = "") -> None:

@@ -24,7 +24,7 @@ from routing.export import EXPORT_FILES, export_composition
 from routing.model_card import CardInfo, Contributor
 
 from ..models import Composition, Job
-from .engine import encoder_for, end_job, progress, start_job
+from .engine import encoder_for, end_job, heartbeat, progress, start_job
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,8 @@ def _push_with_retries(job, composition, folder, repo_id, sleep):
     for attempt in range(1, tries + 1):
         progress(job, 40, f"uploading to {repo_id} (try {attempt} of {tries})")
         try:
-            return push(composition, folder, repo_id)
+            with heartbeat(job):
+                return push(composition, folder, repo_id)
         except PublishError:
             raise
         except Exception as exc:

@@ -22,6 +22,15 @@ def media(settings, tmp_path):
 
 
 @pytest.fixture
+def hub_online(monkeypatch):
+    """huggingface_hub may talk to the network (the Hub-compatible test server), whatever
+    HF_HUB_OFFLINE said when it was imported."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+
+@pytest.fixture
 def sent(monkeypatch):
     """Messages the hub sends to Celery (the worker tests run real workers)."""
     from hub.celery import app

@@ -1,9 +1,10 @@
 """The demo mixture, the OpenAPI schema and its offline documentation pages."""
 
+import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from experts.models import Domain, Mixture
+from experts.models import Domain, Expert, Mixture
 
 
 def test_seed_demo_creates_a_living_site_and_is_idempotent(db, media):
@@ -25,6 +26,16 @@ def test_seed_demo_creates_a_living_site_and_is_idempotent(db, media):
     # evaluation data never reaches a page
     eval_text = bbc.eval_data.open("rb").readline().decode()
     assert eval_text.split('"text": "')[1][:40] not in page
+
+
+@pytest.mark.minilm
+def test_seed_demo_trains_and_uploads_one_expert_per_domain_once(db, media, sent):
+    call_command("seed_demo", per_domain=120, experts=True, train_limit=40)
+    call_command("seed_demo", per_domain=120, experts=True, train_limit=40)
+    experts = Expert.objects.filter(owner__username="contributor").select_related("domain")
+    assert sorted(e.domain.name for e in experts) == ["20news", "bbc", "reuters8", "rotten"]
+    assert {e.kind for e in experts} == {"head"} and {e.status for e in experts} == {"uploaded"}
+    assert [name for name, _ in sent] == ["workers.tasks.validate_expert"] * 4
 
 
 def test_the_openapi_schema_and_its_docs_are_served_offline(db):

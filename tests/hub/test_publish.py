@@ -35,10 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def hub_server(settings, monkeypatch):
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # whatever the shell says
+def hub_server(settings, hub_online):
     server = HubServer(tokens={TOKEN: "charlie"}).start()
     settings.MOECOLLAB_HF_TOKEN = TOKEN
     settings.MOECOLLAB_HF_ENDPOINT = server.url
@@ -341,7 +338,7 @@ def test_a_maintainer_publishes_from_the_composition_page_in_a_browser(
     assert "publishing" in page.inner_text("#hub")
     ((name, options),) = sent
     publishing.publish(options["args"][0])  # what the worker does with the message
-    page.reload()
+    page.wait_for_selector("#hub:has-text('published to')", timeout=15000)  # live reload
     assert f"published to {REPO}, tag v1" in page.inner_text("#hub")
     assert 'revision="v1"' in page.inner_text("#snippet-transformers")
     shot(page, "21-composition-published")

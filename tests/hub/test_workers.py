@@ -212,7 +212,7 @@ def test_a_useless_expert_is_rejected_with_what_to_fix(alice, living_mixture, ex
 
 
 def test_a_mixture_that_publishes_automatically_is_on_the_hub_after_an_upload(
-    alice, living_mixture, trained_file, workers, tmp_path
+    alice, living_mixture, trained_file, workers, hub_online
 ):
     from huggingface_hub import HfApi
 
