@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def composition_download(request, slug: str, version: int):
     name = f"{slug}-v{version}"
     archive = folder.with_name(f"{name}.zip")
     if not archive.is_file() or archive.stat().st_mtime < folder.stat().st_mtime:
-        tmp = archive.with_name(f".{archive.name}.{os.getpid()}.tmp")
+        tmp = archive.with_name(f".{archive.name}.{uuid.uuid4().hex[:8]}.tmp")
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
             for path in sorted(folder.iterdir()):
                 if path.is_file():

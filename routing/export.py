@@ -124,9 +124,14 @@ def export_composition(
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(model_card(composition, card), encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            tmp.rename(folder)
+        except OSError:
+            # Another process exported the same composition in the meantime; exports
+            # are deterministic, so its folder is this one.
+            if not all((folder / name).is_file() for name in EXPORT_FILES):
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder

@@ -8,6 +8,7 @@ measured contribution, and shows the utilisation figures.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 # Rank of a licence when combined with others: a combination carries the most
@@ -61,6 +62,11 @@ def combined_licence(licences: list[str]) -> tuple[str, str | None]:
     return "other", "mixed-licences"
 
 
+def dataset_id(source: str) -> str:
+    """A metadata-safe identifier for a domain's data source ("packaged bbc" -> "packaged-bbc")."""
+    return re.sub(r"[^\w./-]+", "-", source.strip()).strip("-") or "unknown"
+
+
 def _card_data(composition, card: CardInfo, metrics: dict):
     from huggingface_hub import EvalResult, ModelCardData
 
@@ -68,7 +74,7 @@ def _card_data(composition, card: CardInfo, metrics: dict):
     licence, licence_name = combined_licence(licences)
     results = []
     for domain, m in metrics.get("domains", {}).items():
-        dataset = card.datasets.get(domain) or domain
+        dataset = dataset_id(card.datasets.get(domain) or domain)
         for metric_type, value, name in (
             ("accuracy", m["accuracy"], "Accuracy"),
             ("f1", m["macro_f1"], "Macro F1"),
@@ -94,7 +100,7 @@ def _card_data(composition, card: CardInfo, metrics: dict):
         library_name="transformers",
         pipeline_tag="text-classification",
         tags=["moecollab", "mixture-of-experts", "text-classification", "custom_code"],
-        datasets=sorted(set(card.datasets.values())) or None,
+        datasets=sorted({dataset_id(s) for s in card.datasets.values()}) or None,
         model_name=card.repo_id.split("/")[-1] if card.repo_id else card.title,
         eval_results=results or None,
         **extra,

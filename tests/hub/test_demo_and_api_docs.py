@@ -29,9 +29,12 @@ def test_seed_demo_creates_a_living_site_and_is_idempotent(db, media):
 
 
 @pytest.mark.minilm
-def test_seed_demo_trains_and_uploads_one_expert_per_domain_once(db, media, sent):
-    call_command("seed_demo", per_domain=120, experts=True, train_limit=40)
-    call_command("seed_demo", per_domain=120, experts=True, train_limit=40)
+def test_seed_demo_trains_and_uploads_one_expert_per_domain_once(
+    db, media, sent, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("seed_demo", per_domain=120, experts=True, train_limit=40)
+        call_command("seed_demo", per_domain=120, experts=True, train_limit=40)
     experts = Expert.objects.filter(owner__username="contributor").select_related("domain")
     assert sorted(e.domain.name for e in experts) == ["20news", "bbc", "reuters8", "rotten"]
     assert {e.kind for e in experts} == {"head"} and {e.status for e in experts} == {"uploaded"}

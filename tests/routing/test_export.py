@@ -42,6 +42,7 @@ def card(composition):
         mixture="tiny",
         version=3,
         contributors=contributors,
+        datasets={"weather": "packaged weather"},
         metrics=metrics,
     )
 
@@ -137,6 +138,9 @@ def test_the_model_card_has_metadata_and_credits_every_contributor(tmp_path, com
     }
     assert by_domain[("weather", "accuracy")] == 0.9
     assert by_domain[("food", "f1")] == 0.7
+    assert meta["datasets"] == ["packaged-weather"]
+    types = {r["dataset"]["name"]: r["dataset"]["type"] for r in results}
+    assert types == {"weather": "packaged-weather", "food": "food"}
     for i, c in enumerate(card.contributors):
         assert f"| {c.expert} | user{i} | {c.domain} |" in body
     assert "30.0 %" in body and "+2.00" in body  # share and contribution of user2
