@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
-from .models import Domain, Expert
+from .models import Domain, Expert, Mixture
 from .services.upload import parse_adapter_config
 
 
@@ -33,3 +33,27 @@ class UploadForm(forms.Form):
 
 class DomainDataForm(forms.Form):
     file = forms.FileField(help_text="CSV with a text,label header, or JSONL")
+
+
+class HubSettingsForm(forms.ModelForm):
+    """A maintainer's Hub settings for a mixture: where it publishes, and when."""
+
+    class Meta:
+        model = Mixture
+        fields = ["hub_repo_id", "publish_automatically"]
+        help_texts = {"hub_repo_id": "namespace/name on the Hugging Face Hub"}
+
+    def clean_hub_repo_id(self):
+        from huggingface_hub.errors import HFValidationError
+        from huggingface_hub.utils import validate_repo_id
+
+        value = self.cleaned_data["hub_repo_id"].strip()
+        if not value:
+            return value
+        if value.count("/") != 1:
+            raise forms.ValidationError(f"{value!r} is not namespace/name")
+        try:
+            validate_repo_id(value)
+        except HFValidationError as exc:
+            raise forms.ValidationError(str(exc).splitlines()[0]) from None
+        return value

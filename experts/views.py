@@ -9,9 +9,10 @@ from django.http import FileResponse, Http404, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from .forms import UploadForm
+from .forms import HubSettingsForm, UploadForm
 from .models import Expert, Mixture
 from .queries import get_expert, visible_experts, visible_jobs
+from .services.publish import hub_configured, repo_id_for
 from .services.upload import UploadError, UploadRequest, accept_upload
 from .tasks_api import enqueue_validation
 
@@ -43,8 +44,27 @@ def mixture_detail(request, slug: str):
             "compositions": mixture.compositions.all()[:20],
             "is_maintainer": mixture.is_maintainer(request.user),
             "form": UploadForm(mixture=mixture) if request.user.is_authenticated else None,
+            "hub_form": HubSettingsForm(instance=mixture),
+            "hub_repo": repo_id_for(mixture),
+            "hub_configured": hub_configured(),
         },
     )
+
+
+@login_required
+@require_POST
+def mixture_hub_settings(request, slug: str):
+    mixture = get_object_or_404(Mixture, slug=slug)
+    if not mixture.is_maintainer(request.user):
+        raise Http404("no such mixture")
+    form = HubSettingsForm(request.POST, instance=mixture)
+    if form.is_valid():
+        form.save()
+        messages.success(request, "Hub publishing settings saved.")
+    else:
+        problems = "; ".join(e for errors in form.errors.values() for e in errors)
+        messages.error(request, f"Nothing saved: {problems}")
+    return redirect(mixture)
 
 
 @login_required

@@ -45,6 +45,7 @@ urlpatterns = [
     ),
     path("m/<slug:slug>/domains/new/", expert_views.domain_create, name="domain-create"),
     path("m/<slug:slug>/retrain/", expert_views.mixture_retrain, name="mixture-retrain"),
+    path("m/<slug:slug>/hub/", expert_views.mixture_hub_settings, name="mixture-hub"),
     path("review/", expert_views.review_queue, name="review"),
     path("experts/<int:pk>/", expert_views.expert_detail, name="expert"),
     path("experts/<int:pk>/download/", expert_views.expert_download, name="expert-download"),

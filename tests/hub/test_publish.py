@@ -346,3 +346,55 @@ def test_a_maintainer_publishes_from_the_composition_page_in_a_browser(
         page.click("text=Download (zip)")
     names = zipfile.ZipFile(download.value.path()).namelist()
     assert "weather-food-v1/modeling_moecollab.py" in names
+
+
+def test_maintainers_set_where_and_when_a_mixture_publishes(mixture, alice, charlie, settings):
+    settings.MOECOLLAB_HF_TOKEN = ""
+    page = client_for(charlie).get("/m/weather-food/").content.decode()
+    assert 'id="hub-settings"' in page and "publishing is not configured on this hub" in page
+    assert 'id="hub-settings"' not in client_for(alice).get("/m/weather-food/").content.decode()
+    form = {"hub_repo_id": "charlie/weather-food-moe", "publish_automatically": "on"}
+    assert client_for(alice).post("/m/weather-food/hub/", form).status_code == 404
+    response = client_for(charlie).post("/m/weather-food/hub/", form, follow=True)
+    mixture.refresh_from_db()
+    assert (mixture.hub_repo_id, mixture.publish_automatically) == (
+        "charlie/weather-food-moe",
+        True,
+    )
+    assert "Hub publishing settings saved." in response.content.decode()
+    for bad in ("no slash", "a/b/c", "charlie/bad name!", "charlie/--double"):
+        response = client_for(charlie).post(
+            "/m/weather-food/hub/", {"hub_repo_id": bad}, follow=True
+        )
+        assert "Nothing saved:" in response.content.decode(), bad
+        mixture.refresh_from_db()
+        assert mixture.hub_repo_id == "charlie/weather-food-moe" and mixture.publish_automatically
+
+
+def test_each_version_is_its_own_commit_and_tag(stored, hub_server, sent, settings, tmp_path):
+    from huggingface_hub import snapshot_download
+
+    routed = hubs_own_model(stored)
+    routed.gate.config.top_k = 2  # v2: the same experts, routed dense
+    routed.save(Path(settings.MEDIA_ROOT) / "compositions/weather-food/v2")
+    v2 = Composition.objects.create(
+        mixture=stored.mixture,
+        version=2,
+        expert_shas=stored.expert_shas,
+        folder="compositions/weather-food/v2",
+        metrics=stored.metrics,
+        contributions=stored.contributions,
+    )
+    v2.experts.set(stored.experts.all())
+    first, _ = publish_now(stored)
+    second, _ = publish_now(v2)
+    assert [c.title for c in our_commits(hub_server)] == [
+        "Weather and food: composition v2",
+        "Weather and food: composition v1",
+    ]
+    assert first.hub_commit != second.hub_commit
+    tops = {}
+    for tag in ("v1", "v2", "main"):
+        folder = snapshot_download(REPO, revision=tag, endpoint=hub_server.url, cache_dir=tmp_path)
+        tops[tag] = json.loads(Path(folder, "config.json").read_text())["gate"]["top_k"]
+    assert tops == {"v1": 1, "v2": 2, "main": 2}
