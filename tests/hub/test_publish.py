@@ -398,3 +398,10 @@ def test_each_version_is_its_own_commit_and_tag(stored, hub_server, sent, settin
         folder = snapshot_download(REPO, revision=tag, endpoint=hub_server.url, cache_dir=tmp_path)
         tops[tag] = json.loads(Path(folder, "config.json").read_text())["gate"]["top_k"]
     assert tops == {"v1": 1, "v2": 2, "main": 2}
+
+
+def test_new_repositories_are_private_when_configured(stored, hub_server, sent, settings):
+    settings.MOECOLLAB_HF_PRIVATE = True
+    composition, _ = publish_now(stored)
+    assert composition.hub_status == "published"
+    assert hub_server.state.repos[REPO].private
