@@ -17,8 +17,12 @@ def _blue(v: float) -> str:
 
 
 def heatmap(matrix: list[list[float]], rows: list[str], cols: list[str], title: str) -> str:
-    cell, left, top = 56, 110, 70
-    width, height = left + cell * len(cols) + 10, top + cell * len(rows) + 10
+    # Column labels lean up and to the right from their column: room above and beside.
+    longest = max((len(c) for c in cols), default=0) * 6.5  # px at font-size 12
+    cell, left = 56, 110
+    top = 24 + int(longest * 0.58)  # sin 35 degrees
+    width = left + cell * len(cols) + 10 + int(longest * 0.82)  # cos 35 degrees
+    height = top + cell * len(rows) + 10
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'role="img" aria-label="{escape(title)}" font-family="system-ui" font-size="12">',
@@ -27,7 +31,7 @@ def heatmap(matrix: list[list[float]], rows: list[str], cols: list[str], title: 
     for j, col in enumerate(cols):
         x = left + j * cell + cell / 2
         out.append(
-            f'<text x="{x}" y="{top - 10}" text-anchor="end" fill="{MUTED}" '
+            f'<text x="{x}" y="{top - 10}" text-anchor="start" fill="{MUTED}" '
             f'transform="rotate(-35 {x} {top - 10})">{escape(col)}</text>'
         )
     for i, (row, values) in enumerate(zip(rows, matrix, strict=True)):
