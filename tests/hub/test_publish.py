@@ -405,3 +405,21 @@ def test_new_repositories_are_private_when_configured(stored, hub_server, sent, 
     composition, _ = publish_now(stored)
     assert composition.hub_status == "published"
     assert hub_server.state.repos[REPO].private
+
+
+def test_pruned_exports_come_back_identical_on_the_next_download(stored, settings):
+    from django.core.management import call_command
+
+    first = Client().get("/m/weather-food/v1/files/model.safetensors")
+    weights = b"".join(first.streaming_content)
+    assert Client().get("/m/weather-food/v1/download/").status_code == 200
+    folder = publishing.export_folder(stored)
+    call_command("prune_exports", keep=1)  # v1 is current: kept
+    assert folder.is_dir()
+    Composition.objects.filter(pk=stored.pk).update(is_current=False)
+    out = io.StringIO()
+    call_command("prune_exports", keep=0, stdout=out)
+    assert "2 exports and zips" in out.getvalue()
+    assert not folder.exists() and not folder.with_name("weather-food-v1.zip").exists()
+    again = Client().get("/m/weather-food/v1/files/model.safetensors")
+    assert b"".join(again.streaming_content) == weights
