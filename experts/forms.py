@@ -43,6 +43,13 @@ class HubSettingsForm(forms.ModelForm):
         fields = ["hub_repo_id", "publish_automatically"]
         help_texts = {"hub_repo_id": "namespace/name on the Hugging Face Hub"}
 
+    def __init__(self, *args, default_repo: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["hub_repo_id"]
+        field.widget.attrs["placeholder"] = default_repo or "namespace/name"
+        if default_repo and not self.instance.hub_repo_id:
+            field.help_text = f"empty: {default_repo}, from the hub's namespace"
+
     def clean_hub_repo_id(self):
         from huggingface_hub.errors import HFValidationError
         from huggingface_hub.utils import validate_repo_id

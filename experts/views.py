@@ -44,7 +44,7 @@ def mixture_detail(request, slug: str):
             "compositions": mixture.compositions.all()[:20],
             "is_maintainer": mixture.is_maintainer(request.user),
             "form": UploadForm(mixture=mixture) if request.user.is_authenticated else None,
-            "hub_form": HubSettingsForm(instance=mixture),
+            "hub_form": HubSettingsForm(instance=mixture, default_repo=repo_id_for(mixture)),
             "hub_repo": repo_id_for(mixture),
             "hub_configured": hub_configured(),
         },
