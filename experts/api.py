@@ -236,18 +236,15 @@ class CompositionViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
     def publish(self, request, pk=None):
         """Queue the composition's publication to the Hugging Face Hub (maintainers)."""
-        from .services.publish import hub_configured, repo_id_for
+        from .services.publish import publish_refusal
         from .tasks_api import enqueue_publish
 
         composition = self.get_object()
         if not composition.mixture.is_maintainer(request.user):
             return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
-        if not hub_configured():
-            detail = "Publishing is not configured on this hub (no Hugging Face token)."
-            return Response({"detail": detail}, status=status.HTTP_409_CONFLICT)
-        if not repo_id_for(composition.mixture):
-            detail = "The mixture has no Hub repository id."
-            return Response({"detail": detail}, status=status.HTTP_409_CONFLICT)
+        refusal = publish_refusal(composition.mixture)
+        if refusal:
+            return Response({"detail": refusal}, status=status.HTTP_409_CONFLICT)
         job = enqueue_publish(composition)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 

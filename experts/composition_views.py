@@ -21,6 +21,7 @@ from .services.publish import (
     ensure_export,
     export_files,
     hub_configured,
+    publish_refusal,
     repo_id_for,
 )
 
@@ -152,10 +153,9 @@ def composition_publish(request, slug: str, version: int):
     mixture = composition.mixture
     if not mixture.is_maintainer(request.user):
         raise Http404("no such composition")
-    if not hub_configured():
-        messages.error(request, "Publishing is not configured on this hub (no Hub token).")
-    elif not repo_id_for(mixture):
-        messages.error(request, "Set the mixture's Hub repository id before publishing.")
+    refusal = publish_refusal(mixture)
+    if refusal:
+        messages.error(request, refusal)
     else:
         enqueue_publish(composition)
         messages.success(request, f"v{version} is queued for publishing to {repo_id_for(mixture)}.")

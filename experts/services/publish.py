@@ -49,6 +49,15 @@ def repo_id_for(mixture) -> str:
     return ""
 
 
+def publish_refusal(mixture) -> str:
+    """Why the mixture's compositions cannot be published now; '' when they can."""
+    if not hub_configured():
+        return "Publishing is not configured on this hub (no Hugging Face token)."
+    if not repo_id_for(mixture):
+        return "The mixture has no Hub repository id; set it under Hub publishing settings."
+    return ""
+
+
 def scrub(text: str) -> str:
     """The text with the Hub token replaced, for anything stored or logged."""
     token = settings.MOECOLLAB_HF_TOKEN
