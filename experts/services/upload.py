@@ -68,6 +68,17 @@ def parse_adapter_config(uploaded) -> dict:
     return data
 
 
+class LocalFile:
+    """A file already on disk, shaped like the upload `accept_upload` receives (for
+    uploads made on the server itself: the demo seeder, scripts, tests)."""
+
+    def __init__(self, path):
+        self.path, self.size = str(path), os.path.getsize(path)
+
+    def temporary_file_path(self) -> str:
+        return self.path
+
+
 def _spooled_path(uploaded) -> tuple[str, bool]:
     """A path on disk for the upload; (path, whether we made a temporary copy)."""
     if hasattr(uploaded, "temporary_file_path"):

@@ -7,15 +7,7 @@ from tests.hub.conftest import api_client
 
 
 def make_expert(user, mixture, expert_file, status="uploaded", seed=0):
-    from experts.services.upload import UploadRequest, accept_upload
-
-    class Uploaded:
-        def __init__(self, path):
-            self.path = str(path)
-            self.size = path.stat().st_size
-
-        def temporary_file_path(self):
-            return self.path
+    from experts.services.upload import LocalFile, UploadRequest, accept_upload
 
     path = expert_file(seed=seed, name=f"e{seed}.safetensors")
     expert = accept_upload(
@@ -26,7 +18,7 @@ def make_expert(user, mixture, expert_file, status="uploaded", seed=0):
             name=f"expert {seed}",
             description="",
             licence="mit",
-            file=Uploaded(path),
+            file=LocalFile(path),
         ),
     )
     Expert.objects.filter(pk=expert.pk).update(status=status)

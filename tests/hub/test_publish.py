@@ -17,7 +17,7 @@ from django.test import Client
 from experts.models import Composition, Expert, Job
 from experts.services import publish as publishing
 from experts.services.engine import encoder_for
-from experts.services.upload import UploadRequest, accept_upload
+from experts.services.upload import LocalFile, UploadRequest, accept_upload
 from experts.tasks_api import enqueue_publish
 from routing.cache import TensorCache
 from routing.compose import Composition as Routed
@@ -44,14 +44,6 @@ def hub_server(settings, hub_online):
     server.stop()
 
 
-class Uploaded:
-    def __init__(self, path):
-        self.path, self.size = str(path), path.stat().st_size
-
-    def temporary_file_path(self):
-        return self.path
-
-
 def _accepted(user, mixture, path, domain, name, licence):
     expert = accept_upload(
         user,
@@ -61,7 +53,7 @@ def _accepted(user, mixture, path, domain, name, licence):
             name=name,
             description="",
             licence=licence,
-            file=Uploaded(path),
+            file=LocalFile(path),
         ),
     )
     Expert.objects.filter(pk=expert.pk).update(status=Expert.Status.ACCEPTED)

@@ -27,16 +27,6 @@ PER_DOMAIN = 1200  # examples per domain kept for router + eval, so the demo sta
 TRAIN_LIMIT = 600  # training (and scoring) examples per demo expert
 
 
-class _File:
-    """A file on disk, shaped like the upload the service receives."""
-
-    def __init__(self, path):
-        self.path, self.size = str(path), path.stat().st_size
-
-    def temporary_file_path(self) -> str:
-        return self.path
-
-
 class Command(BaseCommand):
     help = "Create the demo mixture, its four domains and the demo accounts"
 
@@ -117,7 +107,7 @@ class Command(BaseCommand):
         from routing.cache import TensorCache
         from routing.workflow import train_expert_file
 
-        from ...services.upload import UploadRequest, accept_upload
+        from ...services.upload import LocalFile, UploadRequest, accept_upload
         from ...tasks_api import enqueue_validation
 
         todo = [
@@ -143,7 +133,7 @@ class Command(BaseCommand):
                         description=f"A head expert trained on {len(data.train)} packaged "
                         f"{domain.name} examples by `seed_demo --experts`.",
                         licence="apache-2.0",
-                        file=_File(path),
+                        file=LocalFile(path),
                     ),
                     enqueue=enqueue_validation,
                 )
