@@ -38,6 +38,14 @@ def get_expert(user, pk: int) -> Expert:
         raise Http404("no such expert") from None
 
 
+def get_maintained_mixture(user, slug: str) -> Mixture:
+    """A mixture the user maintains; any other mixture answers 404."""
+    mixture = Mixture.objects.filter(slug=slug).first()
+    if mixture is None or not mixture.is_maintainer(user):
+        raise Http404("no such mixture")
+    return mixture
+
+
 def get_composition(slug: str, version: int) -> Composition:
     try:
         return Composition.objects.select_related("mixture").get(

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from .forms import HubSettingsForm, UploadForm
 from .models import Expert, Mixture
-from .queries import get_expert, visible_experts, visible_jobs
+from .queries import get_expert, get_maintained_mixture, visible_experts, visible_jobs
 from .services.publish import hub_configured, repo_id_for
 from .services.upload import UploadError, UploadRequest, accept_upload
 from .tasks_api import enqueue_validation
@@ -33,6 +33,7 @@ def mixture_detail(request, slug: str):
     mixture = get_object_or_404(Mixture.objects.select_related("base_model"), slug=slug)
     experts = visible_experts(request.user).filter(mixture=mixture)
     current = mixture.compositions.filter(is_current=True).first()
+    hub_repo = repo_id_for(mixture)
     return render(
         request,
         "experts/mixture.html",
@@ -44,8 +45,8 @@ def mixture_detail(request, slug: str):
             "compositions": mixture.compositions.all()[:20],
             "is_maintainer": mixture.is_maintainer(request.user),
             "form": UploadForm(mixture=mixture) if request.user.is_authenticated else None,
-            "hub_form": HubSettingsForm(instance=mixture, default_repo=repo_id_for(mixture)),
-            "hub_repo": repo_id_for(mixture),
+            "hub_form": HubSettingsForm(instance=mixture, default_repo=hub_repo),
+            "hub_repo": hub_repo,
             "hub_configured": hub_configured(),
         },
     )
@@ -54,9 +55,7 @@ def mixture_detail(request, slug: str):
 @login_required
 @require_POST
 def mixture_hub_settings(request, slug: str):
-    mixture = get_object_or_404(Mixture, slug=slug)
-    if not mixture.is_maintainer(request.user):
-        raise Http404("no such mixture")
+    mixture = get_maintained_mixture(request.user, slug)
     form = HubSettingsForm(request.POST, instance=mixture)
     if form.is_valid():
         form.save()
@@ -218,9 +217,7 @@ def domain_data_upload(request, slug: str, name: str):
     from .forms import DomainDataForm
     from .services.domains import import_domain_file
 
-    mixture = get_object_or_404(Mixture, slug=slug)
-    if not mixture.is_maintainer(request.user):
-        raise Http404("no such domain")
+    mixture = get_maintained_mixture(request.user, slug)
     domain = get_object_or_404(mixture.domains, name=name)
     form = DomainDataForm(request.POST or None, request.FILES or None)
     status = 200
@@ -285,9 +282,7 @@ def domain_create(request, slug: str):
 
     from .models import Domain
 
-    mixture = get_object_or_404(Mixture, slug=slug)
-    if not mixture.is_maintainer(request.user):
-        raise Http404("no such mixture")
+    mixture = get_maintained_mixture(request.user, slug)
 
     class DomainForm(dj_forms.ModelForm):
         class Meta:
@@ -320,9 +315,7 @@ def domain_create(request, slug: str):
 def mixture_retrain(request, slug: str):
     from .tasks_api import enqueue_retrain
 
-    mixture = get_object_or_404(Mixture, slug=slug)
-    if not mixture.is_maintainer(request.user):
-        raise Http404("no such mixture")
+    mixture = get_maintained_mixture(request.user, slug)
     enqueue_retrain(mixture)
     messages.success(request, "A retrain is queued; the new composition appears here.")
     return redirect(mixture)
