@@ -128,6 +128,15 @@ def page(browser):
     context.close()
 
 
+def log_in(page, url, username, password):
+    """Log in through the site's own form and wait for the home page."""
+    page.goto(f"{url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button:has-text('Log in')")
+    page.wait_for_url(f"{url}/")
+
+
 def shot(page, name):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)

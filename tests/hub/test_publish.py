@@ -312,14 +312,10 @@ def test_only_maintainers_publish_and_the_page_shows_the_snippets(
 def test_a_maintainer_publishes_from_the_composition_page_in_a_browser(
     live_server, page, stored, hub_server, sent
 ):
-    from tests.hub.conftest import shot
+    from tests.hub.conftest import log_in, shot
 
     url = live_server.url
-    page.goto(f"{url}/accounts/login/")
-    page.fill("#id_username", "charlie")
-    page.fill("#id_password", "pw-charlie-123")
-    page.click("button:has-text('Log in')")
-    page.wait_for_url(f"{url}/")
+    log_in(page, url, "charlie", "pw-charlie-123")
     page.goto(f"{url}/m/weather-food/v1/")
     assert page.title() == "Weather and food v1 · MoECollab Hub"
     assert f"Repository: {REPO}" in page.inner_text("#hub")

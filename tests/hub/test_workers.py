@@ -351,14 +351,10 @@ def test_a_killed_and_restarted_worker_still_validates_exactly_once(
 def test_a_browser_upload_becomes_accepted_and_a_composition_appears(
     live_server, page, alice, living_mixture, trained_file, workers
 ):
-    from tests.hub.conftest import shot
+    from tests.hub.conftest import log_in, shot
 
     workers().start()
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "alice")
-    page.fill("#id_password", "pw-alice-123")
-    page.click("button:has-text('Log in')")
-    page.wait_for_url(f"{live_server.url}/")
+    log_in(page, live_server.url, "alice", "pw-alice-123")
     page.goto(f"{live_server.url}/m/weather-food/")
     page.select_option("#id_domain", label="weather (rainy, sunny)")
     page.fill("#id_name", "weather head")
