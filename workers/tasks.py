@@ -8,6 +8,7 @@ and its attempt counter stops a job that keeps killing workers.
 from __future__ import annotations
 
 import logging
+import traceback
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -16,6 +17,21 @@ from django.conf import settings
 log = logging.getLogger(__name__)
 
 COMMON = {"acks_late": True, "reject_on_worker_lost": True}
+
+
+def _run_job(job_id: int, what: str, soft_limit: int, body) -> None:
+    """Run a job's body; a time limit or a crash ends the job failed with a message
+    (the expert or composition it held can be retried), with the Hub token scrubbed."""
+    from experts.services import engine
+    from experts.services.publish import scrub
+
+    try:
+        body()
+    except SoftTimeLimitExceeded:
+        engine.fail_job(job_id, f"{what} took longer than the {soft_limit} s limit")
+    except Exception as exc:  # an infrastructure error: the work may be retried
+        log.error("%s job %s failed\n%s", what, job_id, scrub(traceback.format_exc()))
+        engine.fail_job(job_id, scrub(f"{what} failed: {type(exc).__name__}: {exc}"))
 
 
 @shared_task(
@@ -28,16 +44,12 @@ def validate_expert(job_id: int) -> None:
     from experts.services import engine
     from experts.tasks_api import enqueue_retrain
 
-    try:
-        engine.validate(job_id, enqueue_retrain=enqueue_retrain)
-    except SoftTimeLimitExceeded:
-        engine.fail_job(
-            job_id,
-            f"validation took longer than the {settings.MOECOLLAB_VALIDATION_SOFT_LIMIT} s limit",
-        )
-    except Exception as exc:  # an infrastructure error: the expert may be retried
-        log.exception("validation job %s failed", job_id)
-        engine.fail_job(job_id, f"validation failed: {type(exc).__name__}: {exc}")
+    _run_job(
+        job_id,
+        "validation",
+        settings.MOECOLLAB_VALIDATION_SOFT_LIMIT,
+        lambda: engine.validate(job_id, enqueue_retrain=enqueue_retrain),
+    )
 
 
 @shared_task(
@@ -50,16 +62,12 @@ def retrain_gate(job_id: int) -> None:
     from experts.services import engine
     from experts.tasks_api import enqueue_publish
 
-    try:
-        engine.retrain(job_id, enqueue_publish=enqueue_publish)
-    except SoftTimeLimitExceeded:
-        engine.fail_job(
-            job_id,
-            f"retraining took longer than the {settings.MOECOLLAB_RETRAIN_SOFT_LIMIT} s limit",
-        )
-    except Exception as exc:
-        log.exception("retrain job %s failed", job_id)
-        engine.fail_job(job_id, f"retraining failed: {type(exc).__name__}: {exc}")
+    _run_job(
+        job_id,
+        "retraining",
+        settings.MOECOLLAB_RETRAIN_SOFT_LIMIT,
+        lambda: engine.retrain(job_id, enqueue_publish=enqueue_publish),
+    )
 
 
 @shared_task(
@@ -70,18 +78,14 @@ def retrain_gate(job_id: int) -> None:
 )
 def publish_composition(job_id: int) -> None:
     """Export and publish a composition; the message carries the job id, never the token."""
-    from experts.services import engine, publish
+    from experts.services import publish
 
-    try:
-        publish.publish(job_id)
-    except SoftTimeLimitExceeded:
-        engine.fail_job(
-            job_id,
-            f"publishing took longer than the {settings.MOECOLLAB_PUBLISH_SOFT_LIMIT} s limit",
-        )
-    except Exception as exc:
-        log.exception("publish job %s failed", job_id)
-        engine.fail_job(job_id, publish.scrub(f"publishing failed: {type(exc).__name__}: {exc}"))
+    _run_job(
+        job_id,
+        "publishing",
+        settings.MOECOLLAB_PUBLISH_SOFT_LIMIT,
+        lambda: publish.publish(job_id),
+    )
 
 
 @shared_task(name="workers.tasks.reap_stale_jobs", soft_time_limit=60, time_limit=90, **COMMON)
