@@ -11,7 +11,13 @@ from rest_framework.response import Response
 
 from .models import Composition, Domain, Expert, Job, Mixture
 from .queries import visible_experts, visible_jobs
-from .services.upload import UploadError, UploadRequest, accept_upload, parse_adapter_config
+from .services.upload import (
+    UploadError,
+    UploadRequest,
+    accept_upload,
+    parse_adapter_config,
+    too_large,
+)
 from .tasks_api import enqueue_validation
 
 
@@ -147,6 +153,7 @@ class JobSerializer(serializers.ModelSerializer):
 class UploadFailed(APIException):
     def __init__(self, error: UploadError):
         self.status_code = error.status
+        self.wait = error.retry_after  # DRF sends it as Retry-After
         super().__init__(detail={"detail": error.message, "code": error.code})
 
 
@@ -182,7 +189,7 @@ class ExpertViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_throttles(self):
         if self.action == "create":
-            self.throttle_scope = "uploads"
+            self.throttle_scope = "upload_attempts"
         return super().get_throttles()
 
     @extend_schema(
@@ -191,9 +198,7 @@ class ExpertViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def create(self, request, *args, **kwargs):
         data = request.data  # parses the body; the upload handler flags an oversize file
         if getattr(request._request, "upload_too_large", False):
-            raise UploadFailed(
-                UploadError(413, "the file is larger than this hub accepts", "too_large")
-            )
+            raise UploadFailed(too_large())
         upload = ExpertUploadSerializer(data=data)
         upload.is_valid(raise_exception=True)
         data = upload.validated_data

@@ -154,7 +154,10 @@ class Expert(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["mixture", "sha256"], name="unique_expert_file")
+            # Per owner: one user's pending upload must not tell another it exists.
+            models.UniqueConstraint(
+                fields=["mixture", "owner", "sha256"], name="unique_expert_file_per_owner"
+            )
         ]
 
     def __str__(self) -> str:
@@ -224,6 +227,12 @@ class Job(models.Model):
     message = models.CharField(max_length=300, blank=True)
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="when the broker last took its message"
+    )
+    owner = models.CharField(
+        max_length=200, blank=True, help_text="host:pid:start:thread of the worker holding it"
+    )
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -231,6 +240,18 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "kind"], name="job_status_kind")]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} ({self.status}, {self.progress} %)"
+
+
+class ScheduledRun(models.Model):
+    """When a periodic task last ran, so that two beat schedulers do not double it."""
+
+    name = models.CharField(max_length=100, unique=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    runs = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name} (ran {self.runs} times, last {self.last_run_at})"

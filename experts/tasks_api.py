@@ -1,7 +1,8 @@
 """Enqueueing background work: a Job row, then a Celery message after commit.
 
-Task bodies live in `workers/`; this module only names them, so the web
-process never imports the worker's heavy dependencies.
+Task bodies live in `workers/`; `services.jobs` names them, so the web process
+never imports the worker's heavy dependencies. A message that cannot be sent
+leaves its job queued, and `services.jobs.recover_jobs` sends it later.
 """
 
 from __future__ import annotations
@@ -9,10 +10,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from .models import Composition, Expert, Job
-
-VALIDATE_TASK = "workers.tasks.validate_expert"
-RETRAIN_TASK = "workers.tasks.retrain_gate"
-PUBLISH_TASK = "workers.tasks.publish_composition"
+from .services.jobs import dispatch_on_commit
 
 
 def enqueue_validation(expert: Expert) -> Job:
@@ -23,28 +21,14 @@ def enqueue_validation(expert: Expert) -> Job:
         expert=expert,
         message="waiting for a worker",
     )
-    transaction.on_commit(lambda: _send(job))
+    dispatch_on_commit(job)
     return job
-
-
-QUEUES = {
-    Job.Kind.VALIDATE: ("validation", VALIDATE_TASK),
-    Job.Kind.RETRAIN: ("training", RETRAIN_TASK),
-    Job.Kind.PUBLISH: ("publishing", PUBLISH_TASK),
-}
-
-
-def _send(job: Job, countdown: int = 0) -> None:
-    from hub.celery import app
-
-    queue, task = QUEUES[job.kind]
-    options = {"countdown": countdown} if countdown else {}
-    app.send_task(task, args=[job.pk], queue=queue, **options)
 
 
 def enqueue_retrain(mixture) -> Job:
     """Queue one retrain for the mixture, unless one is already waiting (it will see
-    every expert accepted before it runs, so accepts close together share a retrain)."""
+    every expert accepted before it runs, so accepts close together share a retrain).
+    A waiting retrain whose message never reached the broker is sent again now."""
     from django.conf import settings
 
     with transaction.atomic():
@@ -54,12 +38,13 @@ def enqueue_retrain(mixture) -> Job:
             .first()
         )
         if waiting is not None:
+            if waiting.sent_at is None:
+                dispatch_on_commit(waiting)
             return waiting
         job = Job.objects.create(
             kind=Job.Kind.RETRAIN, mixture=mixture, message="waiting for more accepted experts"
         )
-        delay = settings.MOECOLLAB_RETRAIN_COALESCE_SECONDS
-        transaction.on_commit(lambda: _send(job, countdown=delay))
+        dispatch_on_commit(job, countdown=settings.MOECOLLAB_RETRAIN_COALESCE_SECONDS)
     return job
 
 
@@ -88,30 +73,5 @@ def enqueue_publish(composition: Composition) -> Job | None:
             composition_id=composition.pk,
             message="waiting for a publishing worker",
         )
-        transaction.on_commit(lambda: _send(job))
+        dispatch_on_commit(job)
     return job
-
-
-def reap_stale_jobs() -> int:
-    """Requeue running jobs whose heartbeat went stale (their worker died), or fail them
-    once they have used their attempts; returns how many jobs were touched."""
-    from datetime import timedelta
-
-    from django.conf import settings
-    from django.utils import timezone
-
-    from .services.engine import MAX_ATTEMPTS, fail_job
-
-    cutoff = timezone.now() - timedelta(seconds=settings.MOECOLLAB_STALE_JOB_SECONDS)
-    touched = 0
-    for job in Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff):
-        if job.attempts >= MAX_ATTEMPTS:
-            fail_job(job.pk, f"the worker stopped answering {job.attempts} times")
-        else:
-            requeued = Job.objects.filter(
-                pk=job.pk, status=Job.Status.RUNNING, heartbeat_at__lt=cutoff
-            ).update(status=Job.Status.QUEUED, message="requeued: its worker stopped answering")
-            if requeued:
-                _send(job)
-        touched += 1
-    return touched

@@ -13,7 +13,7 @@ from .forms import HubSettingsForm, UploadForm
 from .models import Expert, Mixture
 from .queries import get_expert, get_maintained_mixture, visible_experts, visible_jobs
 from .services.publish import hub_configured, repo_id_for
-from .services.upload import UploadError, UploadRequest, accept_upload
+from .services.upload import UploadError, UploadRequest, accept_upload, too_large
 from .tasks_api import enqueue_validation
 
 
@@ -74,9 +74,12 @@ def upload(request, slug: str):
     status = 200
     files = request.FILES  # parses the body; the upload handler flags an oversize file
     if getattr(request, "upload_too_large", False):
-        form = UploadForm(mixture=mixture)
-        form.add_error(None, "the file is larger than this hub accepts")
-        status = 413
+        form = UploadForm(request.POST, mixture=mixture)
+        form.full_clean()
+        form.errors.pop("file", None)  # not "required": it was sent, and stopped
+        refusal = too_large()
+        form.add_error("file", refusal.message)
+        status = refusal.status
     else:
         form = UploadForm(request.POST, files, mixture=mixture)
         if form.is_valid():

@@ -71,6 +71,16 @@ DATABASES = {
         env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=60
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded default is shared by the web server and a worker: each write
+    # transaction takes the lock when it begins (so a count-then-insert cannot
+    # interleave with another), readers do not block the writer, and a busy
+    # database is waited for rather than refused.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL;",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -92,11 +102,24 @@ MEDIA_ROOT = Path(env_str("MOECOLLAB_MEDIA_ROOT", str(VAR_DIR / "media")))
 # Uploads: every file goes to a temporary file on disk (never held in memory),
 # and the streaming handler refuses a body over the cap as it arrives.
 MOECOLLAB_MAX_UPLOAD_BYTES = env_int("MOECOLLAB_MAX_UPLOAD_BYTES", 256 * 1024 * 1024)
+# Experts a user may store per hour (what was stored counts, refusals do not).
+MOECOLLAB_UPLOADS_PER_HOUR = env_int("MOECOLLAB_UPLOADS_PER_HOUR", 30)
 FILE_UPLOAD_HANDLERS = [
     "hub.uploads.CappedUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
 FILE_UPLOAD_PERMISSIONS = 0o640
+
+# Log-in and password-reset attempts (django-ratelimit, counted in the cache):
+# "N/15m" allows N POSTs per 15-minute window.
+MOECOLLAB_RATE_LIMITS = {
+    "login_per_account": env_str("MOECOLLAB_LOGIN_RATE_ACCOUNT", "10/15m"),
+    "login_per_address": env_str("MOECOLLAB_LOGIN_RATE_ADDRESS", "50/15m"),
+    "password_reset_per_account": env_str("MOECOLLAB_RESET_RATE_ACCOUNT", "3/h"),
+    "password_reset_per_address": env_str("MOECOLLAB_RESET_RATE_ADDRESS", "20/h"),
+}
+RATELIMIT_USE_CACHE = "default"
+RATELIMIT_IP_META_KEY = env_str("MOECOLLAB_CLIENT_IP_HEADER") or None  # behind a proxy
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -126,7 +149,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_str("API_THROTTLE_ANON", "120/min"),
         "user": env_str("API_THROTTLE_USER", "600/min"),
-        "uploads": env_str("API_THROTTLE_UPLOADS", "30/hour"),
+        # every upload attempt, refused or not; stored uploads have their own limit
+        "upload_attempts": env_str("API_THROTTLE_UPLOAD_ATTEMPTS", "300/hour"),
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -156,17 +180,19 @@ MOECOLLAB_PUBLISH_SOFT_LIMIT = env_int("MOECOLLAB_PUBLISH_SOFT_LIMIT", 1800)
 MOECOLLAB_SITE_URL = (env_str("MOECOLLAB_SITE_URL") or "http://127.0.0.1:8000").rstrip("/")
 
 # --- Celery -----------------------------------------------------------------
+# Results are never read (a job's outcome is its Job row), so no result backend.
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_RESULT_BACKEND = REDIS_URL
     # A message is redelivered if not acknowledged within this time: longer than any task.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+        "socket_connect_timeout": 2,
     }
 else:
     # Embedded default: kombu's filesystem transport, shared by every process
-    # that sees the same folder; no server to run.
+    # that sees the same folder; no server to run. It deletes a message when a
+    # worker fetches it, so a killed worker's job is recovered from its Job row.
     _broker = VAR_DIR / "broker"
     for _folder in (_broker / "queue", _broker / "processed", _broker / "control"):
         _folder.mkdir(parents=True, exist_ok=True)
@@ -178,20 +204,26 @@ else:
         "control_folder": str(_broker / "control"),
         "store_processed": False,
     }
-    (VAR_DIR / "results").mkdir(parents=True, exist_ok=True)
-    CELERY_RESULT_BACKEND = f"file://{VAR_DIR / 'results'}"
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
+MOECOLLAB_RECOVER_SECONDS = env_float("MOECOLLAB_RECOVER_SECONDS", 60.0)
 CELERY_BEAT_SCHEDULE = {
-    "reap-stale-jobs": {
-        "task": "workers.tasks.reap_stale_jobs",
-        "schedule": 60.0,
-        "options": {"queue": "default"},
+    "recover-jobs": {
+        "task": "workers.tasks.recover_jobs",
+        "schedule": MOECOLLAB_RECOVER_SECONDS,
+        "options": {"queue": "default", "expires": MOECOLLAB_RECOVER_SECONDS},
     },
 }
 MOECOLLAB_VALIDATION_SOFT_LIMIT = env_int("MOECOLLAB_VALIDATION_SOFT_LIMIT", 900)
 MOECOLLAB_RETRAIN_SOFT_LIMIT = env_int("MOECOLLAB_RETRAIN_SOFT_LIMIT", 900)
-MOECOLLAB_STALE_JOB_SECONDS = env_int("MOECOLLAB_STALE_JOB_SECONDS", 300)
+# A running job's worker writes a heartbeat this often; one silent this long is dead.
+MOECOLLAB_HEARTBEAT_SECONDS = env_float("MOECOLLAB_HEARTBEAT_SECONDS", 10.0)
+MOECOLLAB_STALE_JOB_SECONDS = env_int("MOECOLLAB_STALE_JOB_SECONDS", 60)
+# A queued job whose message was sent this long ago and never started is sent again.
+MOECOLLAB_RESEND_QUEUED_SECONDS = env_int("MOECOLLAB_RESEND_QUEUED_SECONDS", 600)
 MOECOLLAB_RETRAIN_COALESCE_SECONDS = env_int("MOECOLLAB_RETRAIN_COALESCE_SECONDS", 5)
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -200,6 +232,29 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 660)
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 4_000_000)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+
+# --- Cache: rate limits and throttles ---------------------------------------------
+# With Redis every web process counts against the same limits; the embedded
+# default runs one web process, whose memory is then the shared place. A Redis
+# outage must not take the site down with it: the cache then answers "empty"
+# (limits fail open, logged) instead of raising into every request.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": env_str("CACHE_URL") or REDIS_URL,
+            "KEY_PREFIX": "moecollab",
+            "OPTIONS": {
+                "IGNORE_EXCEPTIONS": True,
+                "SOCKET_CONNECT_TIMEOUT": 1,
+                "SOCKET_TIMEOUT": 1,
+            },
+        }
+    }
+    DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+RATELIMIT_FAIL_OPEN = True
 
 # --- Production hardening (on when DJANGO_DEBUG is off) ----------------------
 if not DEBUG:

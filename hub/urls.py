@@ -55,6 +55,8 @@ urlpatterns = [
     path("accounts/profile/", accounts.profile, name="profile"),
     path("accounts/token/", accounts.token_create, name="token-create"),
     path("accounts/token/revoke/", accounts.token_revoke, name="token-revoke"),
+    path("accounts/login/", accounts.log_in, name="login"),
+    path("accounts/password_reset/", accounts.password_reset, name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -8,7 +8,6 @@ the upload validator calls before anything is stored, and what
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 from safetensors import safe_open
 
 from .base import BaseSpec
-from .safetensors_header import ContractError, Header, read_header
+from .safetensors_header import ContractError, Header, parse_json, read_header
 
 FORMAT_VERSION = "1"
 KINDS = ("head", "lora")
@@ -78,12 +77,7 @@ def _module_dims(module: str, spec: BaseSpec) -> tuple[int, int]:
 
 
 def _parse_labels(raw: str) -> list[str]:
-    try:
-        labels = json.loads(raw)
-    except json.JSONDecodeError:
-        raise ContractError(
-            "bad_labels", f"{KEY_LABELS} must be a JSON array of strings, got {raw[:80]!r}"
-        ) from None
+    labels = parse_json(raw, "bad_labels", f"{KEY_LABELS} ({raw[:80]!r})")
     if not isinstance(labels, list) or not all(isinstance(x, str) and x for x in labels):
         raise ContractError("bad_labels", f"{KEY_LABELS} must be a JSON array of non-empty strings")
     if len(set(labels)) != len(labels):
@@ -234,7 +228,7 @@ def _lora_from_metadata(metadata: dict[str, str]) -> LoraSpec:
     try:
         r = int(_require(metadata, KEY_LORA_R))
         alpha = float(_require(metadata, KEY_LORA_ALPHA))
-        targets = json.loads(_require(metadata, KEY_LORA_TARGETS))
+        targets = parse_json(_require(metadata, KEY_LORA_TARGETS), "bad_lora", KEY_LORA_TARGETS)
     except (ValueError, TypeError) as exc:
         if isinstance(exc, ContractError):
             raise
@@ -283,9 +277,10 @@ def _lora_from_peft_config(config: dict, base: BaseSpec | None) -> LoraSpec:
 
 def load_adapter_config(path: str | os.PathLike) -> dict:
     try:
-        config = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
         raise ContractError("bad_lora", f"adapter_config.json cannot be read: {exc}") from None
+    config = parse_json(text, "bad_lora", "adapter_config.json")
     if not isinstance(config, dict):
         raise ContractError("bad_lora", "adapter_config.json is not a JSON object")
     return config

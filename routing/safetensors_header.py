@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 MAX_METADATA_BYTES = 64 * 1024
 MAX_NAME_LENGTH = 300
+MAX_INT_DIGITS = 20  # a uint64 byte offset has at most 20 digits
 DTYPE_SIZES = {"F32": 4, "F16": 2, "BF16": 2}
 
 
@@ -56,6 +57,33 @@ def _no_duplicates(pairs):
     return out
 
 
+class _TooManyDigits(ValueError):
+    pass
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise _TooManyDigits(
+            f"holds an integer of {len(digits.lstrip('-')):,} digits; "
+            f"at most {MAX_INT_DIGITS} are allowed"
+        )
+    return int(digits)
+
+
+def parse_json(text: str, code: str, what: str, *, pairs_hook=None):
+    """JSON from an upload, or a ContractError with `code` that says what is wrong with
+    `what`: never the decoder's own ValueError (a 5,000-digit number) or RecursionError
+    (200,000 nested brackets)."""
+    try:
+        return json.loads(text, object_pairs_hook=pairs_hook, parse_int=_bounded_int)
+    except json.JSONDecodeError as exc:
+        raise ContractError(code, f"{what} is not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise ContractError(code, f"{what} nests too deeply") from None
+    except _TooManyDigits as exc:
+        raise ContractError(code, f"{what} {exc}") from None
+
+
 def read_header(path: str | os.PathLike) -> Header:
     """Read and check the header of a safetensors file; never reads tensor data."""
     file_size = os.path.getsize(path)
@@ -85,12 +113,12 @@ def read_header(path: str | os.PathLike) -> Header:
         raise ContractError(
             "not_safetensors", "not a safetensors file: the header is not UTF-8 text"
         ) from None
-    try:
-        doc = json.loads(text.rstrip(" "), object_pairs_hook=_no_duplicates)
-    except json.JSONDecodeError as exc:
-        raise ContractError(
-            "not_safetensors", f"not a safetensors file: the header is not JSON ({exc.msg})"
-        ) from None
+    doc = parse_json(
+        text.rstrip(" "),
+        "not_safetensors",
+        "not a safetensors file: the header",
+        pairs_hook=_no_duplicates,
+    )
     if not isinstance(doc, dict):
         raise ContractError(
             "not_safetensors", "not a safetensors file: the header is not an object"
@@ -119,7 +147,7 @@ def read_header(path: str | os.PathLike) -> Header:
                 "bad_entry", f"tensor {name!r} must have exactly dtype, shape and data_offsets"
             )
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if dtype not in DTYPE_SIZES:
+        if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
             raise ContractError(
                 "bad_dtype",
                 f"tensor {name!r} has dtype {dtype!r}; allowed: {', '.join(DTYPE_SIZES)}",

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-import threading
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
+from django.db import IntegrityError, transaction
 
 from routing.base import BaseEncoder, pick_device
 from routing.cache import TensorCache
@@ -31,102 +28,9 @@ from routing.workflow import cached_split, compose, expert_log_probs
 
 from ..models import Composition, Expert, Job, Mixture
 from .domains import domain_data
+from .jobs import end_job, heartbeat, progress, start_job
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 3
-FINAL = (Job.Status.SUCCEEDED, Job.Status.FAILED)
-
-
-# --- jobs -------------------------------------------------------------------
-
-
-def start_job(job_id: int) -> Job | None:
-    """Claim a job for this delivery; None when there is nothing (more) to do."""
-    with transaction.atomic():
-        job = (
-            Job.objects.select_for_update(of=("self",))
-            .select_related("expert", "mixture")
-            .get(pk=job_id)
-        )
-        if job.status in FINAL:
-            return None  # a duplicate delivery of a finished job
-        if job.attempts >= MAX_ATTEMPTS:
-            end_job(
-                job,
-                Job.Status.FAILED,
-                f"gave up after {job.attempts} attempts",
-                "the worker died or timed out on every attempt",
-            )
-            _release(job, "the worker died or timed out on every attempt")
-            return None
-        now = timezone.now()
-        job.status = Job.Status.RUNNING
-        job.attempts += 1
-        job.started_at = job.started_at or now
-        job.heartbeat_at = now
-        job.save(update_fields=["status", "attempts", "started_at", "heartbeat_at"])
-    return job
-
-
-def progress(job: Job, percent: int, message: str) -> None:
-    Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
-        progress=percent, message=message[:300], heartbeat_at=timezone.now()
-    )
-
-
-@contextmanager
-def heartbeat(job: Job, every: float = 30.0):
-    """Keep a job's heartbeat fresh while a long call without progress runs (an
-    upload), so the reaper does not take a live job for a dead one."""
-    stop = threading.Event()
-
-    def beat():
-        try:
-            while not stop.wait(every):
-                Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
-                    heartbeat_at=timezone.now()
-                )
-        finally:
-            connection.close()  # this thread's own connection
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-job-{job.pk}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-def end_job(job: Job, status: str, message: str, error: str = "") -> None:
-    Job.objects.filter(pk=job.pk).exclude(status__in=FINAL).update(
-        status=status,
-        message=message[:300],
-        error=error,
-        finished_at=timezone.now(),
-        progress=100 if status == Job.Status.SUCCEEDED else job.progress,
-    )
-
-
-def fail_job(job_id: int, message: str) -> None:
-    """End a job as failed (time limit, crash) and release its expert for a retry."""
-    job = Job.objects.filter(pk=job_id).first()
-    if job is None:
-        return
-    end_job(job, Job.Status.FAILED, message, message)
-    _release(job, message)
-
-
-def _release(job: Job, message: str) -> None:
-    """Leave what a failed job worked on in a state a user can retry from."""
-    if job.expert_id:
-        Expert.objects.filter(pk=job.expert_id, status=Expert.Status.VALIDATING).update(
-            status=Expert.Status.FAILED, report={"problems": [message]}
-        )
-    if job.kind == Job.Kind.PUBLISH and job.composition_id:
-        Composition.objects.filter(
-            pk=job.composition_id, hub_status=Composition.Publish.QUEUED
-        ).update(hub_status=Composition.Publish.FAILED, hub_error=message)
 
 
 # --- shared resources ---------------------------------------------------------
@@ -200,6 +104,11 @@ def validate(job_id: int, *, enqueue_retrain=None) -> None:
     job = start_job(job_id)
     if job is None:
         return
+    with heartbeat(job):
+        _validate(job, enqueue_retrain)
+
+
+def _validate(job: Job, enqueue_retrain) -> None:
     expert = job.expert
     claimed = Expert.objects.filter(
         pk=expert.pk,
@@ -210,9 +119,19 @@ def validate(job_id: int, *, enqueue_retrain=None) -> None:
         end_job(job, Job.Status.SUCCEEDED, f"nothing to do: the expert is {expert.status}")
         return
     expert.refresh_from_db()
-    accepted, report = run_validation(expert, lambda p, m: progress(job, p, m))
-    status = Expert.Status.ACCEPTED if accepted else Expert.Status.REJECTED
+    twin = accepted_twin(expert)
+    if twin is None:
+        accepted, report = run_validation(expert, lambda p, m: progress(job, p, m))
+    else:
+        accepted, report = False, twin_report(twin)
     with transaction.atomic():
+        if accepted:
+            # Identical files pending for two people: the first accepted is the one.
+            Mixture.objects.select_for_update().filter(pk=expert.mixture_id).first()
+            twin = accepted_twin(expert)
+            if twin is not None:
+                accepted, report = False, twin_report(twin)
+        status = Expert.Status.ACCEPTED if accepted else Expert.Status.REJECTED
         changed = Expert.objects.filter(pk=expert.pk, status=Expert.Status.VALIDATING).update(
             status=status, report=report, metrics=report.get("metrics", {})
         )
@@ -220,6 +139,27 @@ def validate(job_id: int, *, enqueue_retrain=None) -> None:
         end_job(job, Job.Status.SUCCEEDED, f"{status}: {report['summary']}")
         if changed and accepted and enqueue_retrain is not None:
             transaction.on_commit(lambda: enqueue_retrain(expert.mixture))
+
+
+def accepted_twin(expert: Expert) -> Expert | None:
+    """An accepted expert of the mixture with the very same file, if any."""
+    return (
+        Expert.objects.filter(
+            mixture_id=expert.mixture_id, sha256=expert.sha256, status=Expert.Status.ACCEPTED
+        )
+        .exclude(pk=expert.pk)
+        .first()
+    )
+
+
+def twin_report(twin: Expert) -> dict:
+    return {
+        "summary": "the mixture already holds this exact file",
+        "problems": [
+            f"this file is identical (same sha256) to accepted expert #{twin.pk} "
+            f"({twin.name!r}); a mixture holds each file once"
+        ],
+    }
 
 
 def run_validation(expert: Expert, report_progress) -> tuple[bool, dict]:
@@ -306,6 +246,11 @@ def retrain(job_id: int, *, enqueue_publish=None) -> Composition | None:
     job = start_job(job_id)
     if job is None:
         return None
+    with heartbeat(job):
+        return _retrain(job, enqueue_publish)
+
+
+def _retrain(job: Job, enqueue_publish) -> Composition | None:
     mixture = job.mixture
     experts = accepted_experts(mixture)
     shas = [e.sha256 for e in experts]

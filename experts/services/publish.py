@@ -24,7 +24,8 @@ from routing.export import EXPORT_FILES, export_composition
 from routing.model_card import CardInfo, Contributor
 
 from ..models import Composition, Job
-from .engine import encoder_for, end_job, heartbeat, progress, start_job
+from .engine import encoder_for
+from .jobs import end_job, heartbeat, progress, start_job
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,11 @@ def publish(job_id: int, *, sleep=time.sleep) -> Composition | None:
     job = start_job(job_id)
     if job is None:
         return None
+    with heartbeat(job):
+        return _publish(job, sleep, constants)
+
+
+def _publish(job: Job, sleep, constants) -> Composition | None:
     composition = Composition.objects.select_related("mixture__base_model").get(
         pk=job.composition_id
     )
@@ -257,8 +263,7 @@ def _push_with_retries(job, composition, folder, repo_id, sleep):
     for attempt in range(1, tries + 1):
         progress(job, 40, f"uploading to {repo_id} (try {attempt} of {tries})")
         try:
-            with heartbeat(job):
-                return push(composition, folder, repo_id)
+            return push(composition, folder, repo_id)
         except PublishError:
             raise
         except Exception as exc:

@@ -1,36 +1,55 @@
 """Accepting an expert upload: every check before anything is kept.
 
 Browser and API uploads both call `accept_upload`. It checks, in order, the
-user's quota, the size cap, the header-only contract check of the routing
-library and duplicates by sha256; then it stores the file under a generated
-name and creates the `Expert` in one transaction, and enqueues validation
-after that transaction commits. A failure raises `UploadError` with the HTTP
-status and a message; nothing is left behind.
+user's quota and upload rate, the size cap, the header-only contract check of
+the routing library and duplicates by sha256; then it stores the file under a
+generated name, and creates the `Expert` in a transaction that locks the
+user's row and counts again, so that concurrent uploads cannot pass the quota
+or the rate together. Validation is enqueued after that transaction commits.
+A failure raises `UploadError` with the HTTP status and a message; nothing is
+left behind.
+
+Duplicates say nothing of other people's pending uploads: a user is told of
+their own identical file, and of an identical file that is accepted (public);
+an identical file that someone else has pending is refused at validation only
+if it is accepted first.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from routing.contract import check_expert_file
 from routing.experts import file_sha256
-from routing.safetensors_header import ContractError
+from routing.safetensors_header import ContractError, parse_json
 
 from ..models import Domain, Expert, Mixture
 
 
 class UploadError(Exception):
-    def __init__(self, status: int, message: str, code: str = "invalid"):
+    def __init__(self, status: int, message: str, code: str = "invalid", retry_after=None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
+        self.retry_after = retry_after  # seconds, for 429
+
+
+def too_large() -> UploadError:
+    """The refusal of a body over the hub's cap, stopped while it streamed (form and API)."""
+    cap = settings.MOECOLLAB_MAX_UPLOAD_BYTES
+    return UploadError(
+        413, f"the file is larger than this hub accepts (at most {cap:,} bytes)", "too_large"
+    )
 
 
 @dataclass
@@ -60,9 +79,11 @@ def parse_adapter_config(uploaded) -> dict:
     if uploaded.size > MAX_ADAPTER_CONFIG_BYTES:
         raise ValueError("adapter_config.json is larger than 64 KiB")
     try:
-        data = json.loads(uploaded.read().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = parse_json(uploaded.read().decode("utf-8"), "bad_lora", "adapter_config.json")
+    except UnicodeDecodeError as exc:
         raise ValueError(f"adapter_config.json is not valid JSON: {exc}") from None
+    except ContractError as exc:
+        raise ValueError(str(exc)) from None
     if not isinstance(data, dict):
         raise ValueError("adapter_config.json must hold a JSON object")
     return data
@@ -90,10 +111,8 @@ def _spooled_path(uploaded) -> tuple[str, bool]:
     return path, True
 
 
-def accept_upload(user, req: UploadRequest, *, enqueue=None) -> Expert:
-    mixture, domain = req.mixture, req.domain
-    if domain.mixture_id != mixture.pk:
-        raise UploadError(400, f"domain {domain.name!r} is not part of {mixture.slug!r}")
+def _check_allowance(user, mixture) -> None:
+    """The user's quota in the mixture and their upload rate; raises UploadError."""
     active = Expert.objects.filter(owner=user, mixture=mixture, status__in=ACTIVE).count()
     if active >= mixture.upload_quota:
         raise UploadError(
@@ -102,6 +121,49 @@ def accept_upload(user, req: UploadRequest, *, enqueue=None) -> Expert:
             f"(at most {mixture.upload_quota}); retire one to upload another",
             "quota",
         )
+    per_hour = settings.MOECOLLAB_UPLOADS_PER_HOUR
+    since = timezone.now() - timedelta(hours=1)
+    recent = list(
+        Expert.objects.filter(owner=user, created_at__gte=since)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)[:per_hour]
+    )
+    if len(recent) >= per_hour:
+        wait = max(1, int((recent[0] - since).total_seconds()) + 1)
+        raise UploadError(
+            429,
+            f"upload rate reached: {per_hour} experts stored in the last hour; "
+            f"try again in {wait} s",
+            "rate",
+            retry_after=wait,
+        )
+
+
+def _check_duplicate(user, mixture, sha256: str) -> None:
+    mine = Expert.objects.filter(mixture=mixture, owner=user, sha256=sha256).first()
+    if mine is not None:
+        raise UploadError(
+            409,
+            f"you already uploaded this exact file to this mixture as {mine.name!r} "
+            f"(expert #{mine.pk})",
+            "duplicate",
+        )
+    public = Expert.objects.filter(
+        mixture=mixture, sha256=sha256, status=Expert.Status.ACCEPTED
+    ).first()
+    if public is not None:
+        raise UploadError(
+            409,
+            f"this exact file is already in the mixture as expert #{public.pk} ({public.name!r})",
+            "duplicate",
+        )
+
+
+def accept_upload(user, req: UploadRequest, *, enqueue=None) -> Expert:
+    mixture, domain = req.mixture, req.domain
+    if domain.mixture_id != mixture.pk:
+        raise UploadError(400, f"domain {domain.name!r} is not part of {mixture.slug!r}")
+    _check_allowance(user, mixture)  # early, before reading the file; again under the lock
     if req.file.size > mixture.max_upload_bytes:
         raise UploadError(
             413,
@@ -124,46 +186,44 @@ def accept_upload(user, req: UploadRequest, *, enqueue=None) -> Expert:
                 400, f"the file breaks the expert contract: {exc}", exc.code
             ) from None
         sha256 = file_sha256(path)
-        if Expert.objects.filter(mixture=mixture, sha256=sha256).exists():
-            raise UploadError(
-                409, "this exact file was already uploaded to this mixture", "duplicate"
-            )
+        _check_duplicate(user, mixture, sha256)
+        expert = Expert(
+            owner=user,
+            mixture=mixture,
+            domain=domain,
+            name=req.name,
+            description=req.description,
+            licence=req.licence,
+            kind=header.kind,
+            source=header.source,
+            adapter_config=req.adapter_config,
+            sha256=sha256,
+            size=req.file.size,
+            num_parameters=header.num_parameters,
+            report={
+                "header": {"labels": header.labels, "kind": header.kind, "source": header.source}
+            },
+        )
+        # Stored before the locked transaction, so the lock is never held during a copy;
+        # removed again on any refusal below.
+        with open(path, "rb") as f:
+            expert.file.save("expert.safetensors", File(f), save=False)
         try:
             with transaction.atomic():
-                expert = Expert(
-                    owner=user,
-                    mixture=mixture,
-                    domain=domain,
-                    name=req.name,
-                    description=req.description,
-                    licence=req.licence,
-                    kind=header.kind,
-                    source=header.source,
-                    adapter_config=req.adapter_config,
-                    sha256=sha256,
-                    size=req.file.size,
-                    num_parameters=header.num_parameters,
-                    report={
-                        "header": {
-                            "labels": header.labels,
-                            "kind": header.kind,
-                            "source": header.source,
-                        }
-                    },
-                )
-                with open(path, "rb") as f:
-                    expert.file.save("expert.safetensors", File(f), save=False)
-                try:
-                    expert.save()
-                except Exception:
-                    expert.file.delete(save=False)
-                    raise
+                get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+                _check_allowance(user, mixture)
+                _check_duplicate(user, mixture, sha256)
+                expert.save()
                 if enqueue is not None:
                     transaction.on_commit(lambda: enqueue(expert))
-        except IntegrityError:  # a concurrent identical upload won the race
+        except IntegrityError:  # a concurrent identical upload of this user's won the race
+            expert.file.delete(save=False)
             raise UploadError(
-                409, "this exact file was already uploaded to this mixture", "duplicate"
+                409, "you already uploaded this exact file to this mixture", "duplicate"
             ) from None
+        except BaseException:
+            expert.file.delete(save=False)
+            raise
         return expert
     finally:
         if temporary:

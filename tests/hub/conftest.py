@@ -21,6 +21,15 @@ def media(settings, tmp_path):
     return tmp_path / "media"
 
 
+@pytest.fixture(autouse=True)
+def fresh_limits():
+    """Rate-limit counters live in the shared cache (Redis in the suite): each test
+    starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def hub_online(monkeypatch):
     """huggingface_hub may talk to the network (the Hub-compatible test server), whatever
@@ -36,7 +45,11 @@ def sent(monkeypatch):
     from hub.celery import app
 
     calls = []
-    monkeypatch.setattr(app, "send_task", lambda name, **kw: calls.append((name, kw)))
+
+    def send_task(name, retry=None, retry_policy=None, **kw):
+        calls.append((name, kw))
+
+    monkeypatch.setattr(app, "send_task", send_task)
     return calls
 
 
@@ -140,3 +153,122 @@ def log_in(page, url, username, password):
 def shot(page, name):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+# --- mixtures with data, trained experts and workers (the worker and fault tests) ------
+
+
+@pytest.fixture
+def workers(tmp_path, media, settings):
+    """Start real prefork workers on the test database and the suite's Redis."""
+    import redis
+
+    from tests.hub.processes import REDIS, Worker
+
+    if not settings.REDIS_URL:
+        pytest.fail("worker tests need REDIS_URL (./run test sets redis://127.0.0.1:6379/15)")
+    redis.Redis.from_url(REDIS).flushdb()
+    started = []
+
+    def make(**env):
+        w = Worker(tmp_path, media, name=f"worker{len(started) + 1}", **env)
+        started.append(w)
+        return w
+
+    yield make
+    for w in started:
+        w.stop()
+
+
+@pytest.fixture
+def living_mixture(mixture, media):
+    from experts.services.domains import import_domain_data
+    from routing.data import Split
+    from tests.conftest import synthetic_rows
+
+    for name in ("weather", "food"):
+        rows = synthetic_rows(name, 400, seed=7)
+        import_domain_data(
+            mixture.domains.get(name=name), Split([t for t, _ in rows], [lab for _, lab in rows])
+        )
+    return mixture
+
+
+@pytest.fixture
+def trained_file(tmp_path, tiny_encoder):
+    from routing.cache import TensorCache
+    from routing.workflow import train_expert_file
+    from tests.conftest import synthetic_domain
+
+    cache = TensorCache(tmp_path / "train-cache")
+
+    def make(domain="weather", seed=0):
+        path = tmp_path / f"{domain}-{seed}.safetensors"
+        train_expert_file(
+            tiny_encoder,
+            synthetic_domain(domain),
+            path,
+            cache=cache,
+            seed=seed,
+            epochs=40,
+            hidden=32,
+            lr=1e-2,
+        )
+        return path
+
+    return make
+
+
+def upload(user, path, domain, mixture="weather-food", name=None):
+    from experts.models import Expert
+
+    with open(path, "rb") as f:
+        response = api_client(user).post(
+            "/api/experts/",
+            {"mixture": mixture, "domain": domain, "name": name or path.stem, "file": f},
+            format="multipart",
+        )
+    assert response.status_code == 201, response.content
+    return Expert.objects.get(pk=response.json()["id"])
+
+
+def status_of(expert):
+    from experts.models import Expert
+
+    return Expert.objects.get(pk=expert.pk).status
+
+
+@pytest.fixture
+def news_mixture(db, media, charlie):
+    """A mixture on the real MiniLM with BBC data, where validation takes seconds."""
+    from experts.services.domains import import_domain_data
+    from routing.base import DEFAULT_BASE_MODEL
+    from routing.data import Split, load_domain
+
+    base = BaseModel.objects.create(
+        name=DEFAULT_BASE_MODEL, hidden_size=384, num_layers=6, intermediate_size=1536
+    )
+    mixture = Mixture.objects.create(slug="news", name="News", base_model=base)
+    bbc = load_domain("bbc")
+    pool = Split(bbc.router.texts + bbc.eval.texts, bbc.router.labels + bbc.eval.labels)
+    import_domain_data(Domain.objects.create(mixture=mixture, name="bbc"), pool.limited(600))
+    return mixture
+
+
+@pytest.fixture(scope="module")
+def bbc_expert(tmp_path_factory):
+    from routing.base import BaseEncoder
+    from routing.cache import TensorCache
+    from routing.data import load_domain
+    from routing.workflow import train_expert_file
+
+    folder = tmp_path_factory.mktemp("bbc-expert")
+    data = load_domain("bbc")
+    data.train, data.eval = data.train.limited(200), data.eval.limited(20)
+    path = folder / "bbc.safetensors"
+    train_expert_file(BaseEncoder(device="cpu"), data, path, cache=TensorCache(folder / "c"))
+    return path
+
+
+def upload_news(user, path):
+    return upload(user, path, "bbc", mixture="news", name="bbc head")

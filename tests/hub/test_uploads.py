@@ -86,11 +86,35 @@ def test_it_refuses_a_bad_file_and_keeps_nothing(
     assert stored_files(media) == [] and sent == []
 
 
-def test_a_duplicate_is_refused_with_409(alice, bob, mixture, expert_file, media, sent):
+def test_a_duplicate_of_ones_own_upload_is_refused_with_409(
+    alice, mixture, expert_file, media, sent
+):
     path = expert_file()
     assert post_api(alice, path).status_code == 201
+    response = post_api(alice, path)
+    assert response.status_code == 409 and "you already uploaded" in response.json()["detail"]
+    assert Expert.objects.count() == 1 and len(stored_files(media)) == 1
+
+
+def test_another_users_pending_upload_of_the_same_file_is_not_revealed(
+    alice, bob, mixture, expert_file, media, sent
+):
+    path = expert_file()
+    assert post_api(alice, path).status_code == 201
+    response = post_api(bob, path)  # alice's copy is pending: bob must learn nothing of it
+    assert response.status_code == 201, response.content
+    assert "alice" not in response.content.decode()
+    assert Expert.objects.count() == 2 and len(stored_files(media)) == 2
+
+
+def test_a_file_identical_to_an_accepted_expert_is_refused_with_409(
+    alice, bob, mixture, expert_file, media, sent
+):
+    path = expert_file()
+    assert post_api(alice, path).status_code == 201
+    Expert.objects.update(status="accepted")  # public now
     response = post_api(bob, path)
-    assert response.status_code == 409 and "already uploaded" in response.json()["detail"]
+    assert response.status_code == 409 and "already in the mixture" in response.json()["detail"]
     assert Expert.objects.count() == 1 and len(stored_files(media)) == 1
 
 
@@ -137,31 +161,48 @@ def test_anonymous_uploads_are_refused(mixture, expert_file, media):
     assert Expert.objects.count() == 0
 
 
-def test_uploads_are_throttled_without_side_effects(
+def test_stored_uploads_are_rate_limited_without_side_effects(
     alice, mixture, expert_file, media, sent, settings
+):
+    settings.MOECOLLAB_UPLOADS_PER_HOUR = 2
+    codes = [post_api(alice, expert_file(seed=i, name=f"{i}.safetensors")) for i in range(3)]
+    assert [r.status_code for r in codes] == [201, 201, 429]
+    assert "upload rate reached" in codes[2].json()["detail"]
+    assert 3000 < int(codes[2]["Retry-After"]) <= 3601
+    assert Expert.objects.count() == 2 and len(stored_files(media)) == 2
+
+
+def test_refused_uploads_do_not_use_up_the_upload_rate(
+    alice, mixture, expert_file, tmp_path, media, sent, settings
+):
+    settings.MOECOLLAB_UPLOADS_PER_HOUR = 2
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a model at all")
+    assert [post_api(alice, bad).status_code for _ in range(5)] == [400] * 5
+    good = [post_api(alice, expert_file(seed=i, name=f"{i}.safetensors")) for i in range(2)]
+    assert [r.status_code for r in good] == [201, 201]
+
+
+def test_upload_attempts_have_their_own_generous_throttle(
+    alice, mixture, tmp_path, media, sent, settings
 ):
     from rest_framework.settings import api_settings
     from rest_framework.throttling import SimpleRateThrottle
 
-    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "uploads": "2/hour"}
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "upload_attempts": "3/hour"}
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
     api_settings.reload()
     SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
-    from django.core.cache import cache
-
-    cache.clear()
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a model at all")
     try:
-        codes = [
-            post_api(alice, expert_file(seed=i, name=f"{i}.safetensors")).status_code
-            for i in range(3)
-        ]
+        codes = [post_api(alice, bad).status_code for _ in range(4)]
     finally:
         settings.REST_FRAMEWORK = settings.REST_FRAMEWORK
         api_settings.reload()
         SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
-        cache.clear()
-    assert codes == [201, 201, 429]
-    assert Expert.objects.count() == 2
+    assert codes == [400, 400, 400, 429]
+    assert Expert.objects.count() == 0
 
 
 def test_the_browser_form_uploads_and_shows_the_expert(alice, mixture, expert_file, media, sent):

@@ -4,170 +4,16 @@ Each test starts its own worker on the test database, sends work the way the
 hub does, and waits for the database to show the outcome.
 """
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
-import redis
-from django.db import connection
 
 from experts.models import Composition, Expert, Job
-from experts.services.domains import import_domain_data
-from routing.cache import TensorCache
-from routing.data import Split
-from routing.workflow import train_expert_file
-from tests.conftest import synthetic_domain, synthetic_rows
-from tests.hub.conftest import api_client
+from tests.hub.conftest import status_of, upload, upload_news
+from tests.hub.processes import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-ROOT = Path(__file__).resolve().parents[2]
-REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-def wait_for(predicate, timeout=120, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-class Worker:
-    def __init__(self, tmp_path, media, **env):
-        db = connection.settings_dict
-        self.env = {
-            **{
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith("PYTEST") and k != "HF_HUB_OFFLINE"
-            },
-            "DATABASE_URL": f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
-            f"{db['PORT'] or 5432}/{db['NAME']}",
-            "REDIS_URL": REDIS,
-            "MOECOLLAB_MEDIA_ROOT": str(media),
-            "MOECOLLAB_CACHE": str(tmp_path / "worker-cache"),
-            "MOECOLLAB_VAR_DIR": str(tmp_path / "var"),
-            "MOECOLLAB_RETRAIN_COALESCE_SECONDS": "1",
-            **env,
-        }
-        self.log = tmp_path / "worker.log"
-        self.proc = None
-
-    def start(self):
-        out = open(self.log, "a")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "hub",
-                "worker",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                "1",
-                "--queues",
-                "default,validation,training,publishing",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for(lambda: "ready." in self.log.read_text(), 60, "the worker to start")
-        return self
-
-    def child(self):
-        return wait_for(lambda: psutil.Process(self.proc.pid).children(), 30, "a pool child")[0]
-
-    def kill(self):
-        for p in psutil.Process(self.proc.pid).children(recursive=True):
-            p.kill()
-        self.proc.kill()
-        self.proc.wait(30)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-@pytest.fixture
-def workers(tmp_path, media, settings):
-    if not settings.REDIS_URL:
-        pytest.fail("worker tests need REDIS_URL (./run test sets redis://127.0.0.1:6379/15)")
-    redis.Redis.from_url(REDIS).flushdb()
-    started = []
-
-    def make(**env):
-        w = Worker(tmp_path, media, **env)
-        started.append(w)
-        return w
-
-    yield make
-    for w in started:
-        w.stop()
-
-
-@pytest.fixture
-def living_mixture(mixture, media):
-    for name in ("weather", "food"):
-        rows = synthetic_rows(name, 400, seed=7)
-        import_domain_data(
-            mixture.domains.get(name=name), Split([t for t, _ in rows], [lab for _, lab in rows])
-        )
-    return mixture
-
-
-@pytest.fixture
-def trained_file(tmp_path, tiny_encoder):
-    cache = TensorCache(tmp_path / "train-cache")
-
-    def make(domain="weather", seed=0):
-        path = tmp_path / f"{domain}-{seed}.safetensors"
-        train_expert_file(
-            tiny_encoder,
-            synthetic_domain(domain),
-            path,
-            cache=cache,
-            seed=seed,
-            epochs=40,
-            hidden=32,
-            lr=1e-2,
-        )
-        return path
-
-    return make
-
-
-def upload(user, path, domain):
-    with open(path, "rb") as f:
-        response = api_client(user).post(
-            "/api/experts/",
-            {"mixture": "weather-food", "domain": domain, "name": path.stem, "file": f},
-            format="multipart",
-        )
-    assert response.status_code == 201, response.content
-    return Expert.objects.get(pk=response.json()["id"])
-
-
-def status_of(expert):
-    return Expert.objects.get(pk=expert.pk).status
 
 
 def test_an_upload_is_validated_and_a_composition_appears(
@@ -259,47 +105,6 @@ def test_duplicate_delivery_makes_one_report_and_one_composition(
     assert job.status == "succeeded" and job.attempts == 1
     assert Composition.objects.count() == 1
     assert Job.objects.filter(kind="retrain").count() == 1
-
-
-@pytest.fixture
-def news_mixture(db, media, charlie):
-    """A mixture on the real MiniLM with BBC data, where validation takes seconds."""
-    from experts.models import BaseModel, Domain, Mixture
-    from routing.base import DEFAULT_BASE_MODEL
-    from routing.data import load_domain
-
-    base = BaseModel.objects.create(
-        name=DEFAULT_BASE_MODEL, hidden_size=384, num_layers=6, intermediate_size=1536
-    )
-    mixture = Mixture.objects.create(slug="news", name="News", base_model=base)
-    bbc = load_domain("bbc")
-    pool = Split(bbc.router.texts + bbc.eval.texts, bbc.router.labels + bbc.eval.labels)
-    import_domain_data(Domain.objects.create(mixture=mixture, name="bbc"), pool.limited(600))
-    return mixture
-
-
-@pytest.fixture(scope="module")
-def bbc_expert(tmp_path_factory):
-    from routing.base import BaseEncoder
-    from routing.data import load_domain
-
-    folder = tmp_path_factory.mktemp("bbc-expert")
-    data = load_domain("bbc")
-    data.train, data.eval = data.train.limited(200), data.eval.limited(20)
-    path = folder / "bbc.safetensors"
-    train_expert_file(BaseEncoder(device="cpu"), data, path, cache=TensorCache(folder / "c"))
-    return path
-
-
-def upload_news(user, path):
-    with open(path, "rb") as f:
-        response = api_client(user).post(
-            "/api/experts/",
-            {"mixture": "news", "domain": "bbc", "name": "bbc head", "file": f},
-            format="multipart",
-        )
-    assert response.status_code == 201, response.content
-    return Expert.objects.get(pk=response.json()["id"])
 
 
 def test_a_validation_over_its_soft_time_limit_ends_failed(
