@@ -53,8 +53,9 @@ def database_url() -> str:
 
 
 def hub_env(tmp_path, media, **env) -> dict:
-    """The environment of a hub process on the test database and Redis."""
-    return {
+    """The environment of a hub process on the test database and Redis; a variable
+    given as None is left out (DATABASE_URL=None: the embedded SQLite)."""
+    merged = {
         **{
             k: v
             for k, v in os.environ.items()
@@ -68,6 +69,7 @@ def hub_env(tmp_path, media, **env) -> dict:
         "MOECOLLAB_RETRAIN_COALESCE_SECONDS": "1",
         **env,
     }
+    return {k: v for k, v in merged.items() if v is not None}
 
 
 class Process:
@@ -121,6 +123,7 @@ class WebServer(Process):
 
     def __init__(self, tmp_path, media, **env):
         self.port = free_port()
+        self.env_for_commands = hub_env(tmp_path, media, **env)
         self.url = f"http://127.0.0.1:{self.port}"
         args = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"]
         log = tmp_path / f"web-{self.port}.log"
@@ -130,6 +133,17 @@ class WebServer(Process):
         super().start(timeout)
         wait_for(self._answers, 30, "the web server to answer")
         return self
+
+    def manage(self, *args):
+        """Run a management command in the server's environment (its database)."""
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env_for_commands,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
 
     def _answers(self):
         try:
