@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, parsers, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
+
+from hub.schema import ErrorSerializer
 
 from .models import Composition, Domain, Expert, Job, Mixture
 from .queries import visible_experts, visible_jobs
@@ -19,6 +22,8 @@ from .services.upload import (
     too_large,
 )
 from .tasks_api import enqueue_validation
+
+NOT_BLANK = RegexValidator(r"\S", "may not be blank")
 
 
 class DomainSerializer(serializers.ModelSerializer):
@@ -84,8 +89,8 @@ class ExpertSerializer(serializers.ModelSerializer):
 
 class ExpertUploadSerializer(serializers.Serializer):
     mixture = serializers.SlugField()
-    domain = serializers.CharField()
-    name = serializers.CharField(max_length=100)
+    domain = serializers.CharField(max_length=80, validators=[NOT_BLANK])
+    name = serializers.CharField(max_length=100, validators=[NOT_BLANK])
     description = serializers.CharField(required=False, allow_blank=True, default="")
     licence = serializers.ChoiceField(choices=Expert.Licence.choices, default=Expert.Licence.APACHE)
     file = serializers.FileField()
@@ -157,13 +162,19 @@ class UploadFailed(APIException):
         super().__init__(detail={"detail": error.message, "code": error.code})
 
 
-class MixtureViewSet(viewsets.ReadOnlyModelViewSet):
+class HubViewSet(viewsets.GenericViewSet):
+    # Any path segment reaches the view, so that `/api/jobs/1.5/` is the API's own JSON
+    # 404 rather than the site's HTML page (the router's default stops at a dot).
+    lookup_value_regex = "[^/]+"
+
+
+class MixtureViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubViewSet):
     queryset = Mixture.objects.select_related("base_model").prefetch_related("domains")
     serializer_class = MixtureSerializer
     lookup_field = "slug"
 
 
-class DomainViewSet(viewsets.ReadOnlyModelViewSet):
+class DomainViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubViewSet):
     queryset = Domain.objects.select_related("mixture")
     serializer_class = DomainSerializer
 
@@ -173,7 +184,9 @@ class IsOwner(permissions.BasePermission):
         return obj.owner_id == request.user.pk
 
 
-class ExpertViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class ExpertViewSet(
+    mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, HubViewSet
+):
     """Experts a user may see; upload with multipart POST; owners retire theirs."""
 
     serializer_class = ExpertSerializer
@@ -193,7 +206,16 @@ class ExpertViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return super().get_throttles()
 
     @extend_schema(
-        request={"multipart/form-data": ExpertUploadSerializer}, responses={201: ExpertSerializer}
+        request={"multipart/form-data": ExpertUploadSerializer},
+        responses={
+            201: ExpertSerializer,
+            403: ErrorSerializer,
+            409: ErrorSerializer,
+            413: ErrorSerializer,
+            429: ErrorSerializer,
+        },
+        description="Upload an expert. 403: quota reached; 409: this file is yours already, "
+        "or accepted in the mixture; 413: over the size cap; 429: upload rate reached.",
     )
     def create(self, request, *args, **kwargs):
         data = request.data  # parses the body; the upload handler flags an oversize file
@@ -233,11 +255,11 @@ class ExpertViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return Response(ExpertSerializer(expert).data)
 
 
-class CompositionViewSet(viewsets.ReadOnlyModelViewSet):
+class CompositionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubViewSet):
     queryset = Composition.objects.select_related("mixture")
     serializer_class = CompositionSerializer
 
-    @extend_schema(request=None, responses={202: JobSerializer})
+    @extend_schema(request=None, responses={202: JobSerializer, 409: ErrorSerializer})
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
     def publish(self, request, pk=None):
         """Queue the composition's publication to the Hugging Face Hub (maintainers)."""
@@ -254,7 +276,7 @@ class CompositionViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
-class JobViewSet(viewsets.ReadOnlyModelViewSet):
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubViewSet):
     serializer_class = JobSerializer
     permission_classes = [permissions.IsAuthenticated]
 
