@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from .models import Composition, Expert, Job
-from .services.jobs import dispatch_on_commit
+from .services.jobs import dispatch_on_commit, never_sent
 
 
 def enqueue_validation(expert: Expert) -> Job:
@@ -38,7 +38,7 @@ def enqueue_retrain(mixture) -> Job:
             .first()
         )
         if waiting is not None:
-            if waiting.sent_at is None:
+            if never_sent(waiting):
                 dispatch_on_commit(waiting)
             return waiting
         job = Job.objects.create(

@@ -81,6 +81,13 @@ def dispatch(job: Job, countdown: int = 0) -> bool:
     return True
 
 
+def never_sent(job: Job) -> bool:
+    """Whether the job's message has not reached the broker, past the moment when its
+    own on-commit send should have happened."""
+    grace = timezone.now() - timedelta(seconds=SEND_GRACE_SECONDS)
+    return job.sent_at is None and job.created_at < grace
+
+
 def dispatch_on_commit(job: Job, countdown: int = 0) -> None:
     """Send the job's message once the transaction that created it has committed."""
     transaction.on_commit(lambda: dispatch(job, countdown))

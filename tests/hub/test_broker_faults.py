@@ -87,6 +87,7 @@ def test_a_queued_retrain_whose_message_was_lost_does_not_block_the_next(
     living_mixture, sent, django_capture_on_commit_callbacks
 ):
     lost = Job.objects.create(kind="retrain", mixture=living_mixture)  # never sent
+    Job.objects.filter(pk=lost.pk).update(created_at=timezone.now() - timezone.timedelta(minutes=1))
     with django_capture_on_commit_callbacks(execute=True):
         again = enqueue_retrain(living_mixture)
     assert again.pk == lost.pk
