@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.validators import RegexValidator
+from django.db.models.fields.json import KeyTransform
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, parsers, permissions, serializers, status, viewsets
@@ -135,6 +136,20 @@ class CompositionSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(url) if request else url
 
 
+class CompositionSummarySerializer(CompositionSerializer):
+    """A composition in a list: its scores and publication, not its per-expert records
+    (routing matrix, contributions, expert set), which the detail answer holds."""
+
+    overall = serializers.JSONField(read_only=True, help_text="overall held-out scores")
+    domains = serializers.JSONField(read_only=True, help_text="held-out scores per domain")
+
+    class Meta(CompositionSerializer.Meta):
+        fields = [
+            f for f in CompositionSerializer.Meta.fields
+            if f not in ("expert_shas", "metrics", "contributions")
+        ] + ["overall", "domains"]  # fmt: skip
+
+
 class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
@@ -258,6 +273,17 @@ class ExpertViewSet(
 class CompositionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubViewSet):
     queryset = Composition.objects.select_related("mixture")
     serializer_class = CompositionSerializer
+
+    def get_queryset(self):
+        if self.action == "list":
+            return self.queryset.defer("metrics", "contributions", "expert_shas").annotate(
+                overall=KeyTransform("overall", "metrics"),
+                domains=KeyTransform("domains", "metrics"),
+            )
+        return self.queryset
+
+    def get_serializer_class(self):
+        return CompositionSummarySerializer if self.action == "list" else CompositionSerializer
 
     @extend_schema(request=None, responses={202: JobSerializer, 409: ErrorSerializer})
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])

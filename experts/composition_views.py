@@ -10,6 +10,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -26,6 +27,8 @@ from .services.publish import (
 )
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+CHART_EXPERTS = 40  # the busiest experts, in the routing heatmap and the utilisation chart
+EXPERT_ROWS = 50  # experts per page of the composition's table
 
 
 def snippets(composition) -> dict:
@@ -60,23 +63,44 @@ def composition_detail(request, slug: str, version: int):
     composition = get_composition(slug, version)
     mixture = composition.mixture
     metrics = composition.metrics or {}
-    experts = {e.sha256: e for e in composition.experts.select_related("owner", "domain")}
-    ordered = [experts[s] for s in composition.expert_shas if s in experts]
-    names = [e.name for e in ordered]
     util = metrics.get("utilisation", {})
+    shas = composition.expert_shas
+    load = util.get("load") or []
+    # Charts and the table stay readable (and the page fast) with thousands of experts:
+    # the charts show the busiest experts, the table pages through all of them.
+    order = sorted(range(len(shas)), key=lambda k: -(load[k] if k < len(load) else 0))
+    table = Paginator(order, EXPERT_ROWS).get_page(request.GET.get("page"))
+    wanted = set(order[:CHART_EXPERTS]) | set(table.object_list)
+    experts = {
+        e.sha256: e
+        for e in composition.experts.filter(sha256__in=[shas[k] for k in wanted]).select_related(
+            "owner", "domain"
+        )
+    }
+    charted = [k for k in order[:CHART_EXPERTS] if shas[k] in experts]
+    names = [experts[shas[k]].name for k in charted]
     heat = bars_svg = ""
     if metrics.get("routing_matrix") and names:
         heat = heatmap(
-            metrics["routing_matrix"],
+            [[row[k] for k in charted] for row in metrics["routing_matrix"]],
             list(metrics["domains"]),
             names,
-            "Routing matrix: share of each domain's traffic per expert",
+            "Routing matrix: share of each domain's traffic per expert"
+            + (f" (the {len(names)} busiest experts)" if len(shas) > len(names) else ""),
         )
-    if util.get("load") and names:
+    if load and names:
         bars_svg = bars(
-            util["load"], names, "Share of routed traffic per expert", reference=1 / len(names)
+            [load[k] for k in charted],
+            names,
+            "Share of routed traffic per expert",
+            reference=1 / len(shas),
         )
-    rows = [{"expert": e, **(composition.contributions or {}).get(str(e.pk), {})} for e in ordered]
+    contributions = composition.contributions or {}
+    rows = [
+        {"expert": e, **contributions.get(str(e.pk), {})}
+        for e in (experts.get(shas[k]) for k in table.object_list)
+        if e is not None
+    ]
     publish_job = composition.jobs.filter(kind=Job.Kind.PUBLISH).first()
     return render(
         request,
@@ -88,6 +112,7 @@ def composition_detail(request, slug: str, version: int):
             "heatmap": heat,
             "bars": bars_svg,
             "rows": rows,
+            "table": table,
             "is_maintainer": mixture.is_maintainer(request.user),
             "files": [(p.name, p.stat().st_size) for p in export_files(composition)],
             "hub_configured": hub_configured(),

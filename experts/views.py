@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from .forms import HubSettingsForm, UploadForm
-from .models import Expert, Mixture
+from .models import Composition, Expert, Mixture
 from .queries import get_expert, get_maintained_mixture, visible_experts, visible_jobs
 from .services.publish import hub_configured, repo_id_for
 from .services.upload import UploadError, UploadRequest, accept_upload, too_large
@@ -18,21 +18,34 @@ from .tasks_api import enqueue_validation
 
 
 def mixture_list(request):
-    mixtures = Mixture.objects.annotate(
-        n_domains=Count("domains", distinct=True),
-        n_accepted=Count(
-            "experts", filter=Q(experts__status=Expert.Status.ACCEPTED), distinct=True
-        ),
-    ).select_related("base_model")
+    mixtures = list(
+        Mixture.objects.annotate(
+            n_domains=Count("domains", distinct=True),
+            n_accepted=Count(
+                "experts", filter=Q(experts__status=Expert.Status.ACCEPTED), distinct=True
+            ),
+        ).select_related("base_model")
+    )
+    current = {
+        c.mixture_id: c
+        for c in Composition.objects.filter(
+            is_current=True, mixture_id__in=[m.pk for m in mixtures]
+        ).only("mixture_id", "version")
+    }
     for mixture in mixtures:
-        mixture.current = mixture.compositions.filter(is_current=True).first()
+        mixture.current = current.get(mixture.pk)
     return mixtures
+
+
+MIXTURE_EXPERTS = 50  # the newest, on the mixture page; the leaderboard ranks them all
 
 
 def mixture_detail(request, slug: str):
     mixture = get_object_or_404(Mixture.objects.select_related("base_model"), slug=slug)
     experts = visible_experts(request.user).filter(mixture=mixture)
-    current = mixture.compositions.filter(is_current=True).first()
+    shown = list(experts.defer("report", "adapter_config")[: MIXTURE_EXPERTS + 1])
+    light = mixture.compositions.defer("metrics", "contributions", "expert_shas")
+    current = light.filter(is_current=True).first()
     hub_repo = repo_id_for(mixture)
     return render(
         request,
@@ -40,9 +53,10 @@ def mixture_detail(request, slug: str):
         {
             "mixture": mixture,
             "domains": mixture.domains.all(),
-            "experts": experts[:100],
+            "experts": shown[:MIXTURE_EXPERTS],
+            "more_experts": len(shown) > MIXTURE_EXPERTS,
             "current": current,
-            "compositions": mixture.compositions.all()[:20],
+            "compositions": light[:20],
             "is_maintainer": mixture.is_maintainer(request.user),
             "form": UploadForm(mixture=mixture) if request.user.is_authenticated else None,
             "hub_form": HubSettingsForm(instance=mixture, default_repo=hub_repo),
@@ -154,38 +168,30 @@ def method_not_allowed(request):
     return HttpResponseNotAllowed(["POST"])
 
 
+BOARD_ROWS = 10  # per domain on the leaderboard; one domain's page shows them all, paged
+BOARD_PAGE = 50
+
+
 def leaderboard(request, slug: str):
     from hub.charts import line
 
+    from .services.leaderboard import boards_for, score_history
+
     mixture = get_object_or_404(Mixture, slug=slug)
-    current = mixture.compositions.filter(is_current=True).first()
-    contributions = (current.contributions if current else {}) or {}
-    boards = []
-    for domain in mixture.domains.all():
-        rows = []
-        accepted = Expert.objects.filter(
-            mixture=mixture, domain=domain, status=Expert.Status.ACCEPTED
-        ).select_related("owner")
-        for expert in accepted:
-            c = contributions.get(str(expert.pk), {})
-            rows.append(
-                {
-                    "expert": expert,
-                    "accuracy": expert.metrics.get("accuracy"),
-                    "macro_f1": expert.metrics.get("macro_f1"),
-                    "drop": c.get("drop"),
-                    "share": c.get("share"),
-                }
-            )
-        by_score = sorted(rows, key=lambda r: -(r["accuracy"] or 0))
-        by_contribution = sorted(rows, key=lambda r: -(r["drop"] or 0))
-        boards.append({"domain": domain, "by_score": by_score, "by_contribution": by_contribution})
-    history = list(mixture.compositions.order_by("version"))
-    points = [
-        (f"v{c.version}", c.metrics["overall"]["accuracy"])
-        for c in history
-        if c.metrics.get("overall")
-    ]
+    current = mixture.compositions.filter(is_current=True).only("version", "contributions").first()
+    one = request.GET.get("domain")
+    domains = mixture.domains.all()
+    if one is not None:
+        domains = domains.filter(name=one)
+        if not domains:
+            raise Http404("no such domain")
+    boards = boards_for(
+        mixture,
+        list(domains),
+        (current.contributions if current else {}) or {},
+        rows=BOARD_ROWS if one is None else BOARD_PAGE,
+        page=request.GET.get("page") if one is not None else None,
+    )
     return render(
         request,
         "experts/leaderboard.html",
@@ -193,7 +199,10 @@ def leaderboard(request, slug: str):
             "mixture": mixture,
             "boards": boards,
             "current": current,
-            "chart": line(points, "Overall held-out accuracy by composition version"),
+            "one_domain": one,
+            "chart": line(
+                score_history(mixture), "Overall held-out accuracy by composition version"
+            ),
         },
     )
 
@@ -205,12 +214,16 @@ def review_queue(request):
     mixtures = maintained_mixture_ids(request.user)
     if not mixtures:
         raise Http404("no review queue")
+    from django.core.paginator import Paginator
+
     pending = (
         Expert.objects.filter(mixture_id__in=mixtures)
         .exclude(status__in=[Expert.Status.ACCEPTED, Expert.Status.RETIRED])
         .select_related("owner", "mixture", "domain")
+        .defer("report", "adapter_config")
     )
-    return render(request, "experts/review.html", {"experts": pending})
+    page = Paginator(pending, 50).get_page(request.GET.get("page"))
+    return render(request, "experts/review.html", {"experts": page.object_list, "page": page})
 
 
 @login_required

@@ -1,0 +1,87 @@
+"""The leaderboard's rankings, computed in the database and bounded in size.
+
+A mixture may hold thousands of experts: each domain's board shows its top
+rows (or one page of a single domain's board), ranked by held-out accuracy in
+SQL and by measured contribution from the current composition's record, with
+a fixed number of queries whatever the number of experts.
+"""
+
+from __future__ import annotations
+
+from django.core.paginator import Paginator
+from django.db.models import F, FloatField
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
+
+from ..models import Expert
+
+SHOWN = ("name", "owner__username", "domain_id", "metrics")
+
+
+def _accepted(mixture):
+    return (
+        Expert.objects.filter(mixture=mixture, status=Expert.Status.ACCEPTED)
+        .select_related("owner")
+        .only("name", "metrics", "domain_id", "owner__username")
+    )
+
+
+def boards_for(mixture, domains, contributions: dict, *, rows: int, page=None) -> list[dict]:
+    """For each domain: its experts by score and by contribution (top `rows`, or page
+    `page` of `rows` each), with how many accepted experts it has."""
+    by_drop = sorted(
+        ((pk, c) for pk, c in contributions.items() if c.get("drop") is not None),
+        key=lambda item: -item[1]["drop"],
+    )
+    domain_of = dict(
+        _accepted(mixture)
+        .filter(pk__in=[int(pk) for pk, _ in by_drop])
+        .values_list("pk", "domain_id")
+    )
+    boards = []
+    wanted: dict[int, list[tuple[int, dict]]] = {}
+    for domain in domains:
+        ranked = (
+            _accepted(mixture)
+            .filter(domain=domain)
+            .annotate(accuracy=Cast(KT("metrics__accuracy"), FloatField()))
+            .order_by(F("accuracy").desc(nulls_last=True), "pk")
+        )
+        paged = Paginator(ranked, rows).get_page(page or 1)
+        mine = [(int(pk), c) for pk, c in by_drop if domain_of.get(int(pk)) == domain.pk]
+        start = (paged.number - 1) * rows
+        wanted[domain.pk] = mine[start : start + rows]
+        boards.append({"domain": domain, "page": paged, "by_score": [], "by_contribution": []})
+        for expert in paged.object_list:
+            boards[-1]["by_score"].append(_row(expert, contributions))
+    ids = [pk for chosen in wanted.values() for pk, _ in chosen]
+    experts = {e.pk: e for e in _accepted(mixture).filter(pk__in=ids)}
+    for board in boards:
+        board["by_contribution"] = [
+            _row(experts[pk], contributions)
+            for pk, _ in wanted[board["domain"].pk]
+            if pk in experts
+        ]
+    return boards
+
+
+def _row(expert, contributions: dict) -> dict:
+    measured = contributions.get(str(expert.pk), {})
+    return {
+        "expert": expert,
+        "accuracy": expert.metrics.get("accuracy"),
+        "macro_f1": expert.metrics.get("macro_f1"),
+        "drop": measured.get("drop"),
+        "share": measured.get("share"),
+    }
+
+
+def score_history(mixture) -> list[tuple[str, float]]:
+    """(version label, overall accuracy) of every composition, oldest first, without
+    loading their metrics."""
+    rows = (
+        mixture.compositions.order_by("version")
+        .annotate(overall=KT("metrics__overall__accuracy"))
+        .values_list("version", "overall")
+    )
+    return [(f"v{version}", float(overall)) for version, overall in rows if overall is not None]
