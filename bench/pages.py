@@ -222,9 +222,10 @@ def main(argv=None) -> None:
         cwd=ROOT,
         # the API throttles would answer 429 to a benchmark: lift them for it
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=open(Path(var) / "web.log", "w"),
+        stderr=subprocess.STDOUT,
     )
+    print(f"web server log: {Path(var) / 'web.log'}")
     try:
         for _ in range(100):
             try:

@@ -77,7 +77,9 @@ def _module_dims(module: str, spec: BaseSpec) -> tuple[int, int]:
 
 
 def _parse_labels(raw: str) -> list[str]:
-    labels = parse_json(raw, "bad_labels", f"{KEY_LABELS} ({raw[:80]!r})")
+    labels = parse_json(
+        raw, "bad_labels", f"{KEY_LABELS} must be a JSON array of strings, got {raw[:80]!r}"
+    )
     if not isinstance(labels, list) or not all(isinstance(x, str) and x for x in labels):
         raise ContractError("bad_labels", f"{KEY_LABELS} must be a JSON array of non-empty strings")
     if len(set(labels)) != len(labels):
@@ -228,7 +230,9 @@ def _lora_from_metadata(metadata: dict[str, str]) -> LoraSpec:
     try:
         r = int(_require(metadata, KEY_LORA_R))
         alpha = float(_require(metadata, KEY_LORA_ALPHA))
-        targets = parse_json(_require(metadata, KEY_LORA_TARGETS), "bad_lora", KEY_LORA_TARGETS)
+        targets = parse_json(
+            _require(metadata, KEY_LORA_TARGETS), "bad_lora", f"{KEY_LORA_TARGETS} is not JSON"
+        )
     except (ValueError, TypeError) as exc:
         if isinstance(exc, ContractError):
             raise
@@ -280,7 +284,7 @@ def load_adapter_config(path: str | os.PathLike) -> dict:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise ContractError("bad_lora", f"adapter_config.json cannot be read: {exc}") from None
-    config = parse_json(text, "bad_lora", "adapter_config.json")
+    config = parse_json(text, "bad_lora", "adapter_config.json is not valid JSON")
     if not isinstance(config, dict):
         raise ContractError("bad_lora", "adapter_config.json is not a JSON object")
     return config

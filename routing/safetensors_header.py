@@ -70,18 +70,19 @@ def _bounded_int(digits: str) -> int:
     return int(digits)
 
 
-def parse_json(text: str, code: str, what: str, *, pairs_hook=None):
-    """JSON from an upload, or a ContractError with `code` that says what is wrong with
-    `what`: never the decoder's own ValueError (a 5,000-digit number) or RecursionError
-    (200,000 nested brackets)."""
+def parse_json(text: str, code: str, refusal: str, *, pairs_hook=None):
+    """JSON from an upload, or a ContractError with `code` and the `refusal` message plus
+    the reason: never the decoder's own ValueError (a 5,000-digit number) or
+    RecursionError (200,000 nested brackets)."""
     try:
         return json.loads(text, object_pairs_hook=pairs_hook, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
-        raise ContractError(code, f"{what} is not valid JSON ({exc.msg})") from None
+        reason = exc.msg
     except RecursionError:
-        raise ContractError(code, f"{what} nests too deeply") from None
+        reason = "it nests too deeply"
     except _TooManyDigits as exc:
-        raise ContractError(code, f"{what} {exc}") from None
+        reason = f"it {exc}"
+    raise ContractError(code, f"{refusal} ({reason})")
 
 
 def read_header(path: str | os.PathLike) -> Header:
@@ -116,7 +117,7 @@ def read_header(path: str | os.PathLike) -> Header:
     doc = parse_json(
         text.rstrip(" "),
         "not_safetensors",
-        "not a safetensors file: the header",
+        "not a safetensors file: the header is not JSON",
         pairs_hook=_no_duplicates,
     )
     if not isinstance(doc, dict):

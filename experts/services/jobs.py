@@ -100,6 +100,19 @@ def _process_start(pid: int) -> int:
     return int(psutil.Process(pid).create_time() * 1000)
 
 
+def _process_alive(pid: int, started: int) -> bool:
+    """Whether the process that claimed a job runs still: not gone, not a zombie (a
+    killed worker's child may wait unreaped), not a newer process with the same pid."""
+    try:
+        process = psutil.Process(pid)
+        return (
+            process.status() != psutil.STATUS_ZOMBIE
+            and int(process.create_time() * 1000) == started
+        )
+    except psutil.NoSuchProcess:
+        return False
+
+
 def owner_id() -> str:
     """This thread of this process on this host; the process start time tells a
     reused pid from the process that claimed the job."""
@@ -120,10 +133,7 @@ def holder_alive(job: Job, now=None) -> bool:
         return True  # no owner recorded: only the heartbeat can tell
     if host != socket.gethostname():
         return True  # another machine: its heartbeat is all we can see
-    try:
-        if _process_start(pid) != started:
-            return False  # the pid now belongs to another process
-    except psutil.NoSuchProcess:
+    if not _process_alive(pid, started):
         return False
     if pid == os.getpid():
         return thread in {t.ident for t in threading.enumerate()}

@@ -79,7 +79,9 @@ def parse_adapter_config(uploaded) -> dict:
     if uploaded.size > MAX_ADAPTER_CONFIG_BYTES:
         raise ValueError("adapter_config.json is larger than 64 KiB")
     try:
-        data = parse_json(uploaded.read().decode("utf-8"), "bad_lora", "adapter_config.json")
+        data = parse_json(
+            uploaded.read().decode("utf-8"), "bad_lora", "adapter_config.json is not valid JSON"
+        )
     except UnicodeDecodeError as exc:
         raise ValueError(f"adapter_config.json is not valid JSON: {exc}") from None
     except ContractError as exc:

@@ -22,12 +22,14 @@ def race(url, token, files):
             {"mixture": "weather-food", "domain": "weather", "name": path.stem},
             {"file": (path.name, path.read_bytes())},
         )
-        status, _ = Browserless(url).request(
+        status, body = Browserless(url).request(
             "POST",
             "/api/experts/",
             body,
             {"Authorization": f"Token {token}", "Content-Type": content_type},
         )
+        if status not in (201, 403):
+            print(f"unexpected answer {status}: {body[:300]!r}")
         return status
 
     with ThreadPoolExecutor(len(files)) as pool:
