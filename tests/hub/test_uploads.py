@@ -184,23 +184,15 @@ def test_refused_uploads_do_not_use_up_the_upload_rate(
 
 
 def test_upload_attempts_have_their_own_generous_throttle(
-    alice, mixture, tmp_path, media, sent, settings
+    alice, mixture, tmp_path, media, sent, monkeypatch
 ):
-    from rest_framework.settings import api_settings
     from rest_framework.throttling import SimpleRateThrottle
 
-    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "upload_attempts": "3/hour"}
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
-    api_settings.reload()
-    SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+    rates = {**SimpleRateThrottle.THROTTLE_RATES, "upload_attempts": "3/hour"}
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", rates)  # undone after the test
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a model at all")
-    try:
-        codes = [post_api(alice, bad).status_code for _ in range(4)]
-    finally:
-        settings.REST_FRAMEWORK = settings.REST_FRAMEWORK
-        api_settings.reload()
-        SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+    codes = [post_api(alice, bad).status_code for _ in range(4)]
     assert codes == [400, 400, 400, 429]
     assert Expert.objects.count() == 0
 
