@@ -66,9 +66,15 @@ TEMPLATES = [
     },
 ]
 
+# Persistent connections suit servers whose worker threads live long (gunicorn's sync
+# workers); a server that starts a thread per request (Django's runserver, the test
+# live server) would leave one open connection per finished thread, so 0 by default.
+_conn_max_age = env_int("DATABASE_CONN_MAX_AGE", 0)
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=60
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+        conn_max_age=_conn_max_age,
+        conn_health_checks=_conn_max_age > 0,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -9,13 +9,11 @@ a fixed number of queries whatever the number of experts.
 from __future__ import annotations
 
 from django.core.paginator import Paginator
-from django.db.models import F, FloatField
+from django.db.models import Count, F, FloatField
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
 from ..models import Expert
-
-SHOWN = ("name", "owner__username", "domain_id", "metrics")
 
 
 def _accepted(mixture):
@@ -34,9 +32,16 @@ def boards_for(mixture, domains, contributions: dict, *, rows: int, page=None) -
         key=lambda item: -item[1]["drop"],
     )
     domain_of = dict(
+        Expert.objects.filter(mixture=mixture, status=Expert.Status.ACCEPTED).values_list(
+            "pk", "domain_id"
+        )
+    )
+    counts = dict(
         _accepted(mixture)
-        .filter(pk__in=[int(pk) for pk, _ in by_drop])
-        .values_list("pk", "domain_id")
+        .order_by()
+        .values("domain_id")
+        .annotate(n=Count("pk"))
+        .values_list("domain_id", "n")
     )
     boards = []
     wanted: dict[int, list[tuple[int, dict]]] = {}
@@ -47,7 +52,9 @@ def boards_for(mixture, domains, contributions: dict, *, rows: int, page=None) -
             .annotate(accuracy=Cast(KT("metrics__accuracy"), FloatField()))
             .order_by(F("accuracy").desc(nulls_last=True), "pk")
         )
-        paged = Paginator(ranked, rows).get_page(page or 1)
+        paginator = Paginator(ranked, rows)
+        paginator.count = counts.get(domain.pk, 0)  # counted above for every domain at once
+        paged = paginator.get_page(page or 1)
         mine = [(int(pk), c) for pk, c in by_drop if domain_of.get(int(pk)) == domain.pk]
         start = (paged.number - 1) * rows
         wanted[domain.pk] = mine[start : start + rows]
