@@ -3,25 +3,14 @@ jobs and compositions a mixture has (bench/pages.py times them with 1,000 expert
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
-from django.test import Client
-from django.test.utils import CaptureQueriesContext
 
-from bench.pages import pages, seed
+from bench.pages import pages, query_count, seed
 from experts.models import BaseModel, Mixture
 
 
 def queries_per_page(n_experts: int, n_compositions: int) -> dict[str, int]:
     world = seed(n_experts, n_compositions)
-    counts = {}
-    for name, path, user in pages(world):
-        client = Client()
-        if user is not None:
-            client.force_login(user)
-        with CaptureQueriesContext(connection) as queries:
-            response = client.get(path)
-        assert response.status_code == 200, (name, response.status_code)
-        counts[name] = len(queries)
+    counts = {name: query_count(path, user)[0] for name, path, user in pages(world)}
     Mixture.objects.all().delete()
     BaseModel.objects.all().delete()
     User.objects.all().delete()
