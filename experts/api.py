@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from django.core.validators import RegexValidator
+from django.db.models import Prefetch
 from django.db.models.fields.json import KeyTransform
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import mixins, parsers, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 
 from hub.schema import ErrorSerializer
+from routing.metrics import matrix_rows
 
 from .models import Composition, Domain, Expert, Job, Mixture
 from .queries import visible_experts, visible_jobs
@@ -35,9 +42,31 @@ class DomainSerializer(serializers.ModelSerializer):
         fields = ["id", "mixture", "name", "description", "labels", "router_count", "eval_count"]
 
 
+class CurrentCompositionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.IntegerField()
+    url = serializers.CharField(help_text="its API address")
+
+
 class MixtureSerializer(serializers.ModelSerializer):
     base_model = serializers.CharField(source="base_model.name", read_only=True)
     domains = DomainSerializer(many=True, read_only=True)
+    current_composition = serializers.SerializerMethodField()
+
+    @extend_schema_field(CurrentCompositionSerializer(allow_null=True))
+    def get_current_composition(self, obj) -> dict | None:
+        from django.urls import reverse
+
+        current = next(iter(getattr(obj, "current", [])), None)
+        if current is None:
+            return None
+        url = reverse("composition-detail", args=[current.pk])
+        request = self.context.get("request")
+        return {
+            "id": current.pk,
+            "version": current.version,
+            "url": request.build_absolute_uri(url) if request else url,
+        }
 
     class Meta:
         model = Mixture
@@ -55,6 +84,7 @@ class MixtureSerializer(serializers.ModelSerializer):
             "hub_repo_id",
             "publish_automatically",
             "domains",
+            "current_composition",
             "created_at",
         ]
 
@@ -104,8 +134,41 @@ class ExpertUploadSerializer(serializers.Serializer):
             raise serializers.ValidationError(str(exc)) from None
 
 
+class RoutingSerializer(serializers.Serializer):
+    domains = serializers.ListField(child=serializers.CharField(), help_text="matrix rows")
+    experts = serializers.ListField(
+        child=serializers.DictField(), help_text="matrix columns, in gate order: id, name, sha256"
+    )
+    matrix = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()),
+        help_text="share of each domain's held-out traffic routed to each expert",
+    )
+    load = serializers.ListField(
+        child=serializers.FloatField(), help_text="each expert's share of all traffic"
+    )
+
+
 class CompositionSerializer(serializers.ModelSerializer):
     mixture = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    routing = serializers.SerializerMethodField()
+
+    @extend_schema_field(RoutingSerializer)
+    def get_routing(self, obj) -> dict:
+        """The routing matrix and loads with their axes named, so that a client need
+        not match columns to experts by hand."""
+        metrics = obj.metrics or {}
+        by_sha = {e.sha256: e for e in obj.experts.all()}
+        return {
+            "domains": matrix_rows(metrics),
+            "experts": [
+                {"id": by_sha[s].pk, "name": by_sha[s].name, "sha256": s}
+                if s in by_sha
+                else {"id": None, "name": None, "sha256": s}
+                for s in obj.expert_shas
+            ],
+            "matrix": metrics.get("routing_matrix", []),
+            "load": metrics.get("utilisation", {}).get("load", []),
+        }
 
     class Meta:
         model = Composition
@@ -115,6 +178,7 @@ class CompositionSerializer(serializers.ModelSerializer):
             "version",
             "expert_shas",
             "metrics",
+            "routing",
             "contributions",
             "is_current",
             "created_at",
@@ -146,7 +210,7 @@ class CompositionSummarySerializer(CompositionSerializer):
     class Meta(CompositionSerializer.Meta):
         fields = [
             f for f in CompositionSerializer.Meta.fields
-            if f not in ("expert_shas", "metrics", "contributions")
+            if f not in ("expert_shas", "metrics", "routing", "contributions")
         ] + ["overall", "domains"]  # fmt: skip
 
 
@@ -177,28 +241,52 @@ class UploadFailed(APIException):
         super().__init__(detail={"detail": error.message, "code": error.code})
 
 
+BY_MIXTURE = OpenApiParameter(
+    "mixture", str, description="only those of the mixture with this slug"
+)
+BY_DOMAIN = OpenApiParameter("domain", str, description="only those of the domain of this name")
+
+
 class HubViewSet(viewsets.GenericViewSet):
     # Any path segment reaches the view, so that `/api/jobs/1.5/` is the API's own JSON
     # 404 rather than the site's HTML page (the router's default stops at a dot).
     lookup_value_regex = "[^/]+"
+    mixture_field = "mixture__slug"  # what `?mixture=<slug>` filters a list on
+    domain_field = None  # and `?domain=<name>`, where a list has domains
+
+    def filter_queryset(self, queryset):
+        queryset = super().filter_queryset(queryset)
+        if self.action != "list":
+            return queryset
+        params = self.request.query_params
+        if "mixture" in params:
+            queryset = queryset.filter(**{self.mixture_field: params["mixture"]})
+        if self.domain_field and "domain" in params:
+            queryset = queryset.filter(**{self.domain_field: params["domain"]})
+        return queryset
 
 
 class MixtureViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubViewSet):
-    queryset = Mixture.objects.select_related("base_model").prefetch_related("domains")
+    queryset = Mixture.objects.select_related("base_model").prefetch_related(
+        "domains",
+        Prefetch(
+            "compositions",
+            queryset=Composition.objects.filter(is_current=True).only("mixture_id", "version"),
+            to_attr="current",
+        ),
+    )
     serializer_class = MixtureSerializer
+    mixture_field = "slug"
     lookup_field = "slug"
 
 
+@extend_schema_view(list=extend_schema(parameters=[BY_MIXTURE]))
 class DomainViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubViewSet):
     queryset = Domain.objects.select_related("mixture")
     serializer_class = DomainSerializer
 
 
-class IsOwner(permissions.BasePermission):
-    def has_object_permission(self, request, view, obj):
-        return obj.owner_id == request.user.pk
-
-
+@extend_schema_view(list=extend_schema(parameters=[BY_MIXTURE, BY_DOMAIN]))
 class ExpertViewSet(
     mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, HubViewSet
 ):
@@ -206,6 +294,7 @@ class ExpertViewSet(
 
     serializer_class = ExpertSerializer
     parser_classes = [parsers.MultiPartParser, parsers.JSONParser]
+    domain_field = "domain__name"
 
     def get_queryset(self):
         return visible_experts(self.request.user)
@@ -270,6 +359,7 @@ class ExpertViewSet(
         return Response(ExpertSerializer(expert).data)
 
 
+@extend_schema_view(list=extend_schema(parameters=[BY_MIXTURE]))
 class CompositionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubViewSet):
     queryset = Composition.objects.select_related("mixture")
     serializer_class = CompositionSerializer
@@ -280,7 +370,7 @@ class CompositionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubVi
                 overall=KeyTransform("overall", "metrics"),
                 domains=KeyTransform("domains", "metrics"),
             )
-        return self.queryset
+        return self.queryset.prefetch_related("experts")  # names the routing's columns
 
     def get_serializer_class(self):
         return CompositionSummarySerializer if self.action == "list" else CompositionSerializer
@@ -302,6 +392,7 @@ class CompositionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubVi
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema_view(list=extend_schema(parameters=[BY_MIXTURE]))
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubViewSet):
     serializer_class = JobSerializer
     permission_classes = [permissions.IsAuthenticated]

@@ -15,6 +15,8 @@ from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from routing.metrics import matrix_rows
+
 from .models import Job
 from .queries import get_composition
 from .services.publish import (
@@ -83,7 +85,7 @@ def composition_detail(request, slug: str, version: int):
     if metrics.get("routing_matrix") and names:
         heat = heatmap(
             [[row[k] for k in charted] for row in metrics["routing_matrix"]],
-            list(metrics["domains"]),
+            matrix_rows(metrics),
             names,
             "Routing matrix: share of each domain's traffic per expert"
             + (f" (the {len(names)} busiest experts)" if len(shas) > len(names) else ""),

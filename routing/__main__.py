@@ -24,6 +24,8 @@ def _table(rows: list[list], header: list[str]) -> str:
 
 
 def print_report(report: dict, expert_names: list[str]) -> None:
+    from .metrics import matrix_rows
+
     rows = [
         [name, m["n"], f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}"]
         for name, m in report["domains"].items()
@@ -40,7 +42,7 @@ def print_report(report: dict, expert_names: list[str]) -> None:
     print("routing matrix (rows: domains, columns: experts)")
     matrix = [
         [d] + [f"{x:.3f}" for x in row]
-        for d, row in zip(report["domains"], report["routing_matrix"], strict=True)
+        for d, row in zip(matrix_rows(report), report["routing_matrix"], strict=True)
     ]
     print(_table(matrix, ["domain"] + expert_names))
 

@@ -78,6 +78,14 @@ def evaluate_predictions(
             / max(len(per_domain), 1),
         },
         "domains": per_domain,
+        # The matrix's rows, in order: a JSON object's key order does not survive every
+        # store (PostgreSQL's jsonb sorts keys), so the order is written down.
+        "domain_order": list(domains),
         "utilisation": utilisation(weights),
         "routing_matrix": routing_matrix(weights, domain_idx, len(domains)),
     }
+
+
+def matrix_rows(metrics: dict) -> list[str]:
+    """The domains that name the routing matrix's rows, in the matrix's order."""
+    return list(metrics.get("domain_order") or metrics.get("domains", {}))

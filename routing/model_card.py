@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .metrics import matrix_rows
+
 # Rank of a licence when combined with others: a combination carries the most
 # restrictive one. Two different licences of rank 3 (share-alike and
 # non-commercial) cannot be combined, and the card says `other`.
@@ -229,7 +231,7 @@ def _utilisation(composition, metrics: dict) -> list[str]:
     ]
     lines += [f"| {n} | {_pct(x)} |" for n, x in zip(names, util["load"], strict=True)]
     matrix = metrics.get("routing_matrix")
-    domains = list(metrics.get("domains", {}))
+    domains = matrix_rows(metrics)
     if matrix and len(matrix) == len(domains):
         lines += [
             "",

@@ -104,6 +104,8 @@ def test_the_gate_learns_to_route_each_domain_to_its_expert(trained, tiny_encode
     assert (matrix.diagonal() > 0.9).all(), matrix
     assert report["overall"]["accuracy"] > 0.85
     assert set(report["domains"]) == set(data)
+    # the matrix's rows are named in order, whatever a JSON store does to key order
+    assert report["domain_order"] == list(data) and len(report["domain_order"]) == len(matrix)
     assert report["utilisation"]["under_1pct"] == 0
     assert set(comp.info["final_losses"]) >= {"task", "routing", "balance", "entropy_batch"}
 
