@@ -89,3 +89,49 @@ def evaluate_predictions(
 def matrix_rows(metrics: dict) -> list[str]:
     """The domains that name the routing matrix's rows, in the matrix's order."""
     return list(metrics.get("domain_order") or metrics.get("domains", {}))
+
+
+def likely_causes(pred: torch.Tensor, truth: torch.Tensor, labels: list[str]) -> list[str]:
+    """Why an expert scores no better than the majority label, most likely first, read
+    off its held-out predictions (`pred`, `truth`: (n,) label indices)."""
+    n = len(truth)
+    causes: list[tuple[float, str]] = []
+    # If each predicted label mostly stands for one true label, the outputs are right
+    # but named wrongly: the label order differs from the domain's.
+    mapped = 0
+    renamed = {}
+    for p in pred.unique().tolist():
+        hits = truth[pred == p]  # the true labels of the texts it called `p`
+        t = int(torch.mode(hits).values)
+        mapped += int((hits == t).sum())
+        if t != p and 0 <= t < len(labels):
+            renamed[labels[p]] = labels[t]
+    mapped_accuracy = mapped / max(n, 1)
+    if renamed and mapped_accuracy > accuracy(pred, truth) + 0.2:
+        pairs = ", ".join(f"{a!r} looks like {b!r}" for a, b in sorted(renamed.items()))
+        causes.append(
+            (
+                mapped_accuracy,
+                f"the label order differs from the domain's {labels}: renamed, the outputs "
+                f"would score {mapped_accuracy:.4f} ({pairs})",
+            )
+        )
+    top = torch.mode(pred).values.item()
+    share = float((pred == top).float().mean()) if n else 0.0
+    if share >= 0.9:
+        causes.append(
+            (
+                share,
+                f"it answers {labels[top]!r} for {share:.0%} of the texts: trained too briefly, "
+                "on too few examples, or on data dominated by that label",
+            )
+        )
+    causes.append(
+        (
+            0.0,
+            "its training data differs from this domain's texts (another source, style or "
+            "labelling), or the domain is hard for an expert of this size: train on data "
+            "like the domain's, longer, or with a larger expert",
+        )
+    )
+    return [text for _, text in sorted(causes, key=lambda c: -c[0])]

@@ -22,7 +22,7 @@ from routing.cache import TensorCache
 from routing.compose import Composition as RoutedComposition
 from routing.config import GateConfig, LossWeights, TrainConfig, from_dict
 from routing.experts import load_expert
-from routing.metrics import accuracy, macro_f1
+from routing.metrics import accuracy, likely_causes, macro_f1
 from routing.safetensors_header import ContractError
 from routing.workflow import cached_split, compose, expert_log_probs
 
@@ -195,11 +195,13 @@ def run_validation(expert: Expert, report_progress) -> tuple[bool, dict]:
     }
     report = {"metrics": metrics, "problems": []}
     if metrics["accuracy"] <= majority:
+        causes = likely_causes(pred, truth, loaded.labels)
         report["problems"].append(
-            f"held-out accuracy {metrics['accuracy']:.4f} is no better than always predicting "
-            f"the most frequent label ({majority:.4f}); check the label order "
-            f"{loaded.labels} and the training data"
+            f"held-out accuracy {metrics['accuracy']:.4f} on {len(ev)} texts is no better than "
+            f"always predicting the most frequent label ({majority:.4f}). Likely causes, most "
+            "likely first: " + "; ".join(f"({i}) {c}" for i, c in enumerate(causes, 1))
         )
+        report["likely_causes"] = causes
     report_progress(50, "trying a composition with the expert")
     current = mixture.compositions.filter(is_current=True).first()
     others = [e for e in accepted_experts(mixture) if e.pk != expert.pk]
