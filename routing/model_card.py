@@ -126,11 +126,14 @@ def model_card(composition, card: CardInfo) -> str:
         lines += [card.description.strip(), ""]
     version = f" v{card.version}" if card.version is not None else ""
     source = f" ([source]({card.source_url}))" if card.source_url else ""
+    n_experts, n_people = len(composition.experts), len({c.user for c in card.contributors})
+    experts = f"{n_experts} expert{'s' if n_experts != 1 else ''}"
+    people = {0: "independent contributors", 1: "one person"}.get(n_people, f"{n_people} people")
+    share = "shares" if n_experts == 1 else "share"
     lines += [
         f"A Mixture-of-Experts text classifier built collaboratively on MoECollab Hub: "
         f"composition{version} of the mixture `{card.mixture or card.title}`{source}. "
-        f"{len(composition.experts)} experts contributed by "
-        f"{len({c.user for c in card.contributors}) or 'independent'} people share the frozen "
+        f"{experts} contributed by {people} {share} the frozen "
         f"base encoder `{composition.encoder.name}`; a gate reads the encoder's mean-pooled "
         f"output and sends each input to its top {composition.top_k} expert(s). "
         f"Labels: {', '.join(f'`{x}`' for x in composition.labels)}.",

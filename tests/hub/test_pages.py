@@ -170,3 +170,9 @@ def test_maintainers_queue_a_retrain_once(
         client_for(charlie).post("/m/weather-food/retrain/")
     assert Job.objects.filter(kind="retrain").count() == 1
     assert [name for name, _ in sent] == ["workers.tasks.retrain_gate"]
+
+
+def test_a_mixture_without_domains_says_so_instead_of_an_empty_upload_form(alice, mixture):
+    mixture.domains.all().delete()
+    page = client_for(alice).get("/m/weather-food/").content.decode()
+    assert 'id="no-domains"' in page and 'id="upload-form"' not in page

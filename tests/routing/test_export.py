@@ -146,6 +146,16 @@ def test_the_model_card_has_metadata_and_credits_every_contributor(tmp_path, com
     assert "30.0 %" in body and "+2.00" in body  # share and contribution of user2
     assert "Normalised load entropy 0.940" in body
     assert 'model="org/tiny"' in body
+    assert "3 experts contributed by 3 people share the frozen" in body
+
+
+def test_the_model_card_counts_one_person_in_words(tmp_path, composition, card):
+    from dataclasses import replace
+
+    one = replace(card, contributors=[replace(c, user="alice") for c in card.contributors])
+    body = (export_composition(composition, tmp_path / "export", one) / "README.md").read_text()
+    assert "3 experts contributed by one person share the frozen" in body
+    assert "1 people" not in body
 
 
 @pytest.mark.parametrize(
