@@ -60,12 +60,30 @@ def cmd_datasets(args) -> int:
 
 def cmd_train(args) -> int:
     from .cache import TensorCache
-    from .data import load_domain
+    from .data import Split, load_domain
     from .workflow import train_expert_file
 
     data = load_domain(args.dataset, name=args.domain)
+    total = len(data.train) + len(data.router) + len(data.eval)
+    if args.all_data:
+        parts = (data.train, data.router, data.eval)
+        data.train = Split(
+            [t for p in parts for t in p.texts], [y for p in parts for y in p.labels]
+        )
     data.train = data.train.limited(args.limit)
     data.eval = data.eval.limited(args.limit)
+    if args.all_data:
+        print(
+            f"training on {len(data.train)} of the {total} examples of {args.dataset} "
+            "(--all-data): the accuracy below is on texts the expert trained on, not held out"
+        )
+    else:
+        print(
+            f"training on {len(data.train)} of the {total} examples of {args.dataset} "
+            f"({len(data.train) / max(total, 1):.0%}); {len(data.router)} are kept as router "
+            f"data and {len(data.eval)} held out to measure the expert (the hub's own split); "
+            "--all-data trains on every example"
+        )
     encoder = _encoder(args)
     options = {"epochs": args.epochs} if args.epochs else {}
     if args.kind == "head":
@@ -85,8 +103,9 @@ def cmd_train(args) -> int:
     print(
         f"wrote {args.out}: {summary['kind']} expert for domain {summary['domain']!r}, "
         f"{summary['parameters']:,} parameters, trained on {summary['train_examples']} examples "
-        f"in {summary['train_seconds']:.1f} s; held-out accuracy {summary['eval_accuracy']:.4f} "
-        f"on {summary['eval_examples']} examples"
+        f"in {summary['train_seconds']:.1f} s; "
+        + ("accuracy on trained-on texts" if args.all_data else "held-out accuracy")
+        + f" {summary['eval_accuracy']:.4f} on {summary['eval_examples']} examples"
     )
     return 0
 
@@ -276,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=("head", "lora"), default="head")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--limit", type=int, help="at most this many training examples")
+    p.add_argument(
+        "--all-data",
+        action="store_true",
+        help="train on every example, not only the 70%% training part of the split",
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--hidden", type=int, default=256, help="head: hidden width")
     p.add_argument("--rank", type=int, default=8, help="lora: rank")

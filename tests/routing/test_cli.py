@@ -83,3 +83,19 @@ def test_a_missing_dataset_is_a_clear_error(tmp_path, tiny_base, capsys):
     )
     assert code == 1
     assert "unknown dataset 'nope.csv'" in capsys.readouterr().err
+
+
+def test_train_says_how_much_of_the_file_it_uses_and_can_use_all(tmp_path, tiny_base, capsys):
+    common = ["--base", tiny_base, "--device", "cpu", "--cache", str(tmp_path / "cache")]
+    weather = write_csv(tmp_path / "weather.csv", synthetic_rows("weather", 400))
+    out = str(tmp_path / "w.safetensors")
+    assert main(["train", "--dataset", str(weather), "--out", out, "--epochs", "2", *common]) == 0
+    said = capsys.readouterr().out
+    used = int(said.split("training on ")[1].split(" ")[0])
+    assert f"of the 400 examples of {weather}" in said and "--all-data" in said
+    assert 0.6 * 400 < used < 0.8 * 400 and "held-out accuracy" in said
+    args = ["train", "--dataset", str(weather), "--out", out, "--epochs", "2", "--all-data"]
+    assert main([*args, *common]) == 0
+    said = capsys.readouterr().out
+    assert "training on 400 of the 400 examples" in said
+    assert "accuracy on trained-on texts" in said and "trained on 400 examples" in said
