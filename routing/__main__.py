@@ -230,10 +230,37 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _unzipped(path: Path) -> Path:
+    """The model folder inside a composition zip downloaded from the hub."""
+    import tempfile
+    import zipfile
+
+    target = Path(tempfile.mkdtemp(prefix="moecollab-"))
+    with zipfile.ZipFile(path) as archive:
+        archive.extractall(target)
+    configs = sorted(target.rglob("config.json"))
+    if not configs:
+        raise SystemExit(f"{path} holds no model folder (no config.json)")
+    return configs[0].parent
+
+
 def cmd_predict(args) -> int:
     from .compose import Composition
+    from .export import is_exported, predict_exported
 
-    if Path(args.folder).is_file():  # a single expert file
+    texts = args.texts or [line.strip() for line in sys.stdin if line.strip()]
+    folder = Path(args.folder)
+    if folder.suffix == ".zip":  # the hub's download, as it came
+        folder = _unzipped(folder)
+    if is_exported(folder):  # the unzipped download, or a Hub snapshot
+        from .base import pick_device
+
+        device = args.device or pick_device()
+        predictions = predict_exported(folder, texts, top_k=args.top_k, device=device)
+        for text, p in zip(texts, predictions, strict=True):
+            print(f"{p['label']}\t{p['score']:.3f}\t{p['domain']}\t{text[:70]}")
+        return 0
+    if folder.is_file():  # a single expert file
         from .experts import load_expert
 
         encoder = _encoder(args)
@@ -241,7 +268,6 @@ def cmd_predict(args) -> int:
         composition = Composition.of_one(encoder, expert)
     else:
         composition = Composition.load(args.folder, device=args.device)
-    texts = args.texts or [line.strip() for line in sys.stdin if line.strip()]
     for text, p in zip(texts, composition.predict(texts, top_k=args.top_k), strict=True):
         print(f"{p['label']}\t{p['score']:.3f}\t{p['domain']}\t{text[:70]}")
     return 0

@@ -12,6 +12,7 @@ so re-publishing it changes nothing on the Hub.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -135,3 +136,48 @@ def export_composition(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def is_exported(folder) -> bool:
+    """Whether `folder` is a composition exported as a transformers model folder."""
+    config = Path(folder) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("model_type") == "moecollab"
+    except (OSError, ValueError):
+        return False
+
+
+@torch.inference_mode()
+def predict_exported(folder, texts: list[str], *, top_k=None, device="cpu") -> list[dict]:
+    """Classify texts with an exported folder through transformers alone (the hub's
+    download, or a Hub snapshot), in the shape of `Composition.predict`."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)
+    model = model.to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    experts = model.config.experts
+    out = []
+    for start in range(0, len(texts), 32):
+        batch = tokenizer(
+            texts[start : start + 32],
+            padding=True,
+            truncation=True,  # as the hub cut them; the model would cut them the same way
+            max_length=model.config.max_input_tokens,
+            return_tensors="pt",
+        )
+        result = model(**batch.to(device), top_k=top_k)
+        probs = result.logits.exp()  # (B, U): the logits are log-probabilities
+        for p, w in zip(probs, result.router_weights, strict=True):
+            label, expert = int(p.argmax()), int(w.argmax())
+            out.append(
+                {
+                    "label": model.config.id2label[label],
+                    "score": float(p[label]),
+                    "expert": experts[expert]["name"],
+                    "domain": experts[expert]["domain"],
+                }
+            )
+    return out

@@ -176,3 +176,25 @@ def test_the_licence_of_a_combination_is_its_most_restrictive_part(licences, exp
 
 def test_it_counts_the_special_tokens_a_tokenizer_appends(tiny_encoder):
     assert special_tokens_tail(tiny_encoder.tokenizer) == 1  # BERT's [SEP]
+
+
+def test_the_cli_predicts_from_the_hubs_zip_and_its_unzipped_folder(
+    tmp_path, composition, card, capsys
+):
+    import zipfile
+
+    from routing.__main__ import main
+
+    folder = export_composition(composition, tmp_path / "tiny-v3", card)
+    archive = tmp_path / "tiny-v3.zip"
+    with zipfile.ZipFile(archive, "w") as zf:  # laid out as the hub's download is
+        for path in folder.iterdir():
+            zf.write(path, f"tiny-v3/{path.name}")
+    texts = ["lemon vinegar lime sour tart", "rain wet storm cloud umbrella"]
+    expected = [
+        f"{p['label']}\t{p['score']:.3f}\t{p['domain']}" for p in composition.predict(texts)
+    ]
+    for target in (archive, folder):
+        assert main(["predict", str(target), *texts, "--device", "cpu"]) == 0
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert [line.rsplit("\t", 1)[0] for line in lines] == expected
