@@ -24,6 +24,7 @@ from .services.publish import (
     ensure_export,
     export_files,
     hub_configured,
+    missing_domains,
     publish_refusal,
     repo_id_for,
 )
@@ -97,6 +98,7 @@ def composition_detail(request, slug: str, version: int):
             "Share of routed traffic per expert",
             reference=1 / len(shas),
         )
+    missing = missing_domains(composition)
     contributions = composition.contributions or {}
     rows = [
         {"expert": e, **contributions.get(str(e.pk), {})}
@@ -115,6 +117,8 @@ def composition_detail(request, slug: str, version: int):
             "bars": bars_svg,
             "rows": rows,
             "table": table,
+            "missing_domains": missing,
+            "domain_count": len(metrics.get("domains", {})) + len(missing),
             "is_maintainer": mixture.is_maintainer(request.user),
             "files": [(p.name, p.stat().st_size) for p in export_files(composition)],
             "hub_configured": hub_configured(),

@@ -45,6 +45,9 @@ class CardInfo:
     datasets: dict[str, str] = field(default_factory=dict)  # domain -> dataset id or source
     source_url: str = ""  # the composition's page on the hub
     metrics: dict | None = None  # the evaluation report; defaults to the composition's own
+    # domains of the mixture with no expert in this composition: it cannot answer their
+    # labels, and its overall figures do not cover them
+    missing_domains: list[str] = field(default_factory=list)
 
     def provenance(self) -> dict:
         return {"mixture": self.mixture, "version": self.version, "source_url": self.source_url}
@@ -177,6 +180,14 @@ def model_card(composition, card: CardInfo) -> str:
     if "overall" in metrics:
         o = metrics["overall"]
         lines.append(f"| **overall** | {o['n']} | {o['accuracy']:.4f} | {o['macro_f1']:.4f} |")
+    if card.missing_domains:
+        missing = ", ".join(f"`{d}`" for d in card.missing_domains)
+        lines += [
+            "",
+            f"The mixture also has domains with no expert yet: {missing}. This composition "
+            "cannot answer their labels, and the overall figures above cover only the "
+            f"{len(metrics.get('domains', {}))} domains it has experts for.",
+        ]
     lines += [
         "",
         "## Contributors",

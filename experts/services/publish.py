@@ -105,6 +105,7 @@ def card_info(composition: Composition) -> CardInfo:
             )
         )
     domains = mixture.domains.filter(name__in=[c.domain for c in contributors])
+    covered = set((composition.metrics or {}).get("domains", {}))
     return CardInfo(
         title=f"{mixture.name} v{composition.version}",
         description=mixture.description,
@@ -116,7 +117,16 @@ def card_info(composition: Composition) -> CardInfo:
         datasets={d.name: d.source for d in domains if d.source},
         source_url=settings.MOECOLLAB_SITE_URL + composition.get_absolute_url(),
         metrics=composition.metrics or None,
+        missing_domains=missing_domains(composition, covered),
     )
+
+
+def missing_domains(composition: Composition, covered: set[str] | None = None) -> list[str]:
+    """The mixture's domains that this composition has no expert for."""
+    if covered is None:
+        covered = set((composition.metrics or {}).get("domains", {}))
+    names = composition.mixture.domains.values_list("name", flat=True)
+    return sorted(set(names) - covered)
 
 
 def ensure_export(composition: Composition, routed: RoutedComposition | None = None) -> Path:

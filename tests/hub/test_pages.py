@@ -176,3 +176,21 @@ def test_a_mixture_without_domains_says_so_instead_of_an_empty_upload_form(alice
     mixture.domains.all().delete()
     page = client_for(alice).get("/m/weather-food/").content.decode()
     assert 'id="no-domains"' in page and 'id="upload-form"' not in page
+
+
+def test_a_composition_names_the_domains_it_has_no_expert_for(alice, mixture, expert_file):
+    expert = make_expert(alice, mixture, expert_file, status="accepted")
+    composition = Composition.objects.create(
+        mixture=mixture,
+        version=1,
+        is_current=True,
+        expert_shas=[expert.sha256],
+        metrics={
+            "domains": {"weather": {"n": 10, "accuracy": 0.9, "macro_f1": 0.9}},
+            "overall": {"n": 10, "accuracy": 0.9, "macro_f1": 0.9},
+        },
+    )
+    composition.experts.set([expert])
+    page = client_for(alice).get("/m/weather-food/v1/").content.decode()
+    assert "overall (1 of 2 domains)" in page
+    assert 'id="missing-domains"' in page and "Domains with no expert yet: food" in page

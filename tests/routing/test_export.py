@@ -198,3 +198,12 @@ def test_the_cli_predicts_from_the_hubs_zip_and_its_unzipped_folder(
         assert main(["predict", str(target), *texts, "--device", "cpu"]) == 0
         lines = capsys.readouterr().out.strip().splitlines()
         assert [line.rsplit("\t", 1)[0] for line in lines] == expected
+
+
+def test_the_model_card_names_the_domains_without_an_expert(tmp_path, composition, card):
+    from dataclasses import replace
+
+    partial = replace(card, missing_domains=["sport"])
+    body = (export_composition(composition, tmp_path / "e", partial) / "README.md").read_text()
+    assert "domains with no expert yet: `sport`" in body
+    assert "cover only the 2 domains it has experts for" in body
