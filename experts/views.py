@@ -173,11 +173,12 @@ BOARD_PAGE = 50
 
 
 def leaderboard(request, slug: str):
-    from hub.charts import line
+    from hub.charts import lines
 
     from .services.leaderboard import boards_for, score_history
 
     mixture = get_object_or_404(Mixture, slug=slug)
+    versions, per_domain = score_history(mixture)
     current = mixture.compositions.filter(is_current=True).only("version", "contributions").first()
     one = request.GET.get("domain")
     domains = mixture.domains.all()
@@ -200,8 +201,8 @@ def leaderboard(request, slug: str):
             "boards": boards,
             "current": current,
             "one_domain": one,
-            "chart": line(
-                score_history(mixture), "Overall held-out accuracy by composition version"
+            "chart": lines(
+                per_domain, versions, "Held-out accuracy per domain by composition version"
             ),
         },
     )

@@ -56,6 +56,14 @@ def heatmap(matrix: list[list[float]], rows: list[str], cols: list[str], title: 
     return "".join(out)
 
 
+PALETTE = ["#3452d6", "#d65a34", "#2e9e6b", "#a03ccf", "#c79a1c", "#2b8fb3", "#b8386b"]
+LABEL_CHARS = 28  # longer names are shortened on the chart; the full name is in its tooltip
+
+
+def _short(label: str) -> str:
+    return label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "…"
+
+
 def bars(
     values: list[float],
     labels: list[str],
@@ -63,11 +71,15 @@ def bars(
     reference: float | None = None,
     fmt: str = "{:.0%}",
 ) -> str:
-    bar, gap, left, height = 34, 18, 40, 180
+    # Labels lean down and to the left from their bar: room below and to the left.
+    longest = max((len(_short(x)) for x in labels), default=0) * 6.5  # px at font-size 12
+    bar, gap, height = 34, 18, 180
+    left = max(40, int(longest * 0.87) - bar // 2 + 10)  # cos 30 degrees
     width = left + len(values) * (bar + gap) + 20
+    bottom = 30 + int(longest * 0.5)  # sin 30 degrees
     top = max(values + [reference or 0, 1e-9])
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 60}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + bottom}" '
         f'role="img" aria-label="{escape(title)}" font-family="system-ui" font-size="12">',
         f"<title>{escape(title)}</title>",
         f'<line x1="{left}" y1="{height}" x2="{width - 10}" y2="{height}" stroke="{LINE}"/>',
@@ -85,7 +97,8 @@ def bars(
         )
         out.append(
             f'<text x="{x + bar / 2}" y="{height + 16}" text-anchor="end" fill="{MUTED}" '
-            f'transform="rotate(-30 {x + bar / 2} {height + 16})">{escape(label)}</text>'
+            f'transform="rotate(-30 {x + bar / 2} {height + 16})"><title>{escape(label)}</title>'
+            f"{escape(_short(label))}</text>"
         )
     if reference is not None:
         y = height - (height - 20) * reference / top
@@ -100,20 +113,30 @@ def bars(
 
 def line(points: list[tuple[str, float]], title: str) -> str:
     """Scores over versions, e.g. [("v1", 0.81), ("v2", 0.84)]."""
-    width, height, left, pad = 560, 220, 46, 24
     if not points:
         return ""
-    lo = min(v for _, v in points)
-    hi = max(v for _, v in points)
+    return lines({"": [v for _, v in points]}, [x for x, _ in points], title)
+
+
+def lines(series: dict[str, list[float | None]], xlabels: list[str], title: str) -> str:
+    """One line per series over the same x labels (None where a series has no value),
+    with a legend; it scales to the width of its container."""
+    values = [v for ys in series.values() for v in ys if v is not None]
+    if not values or not xlabels:
+        return ""
+    width, height, left, pad = 720, 220, 46, 24
+    legend = 18 * len([name for name in series if name])
+    lo, hi = min(values), max(values)
     lo, hi = (lo - 0.02, hi + 0.02) if hi - lo < 0.04 else (lo, hi)
-    step = (width - left - pad) / max(len(points) - 1, 1)
+    step = (width - left - pad) / max(len(xlabels) - 1, 1)
+    every = max(1, len(xlabels) // 12)  # at most about 12 x labels
 
     def y(v):
         return pad + (height - 2 * pad) * (1 - (v - lo) / (hi - lo))
 
-    coords = [(left + i * step, y(v)) for i, (_, v) in enumerate(points)]
+    total = height + 20 + legend
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 20}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {total}" width="100%" '
         f'role="img" aria-label="{escape(title)}" font-family="system-ui" font-size="12">',
         f"<title>{escape(title)}</title>",
     ]
@@ -123,16 +146,30 @@ def line(points: list[tuple[str, float]], title: str) -> str:
             f'stroke="{LINE}"/><text x="{left - 6}" y="{y(v) + 4}" text-anchor="end" '
             f'fill="{MUTED}">{v:.3f}</text>'
         )
-    path = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{yy:.1f}" for i, (x, yy) in enumerate(coords))
-    out.append(f'<path d="{path}" fill="none" stroke="{ACCENT}" stroke-width="2.5"/>')
-    for (label, v), (x, yy) in zip(points, coords, strict=True):
-        out.append(
-            f'<circle cx="{x}" cy="{yy}" r="4" fill="{ACCENT}"><title>{escape(label)}: '
-            f"{v:.4f}</title></circle>"
+    for i, label in enumerate(xlabels):
+        if i % every == 0 or i == len(xlabels) - 1:
+            out.append(
+                f'<text x="{left + i * step}" y="{height + 10}" text-anchor="middle" '
+                f'fill="{MUTED}">{escape(label)}</text>'
+            )
+    for n, (name, ys) in enumerate(series.items()):
+        colour = PALETTE[n % len(PALETTE)]
+        points = [(left + i * step, y(v), xlabels[i], v) for i, v in enumerate(ys) if v is not None]
+        path = " ".join(
+            f"{'M' if i == 0 else 'L'}{x:.1f},{yy:.1f}" for i, (x, yy, _, _) in enumerate(points)
         )
-        out.append(
-            f'<text x="{x}" y="{height + 10}" text-anchor="middle" fill="{MUTED}">'
-            f"{escape(label)}</text>"
-        )
+        out.append(f'<path d="{path}" fill="none" stroke="{colour}" stroke-width="2.5"/>')
+        for x, yy, label, v in points:
+            what = f"{name} " if name else ""
+            out.append(
+                f'<circle cx="{x:.1f}" cy="{yy:.1f}" r="4" fill="{colour}"><title>'
+                f"{escape(what + label)}: {v:.4f}</title></circle>"
+            )
+        if name:
+            ly = height + 30 + 18 * n
+            out.append(
+                f'<rect x="{left}" y="{ly - 9}" width="12" height="12" rx="2" fill="{colour}"/>'
+                f'<text x="{left + 18}" y="{ly + 1}" fill="{INK}">{escape(name)}</text>'
+            )
     out.append("</svg>")
     return "".join(out)

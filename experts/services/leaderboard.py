@@ -8,6 +8,8 @@ a fixed number of queries whatever the number of experts.
 
 from __future__ import annotations
 
+import json
+
 from django.core.paginator import Paginator
 from django.db.models import Count, F, FloatField
 from django.db.models.fields.json import KT
@@ -83,12 +85,20 @@ def _row(expert, contributions: dict) -> dict:
     }
 
 
-def score_history(mixture) -> list[tuple[str, float]]:
-    """(version label, overall accuracy) of every composition, oldest first, without
-    loading their metrics."""
-    rows = (
+def score_history(mixture) -> tuple[list[str], dict[str, list[float | None]]]:
+    """Held-out accuracy per domain over every composition, oldest first: versions with
+    different domain sets stay comparable, domain by domain (None where a version has no
+    expert for the domain). Reads only the scores, not the rest of the metrics."""
+    rows = list(
         mixture.compositions.order_by("version")
-        .annotate(overall=KT("metrics__overall__accuracy"))
-        .values_list("version", "overall")
+        .annotate(scores=KT("metrics__domains"))
+        .values_list("version", "scores")
     )
-    return [(f"v{version}", float(overall)) for version, overall in rows if overall is not None]
+    versions = [f"v{version}" for version, _ in rows]
+    per_version = [json.loads(scores) if scores else {} for _, scores in rows]
+    names = sorted({name for scores in per_version for name in scores})
+    series = {
+        name: [scores[name]["accuracy"] if name in scores else None for scores in per_version]
+        for name in names
+    }
+    return versions, series

@@ -194,3 +194,20 @@ def test_a_composition_names_the_domains_it_has_no_expert_for(alice, mixture, ex
     page = client_for(alice).get("/m/weather-food/v1/").content.decode()
     assert "overall (1 of 2 domains)" in page
     assert 'id="missing-domains"' in page and "Domains with no expert yet: food" in page
+
+
+def test_the_history_chart_draws_a_line_per_domain_from_its_first_version():
+    from hub.charts import lines
+
+    svg = lines({"bbc": [0.9, 0.91], "rotten": [None, 0.8]}, ["v1", "v2"], "t")
+    assert svg.count("<path ") == 2 and svg.count("<circle ") == 3
+    assert ">bbc</text>" in svg and ">rotten</text>" in svg  # the legend
+    assert 'width="100%"' in svg and "viewBox" in svg
+
+
+def test_bar_labels_have_room_and_long_names_are_shortened():
+    long = "a very long expert name that goes on and on"
+    svg = bars([0.5, 0.5], [long, "b"], "t")
+    width = int(svg.split('width="')[1].split('"')[0])
+    assert width > 2 * 52 + 100  # the left margin grew for the leaning labels
+    assert f"<title>{long}</title>" in svg and "a very long expert name tha…" in svg
