@@ -94,9 +94,10 @@ def seed(n_experts: int, n_compositions: int) -> dict:
             expert_shas=[e.sha256 for e in members],
             is_current=v == n_compositions,
             metrics={
-                "overall": {"accuracy": 0.8 + v / 1000, "macro_f1": 0.8},
-                "domains": {d.name: {"accuracy": 0.8, "macro_f1": 0.8} for d in domains},
-                "utilisation": {"load": load, "normalised_entropy": 1.0, "under_1pct": 0},
+                "overall": {"n": 2400, "accuracy": 0.8 + v / 1000, "macro_f1": 0.8},
+                "domains": {d.name: {"n": 600, "accuracy": 0.8, "macro_f1": 0.8} for d in domains},
+                "domain_order": [d.name for d in domains],
+                "utilisation": {"load": load, "entropy": 1.0, "under_1pct": 0},
                 "routing_matrix": [[1 / len(members)] * len(members) for _ in domains],
             },
             contributions={
