@@ -32,6 +32,9 @@ EXPORT_FILES = (
 )
 
 
+NO_LIMIT = int(1e30)  # transformers' own "no maximum length" for tokenizers
+
+
 def special_tokens_tail(tokenizer) -> int:
     """How many special tokens the tokenizer appends to one sequence (BERT: 1, [SEP])."""
     plain = tokenizer("moe", add_special_tokens=False)["input_ids"]
@@ -105,9 +108,11 @@ def export_composition(
     encoder = composition.encoder
     tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        # The tokenizer keeps its own length limit: the model cuts inputs to the hub's
-        # max_length itself, as truncating there would (see MoECollabConfig).
+        # The model cuts inputs to the hub's max_length itself, as truncating there would
+        # (see MoECollabConfig), so the tokenizer sets no limit of its own: with the base's
+        # 512, `pipeline` warned about long texts that the model handles.
         tokenizer = AutoTokenizer.from_pretrained(encoder.location, revision=encoder.revision)
+        tokenizer.model_max_length = NO_LIMIT
         card = card or CardInfo(title=folder.name)
         config = hf_config(composition, tokenizer, card.provenance())
         # The base weights come from their files, free of any adapter the hub attached.

@@ -207,3 +207,26 @@ def test_the_model_card_names_the_domains_without_an_expert(tmp_path, compositio
     body = (export_composition(composition, tmp_path / "e", partial) / "README.md").read_text()
     assert "domains with no expert yet: `sport`" in body
     assert "cover only the 2 domains it has experts for" in body
+
+
+def test_the_pipeline_takes_texts_over_512_tokens_without_a_warning(
+    tmp_path, composition, card, caplog, monkeypatch
+):
+    from transformers import AutoTokenizer, pipeline
+
+    load = AutoTokenizer.from_pretrained
+
+    def like_minilm(*args, **kwargs):  # a base whose tokenizer stops at 512, as MiniLM's
+        tokenizer = load(*args, **kwargs)
+        tokenizer.model_max_length = 512
+        return tokenizer
+
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", like_minilm)
+    folder = export_composition(composition, tmp_path / "export", card)
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", load)
+    classify = pipeline("text-classification", model=str(folder), trust_remote_code=True)
+    very_long = " ".join(["rain storm wet cloud"] * 200)  # 800 tokens
+    with caplog.at_level("WARNING"):
+        label = classify(very_long)[0]["label"]
+    assert label == composition.predict([very_long])[0]["label"]
+    assert "longer than the specified maximum" not in caplog.text
