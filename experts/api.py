@@ -2,236 +2,33 @@
 
 from __future__ import annotations
 
-from django.core.validators import RegexValidator
 from django.db.models import Prefetch
 from django.db.models.fields.json import KeyTransform
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import (
-    OpenApiParameter,
-    extend_schema,
-    extend_schema_field,
-    extend_schema_view,
-)
-from rest_framework import mixins, parsers, permissions, serializers, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, parsers, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
 
 from hub.schema import ErrorSerializer
-from routing.metrics import matrix_rows
 
-from .models import Composition, Domain, Expert, Job, Mixture
+from .models import Composition, Domain, Expert, Mixture
 from .queries import visible_experts, visible_jobs
-from .services.upload import (
-    UploadError,
-    UploadRequest,
-    accept_upload,
-    parse_adapter_config,
-    too_large,
+from .serializers import (
+    CompositionSerializer,
+    CompositionSummarySerializer,
+    DomainDataSerializer,
+    DomainSerializer,
+    DomainWriteSerializer,
+    ExpertSerializer,
+    ExpertUploadSerializer,
+    JobSerializer,
+    MixtureSerializer,
+    MixtureWriteSerializer,
 )
+from .services.upload import UploadError, UploadRequest, accept_upload, too_large
 from .tasks_api import enqueue_validation
-
-NOT_BLANK = RegexValidator(r"\S", "may not be blank")
-
-
-class DomainSerializer(serializers.ModelSerializer):
-    mixture = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-
-    class Meta:
-        model = Domain
-        fields = ["id", "mixture", "name", "description", "labels", "router_count", "eval_count"]
-
-
-class CurrentCompositionSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    version = serializers.IntegerField()
-    url = serializers.CharField(help_text="its API address")
-
-
-class MixtureSerializer(serializers.ModelSerializer):
-    base_model = serializers.CharField(source="base_model.name", read_only=True)
-    domains = DomainSerializer(many=True, read_only=True)
-    current_composition = serializers.SerializerMethodField()
-
-    @extend_schema_field(CurrentCompositionSerializer(allow_null=True))
-    def get_current_composition(self, obj) -> dict | None:
-        from django.urls import reverse
-
-        current = next(iter(getattr(obj, "current", [])), None)
-        if current is None:
-            return None
-        url = reverse("composition-detail", args=[current.pk])
-        request = self.context.get("request")
-        return {
-            "id": current.pk,
-            "version": current.version,
-            "url": request.build_absolute_uri(url) if request else url,
-        }
-
-    class Meta:
-        model = Mixture
-        fields = [
-            "id",
-            "slug",
-            "name",
-            "description",
-            "base_model",
-            "task_type",
-            "routing",
-            "tolerance",
-            "upload_quota",
-            "max_upload_bytes",
-            "hub_repo_id",
-            "publish_automatically",
-            "domains",
-            "current_composition",
-            "created_at",
-        ]
-
-
-class ExpertSerializer(serializers.ModelSerializer):
-    owner = serializers.CharField(source="owner.username", read_only=True)
-    mixture = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    domain = serializers.CharField(source="domain.name", read_only=True)
-
-    class Meta:
-        model = Expert
-        fields = [
-            "id",
-            "owner",
-            "mixture",
-            "domain",
-            "name",
-            "description",
-            "licence",
-            "kind",
-            "source",
-            "sha256",
-            "size",
-            "num_parameters",
-            "status",
-            "report",
-            "metrics",
-            "created_at",
-            "updated_at",
-        ]
-        read_only_fields = fields
-
-
-class ExpertUploadSerializer(serializers.Serializer):
-    mixture = serializers.SlugField()
-    domain = serializers.CharField(max_length=80, validators=[NOT_BLANK])
-    name = serializers.CharField(max_length=100, validators=[NOT_BLANK])
-    description = serializers.CharField(required=False, allow_blank=True, default="")
-    licence = serializers.ChoiceField(choices=Expert.Licence.choices, default=Expert.Licence.APACHE)
-    file = serializers.FileField()
-    adapter_config = serializers.FileField(required=False)
-
-    def validate_adapter_config(self, f):
-        try:
-            return parse_adapter_config(f)
-        except ValueError as exc:
-            raise serializers.ValidationError(str(exc)) from None
-
-
-class RoutingSerializer(serializers.Serializer):
-    domains = serializers.ListField(child=serializers.CharField(), help_text="matrix rows")
-    experts = serializers.ListField(
-        child=serializers.DictField(), help_text="matrix columns, in gate order: id, name, sha256"
-    )
-    matrix = serializers.ListField(
-        child=serializers.ListField(child=serializers.FloatField()),
-        help_text="share of each domain's held-out traffic routed to each expert",
-    )
-    load = serializers.ListField(
-        child=serializers.FloatField(), help_text="each expert's share of all traffic"
-    )
-
-
-class CompositionSerializer(serializers.ModelSerializer):
-    mixture = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    routing = serializers.SerializerMethodField()
-
-    @extend_schema_field(RoutingSerializer)
-    def get_routing(self, obj) -> dict:
-        """The routing matrix and loads with their axes named, so that a client need
-        not match columns to experts by hand."""
-        metrics = obj.metrics or {}
-        by_sha = {e.sha256: e for e in obj.experts.all()}
-        return {
-            "domains": matrix_rows(metrics),
-            "experts": [
-                {"id": by_sha[s].pk, "name": by_sha[s].name, "sha256": s}
-                if s in by_sha
-                else {"id": None, "name": None, "sha256": s}
-                for s in obj.expert_shas
-            ],
-            "matrix": metrics.get("routing_matrix", []),
-            "load": metrics.get("utilisation", {}).get("load", []),
-        }
-
-    class Meta:
-        model = Composition
-        fields = [
-            "id",
-            "mixture",
-            "version",
-            "expert_shas",
-            "metrics",
-            "routing",
-            "contributions",
-            "is_current",
-            "created_at",
-            "hub_status",
-            "hub_repo",
-            "hub_commit",
-            "hub_url",
-            "hub_error",
-            "download_url",
-        ]
-
-    download_url = serializers.SerializerMethodField()
-
-    def get_download_url(self, obj) -> str:
-        from django.urls import reverse
-
-        url = reverse("composition-download", args=[obj.mixture.slug, obj.version])
-        request = self.context.get("request")
-        return request.build_absolute_uri(url) if request else url
-
-
-class CompositionSummarySerializer(CompositionSerializer):
-    """A composition in a list: its scores and publication, not its per-expert records
-    (routing matrix, contributions, expert set), which the detail answer holds."""
-
-    overall = serializers.JSONField(read_only=True, help_text="overall held-out scores")
-    domains = serializers.JSONField(read_only=True, help_text="held-out scores per domain")
-
-    class Meta(CompositionSerializer.Meta):
-        fields = [
-            f for f in CompositionSerializer.Meta.fields
-            if f not in ("expert_shas", "metrics", "routing", "contributions")
-        ] + ["overall", "domains"]  # fmt: skip
-
-
-class JobSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Job
-        fields = [
-            "id",
-            "kind",
-            "mixture",
-            "expert",
-            "composition",
-            "status",
-            "progress",
-            "message",
-            "error",
-            "attempts",
-            "created_at",
-            "started_at",
-            "finished_at",
-        ]
 
 
 class UploadFailed(APIException):
@@ -266,7 +63,34 @@ class HubViewSet(viewsets.GenericViewSet):
         return queryset
 
 
-class MixtureViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubViewSet):
+class MaintainedWrites:
+    """Create and partial-update for maintainers: writing needs a login, changing an
+    object needs to maintain its mixture (anyone else gets 404, as for what they may not
+    see), and the answer is the object as it reads."""
+
+    write_serializer_class = None
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_permissions(self):
+        if self.action in ("create", "partial_update", "data"):
+            return [permissions.IsAuthenticated()]
+        return [permissions.AllowAny()]
+
+    def maintained(self, mixture):
+        if not mixture.is_maintainer(self.request.user):
+            raise NotFound("No such mixture.")
+        return mixture
+
+    def answer(self, instance, code=status.HTTP_200_OK):
+        instance = self.get_queryset().get(pk=instance.pk)
+        return Response(
+            self.serializer_class(instance, context={"request": self.request}).data, status=code
+        )
+
+
+class MixtureViewSet(
+    MaintainedWrites, mixins.ListModelMixin, mixins.RetrieveModelMixin, HubViewSet
+):
     queryset = Mixture.objects.select_related("base_model").prefetch_related(
         "domains",
         Prefetch(
@@ -279,11 +103,72 @@ class MixtureViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubViewSe
     mixture_field = "slug"
     lookup_field = "slug"
 
+    @extend_schema(request=MixtureWriteSerializer, responses={201: MixtureSerializer})
+    def create(self, request, *args, **kwargs):
+        """Open a mixture; you maintain it."""
+        from .services.mixtures import create_mixture
+
+        write = MixtureWriteSerializer(data=request.data)
+        write.is_valid(raise_exception=True)
+        mixture = create_mixture(request.user, Mixture(**write.validated_data))
+        return self.answer(mixture, status.HTTP_201_CREATED)
+
+    @extend_schema(request=MixtureWriteSerializer, responses={200: MixtureSerializer})
+    def partial_update(self, request, *args, **kwargs):
+        """Change a mixture's settings (its maintainers)."""
+        mixture = self.maintained(self.get_object())
+        write = MixtureWriteSerializer(mixture, data=request.data, partial=True)
+        write.is_valid(raise_exception=True)
+        return self.answer(write.save())
+
 
 @extend_schema_view(list=extend_schema(parameters=[BY_MIXTURE]))
-class DomainViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubViewSet):
+class DomainViewSet(MaintainedWrites, mixins.ListModelMixin, mixins.RetrieveModelMixin, HubViewSet):
     queryset = Domain.objects.select_related("mixture")
     serializer_class = DomainSerializer
+
+    @extend_schema(request=DomainWriteSerializer, responses={201: DomainSerializer})
+    def create(self, request, *args, **kwargs):
+        """Add a domain to a mixture you maintain."""
+        write = DomainWriteSerializer(data=request.data)
+        write.is_valid(raise_exception=True)
+        self.maintained(write.validated_data["mixture"])
+        return self.answer(write.save(), status.HTTP_201_CREATED)
+
+    @extend_schema(request=DomainWriteSerializer, responses={200: DomainSerializer})
+    def partial_update(self, request, *args, **kwargs):
+        """Change a domain's description or labels (its mixture's maintainers)."""
+        domain = self.get_object()
+        self.maintained(domain.mixture)
+        write = DomainWriteSerializer(domain, data=request.data, partial=True)
+        write.is_valid(raise_exception=True)
+        return self.answer(write.save())
+
+    @extend_schema(
+        request={"multipart/form-data": DomainDataSerializer},
+        responses={200: DomainSerializer, 413: ErrorSerializer},
+    )
+    @action(detail=True, methods=["post"], parser_classes=[parsers.MultiPartParser])
+    def data(self, request, pk=None):
+        """Replace the domain's data (CSV `text,label` or JSONL), split into router and
+        held-out parts; the held-out part is never shown."""
+        from routing.data import DatasetError
+
+        from .services.domains import import_domain_file
+
+        domain = self.get_object()
+        self.maintained(domain.mixture)
+        data = request.data  # parses the body; the upload handler flags an oversize file
+        if getattr(request._request, "upload_too_large", False):
+            raise UploadFailed(too_large())
+        upload = DomainDataSerializer(data=data)
+        upload.is_valid(raise_exception=True)
+        f = upload.validated_data["file"]
+        try:
+            import_domain_file(domain, f.read(), f.name)
+        except DatasetError as exc:
+            raise ValidationError({"file": [str(exc)]}) from None
+        return self.answer(domain)
 
 
 @extend_schema_view(list=extend_schema(parameters=[BY_MIXTURE, BY_DOMAIN]))

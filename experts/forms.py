@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django import forms
 
-from .models import Domain, Expert, Mixture
+from .models import Domain, Expert, Mixture, default_routing
+from .services import mixtures
 from .services.upload import parse_adapter_config
 
 
@@ -51,16 +52,145 @@ class HubSettingsForm(forms.ModelForm):
             field.help_text = f"empty: {default_repo}, from the hub's namespace"
 
     def clean_hub_repo_id(self):
-        from huggingface_hub.errors import HFValidationError
-        from huggingface_hub.utils import validate_repo_id
+        return _checked(mixtures.clean_repo_id, self.cleaned_data["hub_repo_id"])
 
-        value = self.cleaned_data["hub_repo_id"].strip()
-        if not value:
-            return value
-        if value.count("/") != 1:
-            raise forms.ValidationError(f"{value!r} is not namespace/name")
+
+def _checked(check, value):
+    """A service check's ValueError as the form's error."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise forms.ValidationError(str(exc)) from None
+
+
+GATE_FIELDS = {
+    "top_k": (forms.IntegerField, "experts each input is sent to (dense when it is at least N)"),
+    "temperature": (forms.FloatField, "softmax temperature of the gate"),
+    "hidden": (forms.IntegerField, "hidden width of the gate's MLP; 0 makes it linear"),
+    "train_top_k": (forms.IntegerField, "top-k while training; 0 trains dense"),
+    "noise_std": (forms.FloatField, "noise on the gate's logits while training"),
+}
+LOSS_FIELDS = ("routing", "balance", "entropy_example", "entropy_batch", "z")
+
+
+class MixtureForm(forms.ModelForm):
+    """A mixture's settings, routing included, for its maintainers (and its creator)."""
+
+    class Meta:
+        model = Mixture
+        fields = [
+            "name",
+            "slug",
+            "description",
+            "base_model",
+            "tolerance",
+            "upload_quota",
+            "max_upload_bytes",
+            "hub_repo_id",
+            "publish_automatically",
+        ]
+        help_texts = {
+            "slug": "its address: /m/<slug>/ (letters, digits, hyphens)",
+            "hub_repo_id": "namespace/name on the Hugging Face Hub",
+        }
+
+    seed = forms.IntegerField(min_value=0, initial=0, help_text="seed of the gate's training")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        routing = (self.instance.routing if self.instance.pk else None) or default_routing()
+        for name, (kind, help_text) in GATE_FIELDS.items():
+            self.fields[f"gate_{name}"] = kind(
+                label=f"Gate: {name.replace('_', ' ')}",
+                help_text=help_text,
+                initial=routing["gate"].get(name),
+            )
+        for name in LOSS_FIELDS:
+            self.fields[f"loss_{name}"] = forms.FloatField(
+                label=f"Loss weight: {name.replace('_', ' ')}",
+                initial=routing["loss"].get(name),
+                min_value=0,
+            )
+        self.fields["seed"].initial = routing.get("seed", 0)
+        if self.instance.pk:
+            self.fields["slug"].disabled = True  # addresses and Hub links keep working
+
+    def clean_tolerance(self):
+        return _checked(mixtures.clean_tolerance, self.cleaned_data["tolerance"])
+
+    def clean_max_upload_bytes(self):
+        return _checked(mixtures.clean_max_upload, self.cleaned_data["max_upload_bytes"])
+
+    def clean_hub_repo_id(self):
+        return _checked(mixtures.clean_repo_id, self.cleaned_data["hub_repo_id"])
+
+    def clean_base_model(self):
+        base = self.cleaned_data["base_model"]
         try:
-            validate_repo_id(value)
-        except HFValidationError as exc:
-            raise forms.ValidationError(str(exc).splitlines()[0]) from None
-        return value
+            mixtures.check_base_change(self.instance, base)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return base
+
+    def clean(self):
+        data = super().clean()
+        given = {
+            "gate": {n: data.get(f"gate_{n}") for n in GATE_FIELDS},
+            "loss": {n: data.get(f"loss_{n}") for n in LOSS_FIELDS},
+            "seed": data.get("seed"),
+        }
+        if None not in given["gate"].values() and None not in given["loss"].values():
+            try:
+                self.instance.routing = mixtures.clean_routing(given)
+            except ValueError as exc:
+                self.add_error(None, str(exc))
+        return data
+
+
+class DomainForm(forms.ModelForm):
+    """A domain's name (when new), description and, if the maintainer declares them, its
+    labels in their documented order."""
+
+    labels_text = forms.CharField(
+        label="Labels",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="optional: the labels in their documented order, separated by commas; "
+        "empty takes them from the data, sorted",
+    )
+
+    class Meta:
+        model = Domain
+        fields = ["name", "description"]
+
+    def __init__(self, *args, mixture, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mixture = mixture
+        if self.instance.pk:
+            self.fields["name"].disabled = True  # experts and compositions name it
+            if self.instance.labels_declared:
+                self.fields["labels_text"].initial = ", ".join(self.instance.labels)
+
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        if name == "new":
+            raise forms.ValidationError("'new' is reserved; pick another name")
+        others = self.mixture.domains.exclude(pk=self.instance.pk)
+        if others.filter(name=name).exists():
+            raise forms.ValidationError("this mixture already has a domain of that name")
+        return name
+
+    def clean_labels_text(self):
+        text = self.cleaned_data["labels_text"].strip()
+        labels = _checked(mixtures.clean_labels, text) if text else None
+        self.labels = _checked(lambda x: mixtures.check_domain_labels(self.instance, x), labels)
+        return labels
+
+    def save(self, commit=True):
+        domain = super().save(commit=False)
+        domain.mixture = self.mixture
+        domain.labels_declared = self.cleaned_data.get("labels_text") is not None
+        domain.labels = self.labels
+        if commit:
+            domain.save()
+        return domain

@@ -94,6 +94,10 @@ class Domain(models.Model):
     name = models.SlugField(max_length=80)
     description = models.TextField(blank=True)
     labels = models.JSONField(default=list, help_text="the documented label order")
+    labels_declared = models.BooleanField(
+        default=False,
+        help_text="the maintainer set the labels: data may not add others, and may lack some",
+    )
     router_data = models.FileField(upload_to=domain_data_to, storage=private_storage, blank=True)
     eval_data = models.FileField(upload_to=domain_data_to, storage=private_storage, blank=True)
     router_count = models.PositiveIntegerField(default=0)

@@ -295,34 +295,71 @@ def expert_status(request, pk: int):
 
 @login_required
 def domain_create(request, slug: str):
-    from django import forms as dj_forms
-
-    from .models import Domain
+    from .forms import DomainForm
 
     mixture = get_maintained_mixture(request.user, slug)
-
-    class DomainForm(dj_forms.ModelForm):
-        class Meta:
-            model = Domain
-            fields = ["name", "description"]
-
-        def clean_name(self):
-            name = self.cleaned_data["name"]
-            if mixture.domains.filter(name=name).exists():
-                raise dj_forms.ValidationError("this mixture already has a domain of that name")
-            return name
-
-    form = DomainForm(request.POST or None)
+    form = DomainForm(request.POST or None, mixture=mixture)
     if request.method == "POST" and form.is_valid():
-        domain = form.save(commit=False)
-        domain.mixture = mixture
-        domain.save()
+        domain = form.save()
         messages.success(request, f"Domain {domain.name} created; now upload its data.")
         return redirect("domain-data", slug=mixture.slug, name=domain.name)
     return render(
         request,
         "experts/domain_form.html",
         {"mixture": mixture, "form": form},
+        status=400 if form.errors else 200,
+    )
+
+
+@login_required
+def domain_edit(request, slug: str, name: str):
+    from .forms import DomainForm
+    from .services.domains import labels_lacking
+
+    mixture = get_maintained_mixture(request.user, slug)
+    domain = get_object_or_404(mixture.domains, name=name)
+    form = DomainForm(request.POST or None, instance=domain, mixture=mixture)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"Domain {domain.name} saved.")
+        return redirect(mixture)
+    return render(
+        request,
+        "experts/domain_form.html",
+        {"mixture": mixture, "domain": domain, "form": form, "lacking": labels_lacking(domain)},
+        status=400 if form.errors else 200,
+    )
+
+
+@login_required
+def mixture_create(request):
+    from .forms import MixtureForm
+    from .services.mixtures import create_mixture
+
+    form = MixtureForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        mixture = create_mixture(request.user, form.save(commit=False))
+        messages.success(request, f"{mixture.name} is open; add its first domain.")
+        return redirect("domain-create", slug=mixture.slug)
+    return render(
+        request, "experts/mixture_form.html", {"form": form}, status=400 if form.errors else 200
+    )
+
+
+@login_required
+def mixture_settings(request, slug: str):
+    from .forms import MixtureForm
+
+    mixture = get_maintained_mixture(request.user, slug)
+    form = MixtureForm(request.POST or None, instance=mixture)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Settings saved; the next retrain uses them.")
+        return redirect(mixture)
+    return render(
+        request,
+        "experts/mixture_form.html",
+        {"form": form, "mixture": mixture},
         status=400 if form.errors else 200,
     )
 

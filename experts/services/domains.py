@@ -47,7 +47,9 @@ def split_examples(examples: Split) -> tuple[Split, Split]:
 
 
 def import_domain_data(domain: Domain, examples: Split, *, source: str = "") -> Domain:
-    """Replace a domain's data; its labels become the sorted label set."""
+    """Replace a domain's data. Its labels become the sorted label set of the data,
+    unless the maintainer declared them: then the data may lack some of them but may
+    not bring others."""
     router, evaluation = split_examples(examples)
     if len(router) == 0 or len(evaluation) == 0:
         raise DatasetError(
@@ -55,6 +57,14 @@ def import_domain_data(domain: Domain, examples: Split, *, source: str = "") -> 
             "evaluation data; give at least 20"
         )
     labels = sorted(set(examples.labels))
+    if domain.labels_declared:
+        unknown = sorted(set(labels) - set(domain.labels))
+        if unknown:
+            raise DatasetError(
+                f"the data has labels the domain does not declare: {unknown}; the domain's "
+                f"labels are {list(domain.labels)} (change them first, or fix the data)"
+            )
+        labels = list(domain.labels)
     with transaction.atomic():
         storage = domain.router_data.storage
         old_names = [f.name for f in (domain.router_data, domain.eval_data) if f]
@@ -67,6 +77,23 @@ def import_domain_data(domain: Domain, examples: Split, *, source: str = "") -> 
         for name in old_names:
             transaction.on_commit(lambda name=name: storage.delete(name))
     return domain
+
+
+def data_labels(domain: Domain) -> list[str]:
+    """The labels the domain's stored data carries (router and held-out parts)."""
+    found: set[str] = set()
+    for field in (domain.router_data, domain.eval_data):
+        if field:
+            found.update(_read(field).labels)
+    return sorted(found)
+
+
+def labels_lacking(domain: Domain) -> list[str]:
+    """Declared labels that no held-out example of the domain carries."""
+    if not domain.eval_data:
+        return list(domain.labels)
+    present = set(_read(domain.eval_data).labels)
+    return [label for label in domain.labels if label not in present]
 
 
 def import_domain_file(domain: Domain, data: bytes, filename: str) -> Domain:

@@ -1,0 +1,335 @@
+"""API serializers: read shapes, the upload form, and the maintainers' writes."""
+
+from __future__ import annotations
+
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from routing.metrics import matrix_rows
+
+from .models import BaseModel, Composition, Domain, Expert, Job, Mixture
+from .services import mixtures
+from .services.upload import parse_adapter_config
+
+NOT_BLANK = RegexValidator(r"\S", "may not be blank")
+
+
+class DomainSerializer(serializers.ModelSerializer):
+    mixture = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Domain
+        fields = [
+            "id",
+            "mixture",
+            "name",
+            "description",
+            "labels",
+            "labels_declared",
+            "router_count",
+            "eval_count",
+        ]
+
+
+class CurrentCompositionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.IntegerField()
+    url = serializers.CharField(help_text="its API address")
+
+
+class MixtureSerializer(serializers.ModelSerializer):
+    base_model = serializers.CharField(source="base_model.name", read_only=True)
+    domains = DomainSerializer(many=True, read_only=True)
+    current_composition = serializers.SerializerMethodField()
+
+    @extend_schema_field(CurrentCompositionSerializer(allow_null=True))
+    def get_current_composition(self, obj) -> dict | None:
+        from django.urls import reverse
+
+        current = next(iter(getattr(obj, "current", [])), None)
+        if current is None:
+            return None
+        url = reverse("composition-detail", args=[current.pk])
+        request = self.context.get("request")
+        return {
+            "id": current.pk,
+            "version": current.version,
+            "url": request.build_absolute_uri(url) if request else url,
+        }
+
+    class Meta:
+        model = Mixture
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "description",
+            "base_model",
+            "task_type",
+            "routing",
+            "tolerance",
+            "upload_quota",
+            "max_upload_bytes",
+            "hub_repo_id",
+            "publish_automatically",
+            "domains",
+            "current_composition",
+            "created_at",
+        ]
+
+
+class ExpertSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    mixture = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    domain = serializers.CharField(source="domain.name", read_only=True)
+
+    class Meta:
+        model = Expert
+        fields = [
+            "id",
+            "owner",
+            "mixture",
+            "domain",
+            "name",
+            "description",
+            "licence",
+            "kind",
+            "source",
+            "sha256",
+            "size",
+            "num_parameters",
+            "status",
+            "report",
+            "metrics",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ExpertUploadSerializer(serializers.Serializer):
+    mixture = serializers.SlugField()
+    domain = serializers.CharField(max_length=80, validators=[NOT_BLANK])
+    name = serializers.CharField(max_length=100, validators=[NOT_BLANK])
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    licence = serializers.ChoiceField(choices=Expert.Licence.choices, default=Expert.Licence.APACHE)
+    file = serializers.FileField()
+    adapter_config = serializers.FileField(required=False)
+
+    def validate_adapter_config(self, f):
+        try:
+            return parse_adapter_config(f)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+class RoutingSerializer(serializers.Serializer):
+    domains = serializers.ListField(child=serializers.CharField(), help_text="matrix rows")
+    experts = serializers.ListField(
+        child=serializers.DictField(), help_text="matrix columns, in gate order: id, name, sha256"
+    )
+    matrix = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()),
+        help_text="share of each domain's held-out traffic routed to each expert",
+    )
+    load = serializers.ListField(
+        child=serializers.FloatField(), help_text="each expert's share of all traffic"
+    )
+
+
+class CompositionSerializer(serializers.ModelSerializer):
+    mixture = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    routing = serializers.SerializerMethodField()
+
+    @extend_schema_field(RoutingSerializer)
+    def get_routing(self, obj) -> dict:
+        """The routing matrix and loads with their axes named, so that a client need
+        not match columns to experts by hand."""
+        metrics = obj.metrics or {}
+        by_sha = {e.sha256: e for e in obj.experts.all()}
+        return {
+            "domains": matrix_rows(metrics),
+            "experts": [
+                {"id": by_sha[s].pk, "name": by_sha[s].name, "sha256": s}
+                if s in by_sha
+                else {"id": None, "name": None, "sha256": s}
+                for s in obj.expert_shas
+            ],
+            "matrix": metrics.get("routing_matrix", []),
+            "load": metrics.get("utilisation", {}).get("load", []),
+        }
+
+    class Meta:
+        model = Composition
+        fields = [
+            "id",
+            "mixture",
+            "version",
+            "expert_shas",
+            "metrics",
+            "routing",
+            "contributions",
+            "is_current",
+            "created_at",
+            "hub_status",
+            "hub_repo",
+            "hub_commit",
+            "hub_url",
+            "hub_error",
+            "download_url",
+        ]
+
+    download_url = serializers.SerializerMethodField()
+
+    def get_download_url(self, obj) -> str:
+        from django.urls import reverse
+
+        url = reverse("composition-download", args=[obj.mixture.slug, obj.version])
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url
+
+
+class CompositionSummarySerializer(CompositionSerializer):
+    """A composition in a list: its scores and publication, not its per-expert records
+    (routing matrix, contributions, expert set), which the detail answer holds."""
+
+    overall = serializers.JSONField(read_only=True, help_text="overall held-out scores")
+    domains = serializers.JSONField(read_only=True, help_text="held-out scores per domain")
+
+    class Meta(CompositionSerializer.Meta):
+        fields = [
+            f for f in CompositionSerializer.Meta.fields
+            if f not in ("expert_shas", "metrics", "routing", "contributions")
+        ] + ["overall", "domains"]  # fmt: skip
+
+
+class JobSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "kind",
+            "mixture",
+            "expert",
+            "composition",
+            "status",
+            "progress",
+            "message",
+            "error",
+            "attempts",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+# --- maintainers' writes ---------------------------------------------------------------
+
+
+def _checked(check, value):
+    """A service check's ValueError as the serializer's validation error."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise serializers.ValidationError(str(exc)) from None
+
+
+class MixtureWriteSerializer(serializers.ModelSerializer):
+    """Open a mixture (its creator maintains it) or change its settings."""
+
+    base_model = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=BaseModel.objects.all(),
+        help_text="a base model this hub knows (see the mixtures' `base_model`)",
+    )
+    routing = serializers.JSONField(
+        required=False,
+        help_text="{gate: {top_k, temperature, hidden, train_top_k, noise_std}, loss: "
+        "{routing, balance, entropy_example, entropy_batch, z}, seed}; missing keys "
+        "take their defaults",
+    )
+    name = serializers.CharField(max_length=200, validators=[NOT_BLANK])
+
+    class Meta:
+        model = Mixture
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "base_model",
+            "routing",
+            "tolerance",
+            "upload_quota",
+            "max_upload_bytes",
+            "hub_repo_id",
+            "publish_automatically",
+        ]
+
+    def get_fields(self):
+        fields = super().get_fields()
+        if self.instance is not None:
+            fields["slug"].read_only = True  # addresses and Hub links keep working
+        return fields
+
+    def validate_routing(self, value):
+        return _checked(mixtures.clean_routing, value)
+
+    def validate_tolerance(self, value):
+        return _checked(mixtures.clean_tolerance, value)
+
+    def validate_max_upload_bytes(self, value):
+        return _checked(mixtures.clean_max_upload, value)
+
+    def validate_hub_repo_id(self, value):
+        return _checked(mixtures.clean_repo_id, value)
+
+    def validate_base_model(self, value):
+        return _checked(lambda base: mixtures.check_base_change(self.instance, base) or base, value)
+
+
+class DomainWriteSerializer(serializers.ModelSerializer):
+    """Add a domain to a mixture you maintain, or change its description and labels."""
+
+    mixture = serializers.SlugRelatedField(slug_field="slug", queryset=Mixture.objects.all())
+    labels = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="the labels in their documented order; null takes them from the data, sorted",
+    )
+
+    class Meta:
+        model = Domain
+        fields = ["mixture", "name", "description", "labels"]
+
+    def get_fields(self):
+        fields = super().get_fields()
+        if self.instance is not None:
+            fields["mixture"].read_only = True
+            fields["name"].read_only = True  # experts and compositions name it
+        return fields
+
+    def validate_name(self, value):
+        if value == "new":
+            raise serializers.ValidationError("'new' is reserved; pick another name")
+        return value
+
+    def validate_labels(self, value):
+        return None if value is None else _checked(mixtures.clean_labels, value)
+
+    def validate(self, data):
+        domain = self.instance or Domain(mixture=data.get("mixture"), name=data.get("name"))
+        if (
+            self.instance is None
+            and Domain.objects.filter(mixture=data["mixture"], name=data["name"]).exists()
+        ):
+            raise serializers.ValidationError({"name": "the mixture has a domain of that name"})
+        if "labels" in data:
+            labels = data["labels"]
+            data["labels"] = _checked(lambda x: mixtures.check_domain_labels(domain, x), labels)
+            data["labels_declared"] = labels is not None
+        return data
+
+
+class DomainDataSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="CSV with a text,label header, or JSONL")

@@ -1,0 +1,147 @@
+"""Maintainers' settings for mixtures and domains, shared by the site's forms and the API.
+
+Each function checks one setting and raises `ValueError` with a message a
+maintainer can act on; the forms and serializers turn it into a field error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+
+from django.conf import settings
+from django.db import transaction
+
+from routing.config import GateConfig, LossWeights, from_dict, to_dict
+
+from ..models import Expert, Mixture
+
+ROUTING_KEYS = ("gate", "loss", "seed")
+# The smallest value each routing setting may take (None: any finite number).
+GATE_MINIMUM = {"hidden": 0, "temperature": None, "top_k": 1, "train_top_k": 0, "noise_std": 0}
+MAX_LABELS = 1000
+
+
+def _number(where: str, value, kind: type, minimum) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{where} must be a number, not {value!r}")
+    if kind is int and (not isinstance(value, int) and not float(value).is_integer()):
+        raise ValueError(f"{where} must be a whole number, not {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{where} must be finite")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{where} must be at least {minimum}, not {value!r}")
+    return kind(value)
+
+
+def clean_routing(value) -> dict:
+    """A mixture's routing settings, checked and completed with the defaults:
+    {"gate": GateConfig fields, "loss": LossWeights fields, "seed": int}."""
+    if not isinstance(value, dict):
+        raise ValueError("routing must be an object with the keys gate, loss and seed")
+    unknown = sorted(set(value) - set(ROUTING_KEYS))
+    if unknown:
+        raise ValueError(f"routing has unknown keys {unknown}; known: {list(ROUTING_KEYS)}")
+    parts = {}
+    for key, cls in (("gate", GateConfig), ("loss", LossWeights)):
+        given = value.get(key) or {}
+        if not isinstance(given, dict):
+            raise ValueError(f"routing.{key} must be an object")
+        try:
+            config = from_dict(cls, given)
+        except ValueError as exc:
+            raise ValueError(f"routing.{key}: {exc}") from None
+        for f in fields(cls):
+            kind = int if f.type in ("int", int) else float
+            minimum = GATE_MINIMUM.get(f.name) if cls is GateConfig else 0
+            checked = _number(f"routing.{key}.{f.name}", getattr(config, f.name), kind, minimum)
+            setattr(config, f.name, checked)
+        if cls is GateConfig and config.temperature <= 0:
+            raise ValueError("routing.gate.temperature must be above 0")
+        parts[key] = to_dict(config)
+    parts["seed"] = _number("routing.seed", value.get("seed", 0), int, 0)
+    return parts
+
+
+def clean_tolerance(value: float) -> float:
+    if not math.isfinite(value) or not 0 <= value <= 1:
+        raise ValueError("the tolerance is an accuracy drop between 0 and 1")
+    return value
+
+
+def clean_max_upload(value: int) -> int:
+    cap = settings.MOECOLLAB_MAX_UPLOAD_BYTES
+    if not 1 <= value <= cap:
+        raise ValueError(f"a mixture accepts between 1 and {cap:,} bytes (the hub's cap)")
+    return value
+
+
+def clean_repo_id(value: str) -> str:
+    """A Hugging Face repository id `namespace/name`, or '' for the hub's default."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    value = value.strip()
+    if not value:
+        return value
+    if value.count("/") != 1:
+        raise ValueError(f"{value!r} is not namespace/name")
+    try:
+        validate_repo_id(value)
+    except HFValidationError as exc:
+        raise ValueError(str(exc).splitlines()[0]) from None
+    return value
+
+
+def check_base_change(mixture: Mixture | None, base) -> None:
+    """A mixture's base model changes only while no expert was trained on the old one."""
+    if mixture is None or mixture.pk is None or mixture.base_model_id == base.pk:
+        return
+    if Expert.objects.filter(mixture=mixture).exists():
+        raise ValueError(
+            "the base model cannot change once experts were uploaded for it; "
+            "open a new mixture for another base model"
+        )
+
+
+def clean_labels(value) -> list[str]:
+    """A domain's declared labels: a list of names, or one string of names separated by
+    commas or new lines. Their order is the documented label order."""
+    if isinstance(value, str):
+        value = [x for line in value.splitlines() for x in line.split(",")]
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ValueError("labels must be a list of names")
+    labels = [x.strip() for x in value if x.strip()]
+    if len(set(labels)) != len(labels):
+        raise ValueError("a label is listed twice")
+    if not 2 <= len(labels) <= MAX_LABELS:
+        raise ValueError(f"a domain has 2 to {MAX_LABELS} labels, not {len(labels)}")
+    if any(len(x) > 100 for x in labels):
+        raise ValueError("a label is longer than 100 characters")
+    return labels
+
+
+def check_domain_labels(domain, labels: list[str] | None) -> list[str]:
+    """The labels a domain will have: the declared ones (None: those of its data, sorted).
+    They change only while no expert was uploaded for the domain, and must cover its data."""
+    from .domains import data_labels
+
+    present = data_labels(domain) if domain.pk else []
+    new = labels if labels is not None else sorted(present)
+    if domain.pk and new != list(domain.labels) and domain.experts.exists():
+        raise ValueError(
+            "the labels cannot change once experts were uploaded for this domain: "
+            "they were trained on the current order"
+        )
+    missing = sorted(set(present) - set(new))
+    if missing:
+        raise ValueError(f"the domain's data has labels the list lacks: {missing}")
+    return new
+
+
+def create_mixture(user, mixture: Mixture) -> Mixture:
+    """Store a new mixture; its creator maintains it."""
+    with transaction.atomic():
+        mixture.save()
+        mixture.maintainers.add(user)
+    return mixture
