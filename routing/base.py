@@ -7,7 +7,7 @@ import importlib.util
 import json
 import os
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import torch
@@ -29,6 +29,43 @@ def resolve_base_model(name_or_path: str) -> str:
         if spec is not None and spec.submodule_search_locations:
             return os.path.join(list(spec.submodule_search_locations)[0], sub)
     return name_or_path  # a Hugging Face Hub id, resolved by transformers
+
+
+def base_identity(name_or_path: str) -> str:
+    """What a base model is, whatever it was called: a packaged model's id for any path
+    into its package (the path is the trainer's, not necessarily on this machine), a
+    local folder's content hash, or the Hub id itself."""
+    parts = Path(str(name_or_path)).parts
+    for model_id, (module, _) in _PACKAGED.items():
+        if module in parts:
+            return model_id
+    if os.path.isdir(name_or_path):
+        return "sha256:" + _folder_hash(os.path.realpath(name_or_path))
+    return str(name_or_path)
+
+
+@lru_cache(maxsize=16)
+def _folder_hash(folder: str) -> str:
+    h = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*.safetensors")) + [Path(folder) / "config.json"]:
+        if path.is_file():
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def same_base(named: str, base_name: str) -> bool:
+    """Whether a base model named in an expert (a Hub id, or the trainer's own path to a
+    folder or a package) is the mixture's base model."""
+    a, b = base_identity(named), base_identity(base_name)
+    if a == b:
+        return True
+    if a.startswith("sha256:") != b.startswith("sha256:"):  # a folder against an id
+        folder = resolve_base_model(b if a.startswith("sha256:") else a)
+        return os.path.isdir(folder) and base_identity(folder) in (a, b)
+    # two Hub ids: an owner may be left out ("all-MiniLM-L6-v2")
+    return not a.startswith("sha256:") and a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)

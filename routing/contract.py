@@ -15,7 +15,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from .base import BaseSpec
+from .base import BaseSpec, same_base
 from .safetensors_header import ContractError, Header, parse_json, read_header
 
 FORMAT_VERSION = "1"
@@ -263,10 +263,13 @@ def _lora_from_peft_config(config: dict, base: BaseSpec | None) -> LoraSpec:
                 f"adapter_config.json sets {key}={config[key]!r}; only {key}={ok!r} is supported",
             )
     named = config.get("base_model_name_or_path")
-    if base is not None and named and Path(str(named)).name != Path(base.name).name:
+    if base is not None and named and not same_base(str(named), base.name):
         raise ContractError(
             "wrong_base_model",
-            f"the adapter was trained on {named!r}, but this mixture's base model is {base.name!r}",
+            f"the adapter was trained on {named!r}, but this mixture's base model is "
+            f"{base.name!r}: train it on {base.name!r} (AutoModel.from_pretrained"
+            f"({base.name!r})); if it is that model under another name, set "
+            f"base_model_name_or_path in adapter_config.json to {base.name!r}",
         )
     targets = config.get("target_modules") or []
     if isinstance(targets, str):
@@ -319,11 +322,11 @@ def check_expert_file(
         if kind not in KINDS:
             raise ContractError("bad_kind", f"{KEY_KIND} is {kind!r}; expected one of {KINDS}")
         base_model = _require(metadata, KEY_BASE)
-        if base is not None and base_model != base.name:
+        if base is not None and not same_base(base_model, base.name):
             raise ContractError(
                 "wrong_base_model",
                 f"the expert was trained on base model {base_model!r}, but this mixture "
-                f"uses {base.name!r}",
+                f"uses {base.name!r}: train it again with --base {base.name}",
             )
         expert_labels = _parse_labels(_require(metadata, KEY_LABELS))
         source = "moecollab"
