@@ -118,10 +118,17 @@ def cmd_check(args) -> int:
     from .data import load_domain
     from .safetensors_header import ContractError
 
+    base_name, labels = args.base, None
+    if args.hub and not (args.mixture and args.domain):
+        raise SystemExit("--hub needs --mixture and --domain")
+    if args.hub:
+        base_name, labels = _hub_domain(args.hub, args.mixture, args.domain)
+        print(f"checking against {args.hub}: mixture {args.mixture!r}, domain {args.domain!r}")
+    elif args.labels_from:
+        labels = load_domain(args.labels_from).labels
     base = BaseSpec.from_config(
-        args.base, AutoConfig.from_pretrained(resolve_base_model(args.base))
+        base_name, AutoConfig.from_pretrained(resolve_base_model(base_name))
     )
-    labels = load_domain(args.labels_from).labels if args.labels_from else None
     try:
         header = check_expert_file(
             args.file, base=base, labels=labels, adapter_config=args.adapter_config
@@ -142,6 +149,26 @@ def cmd_check(args) -> int:
             f"{len(header.lora.modules)} modules ({', '.join(header.lora.target_modules)})"
         )
     return 0
+
+
+def _hub_domain(hub: str, mixture: str, domain: str) -> tuple[str, list[str]]:
+    """(base model, labels in their documented order) of a domain on a hub, from its API."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    url = f"{hub.rstrip('/')}/api/mixtures/{urllib.parse.quote(mixture)}/"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            data = json.load(response)
+    except urllib.error.HTTPError as exc:
+        raise SystemExit(f"{url} answered {exc.code}: is {mixture!r} a mixture there?") from None
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"cannot read {url}: {exc}") from None
+    domains = {d["name"]: d for d in data.get("domains", [])}
+    if domain not in domains:
+        raise SystemExit(f"mixture {mixture!r} has no domain {domain!r}; it has {sorted(domains)}")
+    return data["base_model"], list(domains[domain]["labels"])
 
 
 def _expert_args(specs: list[str]):
@@ -333,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", parents=[common], help="check a file against the contract")
     p.add_argument("file")
+    p.add_argument("--hub", help="a hub's address: check against one of its domains, as it will")
+    p.add_argument("--mixture", help="with --hub: the mixture's slug")
+    p.add_argument("--domain", help="with --hub: the domain's name")
     p.add_argument("--labels-from", help="dataset whose labels the expert must have")
     p.add_argument("--adapter-config", help="adapter_config.json of a PEFT adapter")
 
