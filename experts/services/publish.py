@@ -80,6 +80,17 @@ def export_files(composition: Composition) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file())
 
 
+def public_url(path: str) -> str:
+    """The site's public address of a page, or '' when the hub knows none: a model card
+    on the Hub must not send its readers to someone's loopback address."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(settings.MOECOLLAB_SITE_URL).hostname or ""
+    if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
+        return ""
+    return settings.MOECOLLAB_SITE_URL + path
+
+
 def card_info(composition: Composition) -> CardInfo:
     """What the model card says about a composition, from the hub's records."""
     mixture = composition.mixture
@@ -101,7 +112,7 @@ def card_info(composition: Composition) -> CardInfo:
                 sha256=expert.sha256,
                 share=measured.get("share"),
                 drop=measured.get("drop"),
-                url=settings.MOECOLLAB_SITE_URL + expert.get_absolute_url(),
+                url=public_url(expert.get_absolute_url()),
             )
         )
     domains = mixture.domains.filter(name__in=[c.domain for c in contributors])
@@ -114,8 +125,9 @@ def card_info(composition: Composition) -> CardInfo:
         version=composition.version,
         base_licence=mixture.base_model.licence,
         contributors=contributors,
-        datasets={d.name: d.source for d in domains if d.source},
-        source_url=settings.MOECOLLAB_SITE_URL + composition.get_absolute_url(),
+        # packaged datasets name a dataset; an uploaded file's name names nothing
+        datasets={d.name: d.source for d in domains if d.source.startswith("packaged ")},
+        source_url=public_url(composition.get_absolute_url()),
         metrics=composition.metrics or None,
         missing_domains=missing_domains(composition, covered),
     )
@@ -203,8 +215,8 @@ def push(composition: Composition, folder: Path, repo_id: str) -> tuple[str, boo
             f"Composition {tag} of {mixture.slug}, {len(composition.expert_shas)} experts; "
             f"overall held-out accuracy "
             f"{(composition.metrics or {}).get('overall', {}).get('accuracy', float('nan')):.4f}. "
-            f"Published by MoECollab Hub from {settings.MOECOLLAB_SITE_URL}"
-            f"{composition.get_absolute_url()}"
+            "Published by MoECollab Hub"
+            + (f" from {url}" if (url := public_url(composition.get_absolute_url())) else "")
         ),
         delete_patterns=["*"],  # files an older export had and this one has not
     )

@@ -134,6 +134,7 @@ def test_it_publishes_and_the_model_loads_from_the_hub_predicting_like_the_hub(
     from huggingface_hub import HfApi, snapshot_download
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
+    settings.MOECOLLAB_SITE_URL = "https://hub.example.org"  # the card links back to it
     composition, job = publish_now(stored)
     assert job.status == "succeeded", job.error
     assert composition.hub_status == "published" and composition.hub_repo == REPO
@@ -411,3 +412,25 @@ def test_pruned_exports_come_back_identical_on_the_next_download(stored, setting
     assert not folder.exists() and not folder.with_name("weather-food-v1.zip").exists()
     again = Client().get("/m/weather-food/v1/files/model.safetensors")
     assert b"".join(again.streaming_content) == weights
+
+
+def test_a_card_sends_no_reader_to_a_loopback_address(stored, settings):
+    from experts.services.publish import card_info
+
+    settings.MOECOLLAB_SITE_URL = "http://127.0.0.1:8000"  # the default: no public address
+    info = card_info(stored)
+    assert info.source_url == "" and all(c.url == "" for c in info.contributors)
+    settings.MOECOLLAB_SITE_URL = "https://hub.example.org"
+    assert card_info(stored).source_url.startswith("https://hub.example.org/m/")
+
+
+def test_a_card_names_packaged_datasets_and_not_uploaded_file_names(stored):
+    from experts.services.publish import card_info
+
+    weather = stored.mixture.domains.get(name="weather")
+    weather.source = "upload my-file.csv"
+    weather.save()
+    assert "weather" not in card_info(stored).datasets
+    weather.source = "packaged weather"
+    weather.save()
+    assert card_info(stored).datasets["weather"] == "packaged weather"
