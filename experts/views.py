@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
+from django.db.models.fields.json import KT
 from django.http import FileResponse, Http404, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -30,7 +31,9 @@ def mixture_list(request):
         c.mixture_id: c
         for c in Composition.objects.filter(
             is_current=True, mixture_id__in=[m.pk for m in mixtures]
-        ).only("mixture_id", "version")
+        )
+        .only("mixture_id", "version")
+        .annotate(overall_accuracy=KT("metrics__overall__accuracy"))
     }
     for mixture in mixtures:
         mixture.current = current.get(mixture.pk)
