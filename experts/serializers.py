@@ -12,6 +12,15 @@ from .models import BaseModel, Composition, Domain, Expert, Job, Mixture
 from .services import mixtures
 from .services.upload import parse_adapter_config
 
+
+def _checked(check, value):
+    """A service check's ValueError as the serializer's validation error."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise serializers.ValidationError(str(exc)) from None
+
+
 NOT_BLANK = RegexValidator(r"\S", "may not be blank")
 
 
@@ -118,10 +127,7 @@ class ExpertUploadSerializer(serializers.Serializer):
     adapter_config = serializers.FileField(required=False)
 
     def validate_adapter_config(self, f):
-        try:
-            return parse_adapter_config(f)
-        except ValueError as exc:
-            raise serializers.ValidationError(str(exc)) from None
+        return _checked(parse_adapter_config, f)
 
 
 class RoutingSerializer(serializers.Serializer):
@@ -225,14 +231,6 @@ class JobSerializer(serializers.ModelSerializer):
 
 
 # --- maintainers' writes ---------------------------------------------------------------
-
-
-def _checked(check, value):
-    """A service check's ValueError as the serializer's validation error."""
-    try:
-        return check(value)
-    except ValueError as exc:
-        raise serializers.ValidationError(str(exc)) from None
 
 
 class MixtureWriteSerializer(serializers.ModelSerializer):
