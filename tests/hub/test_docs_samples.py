@@ -1,0 +1,93 @@
+"""The documentation's Python samples run as shown, pointed at the test's own hub,
+Hub-compatible server and tiny base model instead of public addresses."""
+
+# ruff: noqa: F811 -- the publishing tests' fixtures are imported to be used here
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experts.models import Domain, Expert, Mixture
+from tests.conftest import make_head_file
+from tests.hub.test_publish import REPO, hub_server, publish_now, stored  # noqa: F401 (fixtures)
+
+ROOT = Path(__file__).resolve().parents[2]
+PUBLIC_BASE = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def samples(doc: str) -> list[str]:
+    """The ```python blocks of a document, in order."""
+    return re.findall(r"```python\n(.*?)```", (ROOT / doc).read_text(), flags=re.S)
+
+
+def run(code: str, cwd, **env) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "PYTEST"))}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env={**base, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/publishing.md"])
+def test_the_pipeline_sample_loads_a_published_composition(
+    doc,
+    stored,
+    hub_server,
+    sent,
+    tmp_path,
+):
+    publish_now(stored)
+    (code,) = [s for s in samples(doc) if "pipeline(" in s]
+    code = code.replace("your-name/news-and-reviews", REPO).replace(
+        'revision="v2"', 'revision="v1"'
+    )
+    result = run(code, tmp_path, HF_ENDPOINT=hub_server.url, HF_HOME=str(tmp_path / "hf"),
+                 HF_HUB_DISABLE_XET="1")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "'label':" in result.stdout and "'score':" in result.stdout
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_api_upload_sample_uploads_an_expert(live_server, alice, tiny_encoder, tmp_path, sent):
+    from rest_framework.authtoken.models import Token
+
+    from experts.models import BaseModel
+
+    spec = tiny_encoder.spec
+    base = BaseModel.objects.create(
+        name=spec.name, hidden_size=spec.hidden_size, num_layers=spec.num_layers,
+        intermediate_size=spec.intermediate_size,
+    )  # fmt: skip
+    mixture = Mixture.objects.create(slug="news-and-reviews", name="News", base_model=base)
+    Domain.objects.create(mixture=mixture, name="bbc", labels=["business", "sport"])
+    make_head_file(tmp_path / "bbc.safetensors", tiny_encoder, ["business", "sport"], "bbc")
+    (code,) = [s for s in samples("docs/api.md") if "requests.post" in s]
+    code = code.replace("http://127.0.0.1:8000", live_server.url)
+    token = Token.objects.create(user=alice).key
+    result = run(code, tmp_path, MOECOLLAB_TOKEN=token)
+    assert result.returncode == 0, result.stderr[-2000:]
+    expert = Expert.objects.get()
+    assert result.stdout.split() == [str(expert.pk), "uploaded"]
+
+
+def test_the_peft_sample_saves_an_adapter_the_hub_accepts(tiny_encoder, tmp_path):
+    from routing.contract import check_expert_file
+
+    (code,) = [s for s in samples("docs/expert-format.md") if "get_peft_model" in s]
+    code = code.replace(PUBLIC_BASE, tiny_encoder.location)
+    result = run(code, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    header = check_expert_file(
+        tmp_path / "my-expert" / "adapter_model.safetensors",
+        base=tiny_encoder.spec,
+        labels=["a", "b", "c", "d", "e"],
+    )
+    assert (header.kind, header.source, header.lora.r) == ("lora", "peft", 8)
