@@ -96,8 +96,9 @@ def dispatch_on_commit(job: Job, countdown: int = 0) -> None:
 # --- who holds a job -------------------------------------------------------------
 
 
-def _process_start(pid: int) -> int:
-    return int(psutil.Process(pid).create_time() * 1000)
+def _started(process: psutil.Process) -> int:
+    """When a process started, in ms: with its pid, it names one process for good."""
+    return int(process.create_time() * 1000)
 
 
 def _process_alive(pid: int, started: int) -> bool:
@@ -105,10 +106,7 @@ def _process_alive(pid: int, started: int) -> bool:
     killed worker's child may wait unreaped), not a newer process with the same pid."""
     try:
         process = psutil.Process(pid)
-        return (
-            process.status() != psutil.STATUS_ZOMBIE
-            and int(process.create_time() * 1000) == started
-        )
+        return process.status() != psutil.STATUS_ZOMBIE and _started(process) == started
     except psutil.NoSuchProcess:
         return False
 
@@ -116,8 +114,8 @@ def _process_alive(pid: int, started: int) -> bool:
 def owner_id() -> str:
     """This thread of this process on this host; the process start time tells a
     reused pid from the process that claimed the job."""
-    pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_process_start(pid)}:{threading.get_ident()}"
+    me = psutil.Process()
+    return f"{socket.gethostname()}:{me.pid}:{_started(me)}:{threading.get_ident()}"
 
 
 def holder_alive(job: Job, now=None) -> bool:

@@ -246,3 +246,17 @@ def multipart(fields: dict, files: dict) -> tuple[bytes, str]:
         parts.append(head.encode() + content + b"\r\n")
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def upload_over_http(url: str, token: str, path: Path, domain: str = "weather"):
+    """POST an expert file to a hub's API as a client on the network does: (status, body)."""
+    body, content_type = multipart(
+        {"mixture": "weather-food", "domain": domain, "name": path.stem},
+        {"file": (path.name, path.read_bytes())},
+    )
+    return Browserless(url).request(
+        "POST",
+        "/api/experts/",
+        body,
+        {"Authorization": f"Token {token}", "Content-Type": content_type},
+    )

@@ -15,7 +15,7 @@ from tests.hub.processes import (
     RedisServer,
     WebServer,
     Worker,
-    multipart,
+    upload_over_http,
     wait_for,
 )
 
@@ -26,18 +26,8 @@ def api_upload(web, user, path, domain="weather"):
     from rest_framework.authtoken.models import Token
 
     token, _ = Token.objects.get_or_create(user=user)
-    body, content_type = multipart(
-        {"mixture": "weather-food", "domain": domain, "name": path.stem},
-        {"file": (path.name, path.read_bytes())},
-    )
-    client = Browserless(web.url)
     started = time.monotonic()
-    status, content = client.request(
-        "POST",
-        "/api/experts/",
-        body,
-        {"Authorization": f"Token {token.key}", "Content-Type": content_type},
-    )
+    status, content = upload_over_http(web.url, token.key, path, domain)
     return status, content, time.monotonic() - started
 
 

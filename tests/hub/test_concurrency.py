@@ -7,7 +7,7 @@ import pytest
 from experts.models import Expert
 from tests.conftest import make_head_file
 from tests.hub.conftest import LABELS
-from tests.hub.processes import Browserless, WebServer, multipart
+from tests.hub.processes import WebServer, upload_over_http
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 RACERS = 20
@@ -18,16 +18,7 @@ def race(url, token, files):
     """POST every file at the same moment; the status codes, sorted."""
 
     def post(path):
-        body, content_type = multipart(
-            {"mixture": "weather-food", "domain": "weather", "name": path.stem},
-            {"file": (path.name, path.read_bytes())},
-        )
-        status, body = Browserless(url).request(
-            "POST",
-            "/api/experts/",
-            body,
-            {"Authorization": f"Token {token}", "Content-Type": content_type},
-        )
+        status, body = upload_over_http(url, token, path)
         if status not in (201, 403):
             print(f"unexpected answer {status}: {body[:300]!r}")
         return status
