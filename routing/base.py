@@ -124,9 +124,19 @@ class BaseEncoder:
         self.max_length = max_length
         self.device = pick_device(str(device) if device is not None else None)
         self.tokenizer = AutoTokenizer.from_pretrained(self.location, revision=revision)
-        self.model = AutoModel.from_pretrained(self.location, revision=revision)
+        self.model, loading = AutoModel.from_pretrained(
+            self.location, revision=revision, output_loading_info=True
+        )
         self.model.to(self.device).eval().requires_grad_(False)
         self.spec = BaseSpec.from_config(name, self.model.config)
+        # BERT's pooler as the checkpoint trained it, before any adapter wraps it; None when
+        # the model has none or the checkpoint lacks it (transformers would draw it at random)
+        self.pooler_state: dict[str, torch.Tensor] | None = None
+        dense = getattr(getattr(self.model, "pooler", None), "dense", None)
+        if dense is not None and not any(
+            k.startswith("pooler.") for k in loading.get("missing_keys", ())
+        ):
+            self.pooler_state = {k: v.detach().cpu().clone() for k, v in dense.state_dict().items()}
         self._peft = None  # PeftModel holding the LoRA experts' adapters, once one is added
         self.adapters: list[str] = []
 
@@ -184,9 +194,9 @@ class BaseEncoder:
         return {k: v.to(self.device) for k, v in batch.items()}
 
     def pooled(
-        self, batch: dict[str, torch.Tensor], *, adapter: str | None = None, model=None
+        self, batch: dict[str, torch.Tensor], *, adapter: str | None = None, model=None, pool=None
     ) -> torch.Tensor:
-        """Mean-pooled last hidden state (B, D).
+        """Pooled last hidden state (B, D): mean-pooled, or by `pool(hidden, mask)`.
 
         Runs the frozen base, or the base with the LoRA `adapter` attached by
         `add_lora`, or another `model` (used while training an adapter).
@@ -204,7 +214,7 @@ class BaseEncoder:
             self._peft.set_adapter(adapter)
             out = self.model(**batch)
         # Gates and experts run in float32 whatever dtype the base model loaded in.
-        return mean_pool(out.last_hidden_state, batch["attention_mask"]).float()  # (B, D)
+        return (pool or mean_pool)(out.last_hidden_state, batch["attention_mask"]).float()
 
     @torch.inference_mode()
     def embed(
@@ -214,6 +224,7 @@ class BaseEncoder:
         batch_size: int = 64,
         progress: bool | str = False,
         adapter: str | None = None,
+        pool=None,
     ) -> torch.Tensor:
         """Pooled features of every text, on the CPU, in input order.
 
@@ -227,7 +238,7 @@ class BaseEncoder:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = self.tokenize([texts[i] for i in idx])
-            out[idx] = self.pooled(batch, adapter=adapter).float().cpu()
+            out[idx] = self.pooled(batch, adapter=adapter, pool=pool).cpu()
             bar.update(len(idx))
         bar.close()
         return out

@@ -70,9 +70,10 @@ class TensorCache:
         )
 
     def expert_outputs(
-        self, expert_sha256: str, encoder, texts: list[str], compute: Callable[[], torch.Tensor]
+        self, expert_key: str, encoder, texts: list[str], compute: Callable[[], torch.Tensor]
     ) -> torch.Tensor:
-        """An expert's log-probabilities (n, L) on `texts`, computed once per expert and dataset."""
+        """An expert's log-probabilities (n, L) on `texts`, computed once per expert (its
+        `output_key`: the file and how it runs) and dataset."""
         return self.get_or_compute(
-            "outputs", (expert_sha256, encoder.fingerprint, texts_hash(texts)), compute
+            "outputs", (expert_key, encoder.fingerprint, texts_hash(texts)), compute
         )

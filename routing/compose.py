@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -11,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from .base import BaseEncoder
 from .config import GateConfig, from_dict, to_dict
-from .contract import LORA_KEY, ExpertHeader, LoraSpec
+from .contract import LORA_KEY, MEAN, ExpertHeader, LoraSpec
 from .experts import Expert, expert_from_tensors
 from .gate import Gate
 
@@ -65,6 +66,7 @@ class Composition:
                 name = adapter_name(expert)
                 if name not in encoder.adapters:
                     encoder.add_lora(name, expert.header.lora, expert.lora_tensors)
+                expert.bind(encoder)
                 expert.classifier.to(encoder.device)
                 self.adapter_names.append(name)
             else:
@@ -104,7 +106,9 @@ class Composition:
                 logits = expert.head(features[rows])  # (b, L_k)
             else:
                 sub = {key: value[rows] for key, value in batch.items()}
-                pooled = self.encoder.pooled(sub, adapter=self.adapter_names[k])  # (b, D)
+                pooled = self.encoder.pooled(
+                    sub, adapter=self.adapter_names[k], pool=expert.pool
+                )  # (b, D)
                 logits = expert.classifier(pooled)  # (b, L_k)
             contribution = weights[rows, k, None] * logits.softmax(-1)  # (b, L_k)
             cols = self.label_index[k].to(features.device)
@@ -174,6 +178,7 @@ class Composition:
                     "alpha": lora.alpha,
                     "target_modules": lora.target_modules,
                 }
+                entry["pooling"] = expert.pooling
             experts.append(entry)
         return {
             "format": FORMAT,
@@ -229,6 +234,7 @@ class Composition:
                 domain=entry["domain"],
                 source="moecollab",
                 num_parameters=sum(v.numel() for v in own.values()),
+                pooling=entry.get("pooling", MEAN),
             )
             if entry["kind"] == "lora":
                 modules: dict[str, dict[str, str]] = {}
@@ -253,5 +259,6 @@ class Composition:
 
 
 def adapter_name(expert: Expert) -> str:
-    """A PEFT adapter name that is unique per expert file."""
-    return f"x{expert.sha256[:16]}"
+    """A PEFT adapter name that is unique per expert file and the way it runs (one file
+    uploaded with two adapter configs is two adapters)."""
+    return "x" + hashlib.sha256(expert.output_key.encode()).hexdigest()[:16]

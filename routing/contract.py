@@ -43,6 +43,25 @@ LORA_KEY = re.compile(
     r"attention\.output\.dense|intermediate\.dense|output\.dense)\.lora_([AB])\.weight$"
 )
 CLASSIFIER_KEY = re.compile(r"^(?:base_model\.model\.)?classifier\.(weight|bias)$")
+# BERT's pooler, in a PEFT `SEQ_CLS` adapter: saved whole when `modules_to_save` lists
+# "pooler", or as a LoRA pair when a target module ("dense") matches `pooler.dense`.
+POOLER_KEY = re.compile(
+    r"^(?:base_model\.model\.)?(?:[A-Za-z_][A-Za-z0-9_]*\.)?pooler\.dense\."
+    r"(?:(weight|bias)|lora_([AB])\.weight)$"
+)
+
+# How a lora expert's classifier reads the adapted encoder's last hidden state.
+MEAN = "mean"  # mean over the tokens the attention mask keeps (the project's own experts)
+CLS_POOLER = "cls_pooler"  # tanh(pooler.dense(h[CLS])), as BertForSequenceClassification
+POOLINGS = (MEAN, CLS_POOLER)
+# PEFT task types a classification mixture runs, and the pooling each implies: an adapter
+# without a task type wraps the documented mean-pooling module; SEQ_CLS wraps
+# AutoModelForSequenceClassification, whose BERT head reads the pooler over [CLS].
+PEFT_TASK_POOLING = {None: MEAN, "SEQ_CLS": CLS_POOLER}
+# What `modules_to_save` may list per task type: PEFT adds "classifier" and "score" to
+# every SEQ_CLS adapter (a BERT model has no "score"); anything else would be a module
+# the hub cannot run.
+PEFT_MODULES_TO_SAVE = {MEAN: {"classifier"}, CLS_POOLER: {"classifier", "score", "pooler"}}
 
 
 @dataclass
@@ -67,6 +86,10 @@ class ExpertHeader:
     head_hidden: int | None = None
     lora: LoraSpec | None = None
     classifier_keys: dict[str, str] = field(default_factory=dict)  # "weight"/"bias" -> key
+    pooling: str = MEAN  # lora experts: what the classifier reads (POOLINGS)
+    # cls_pooler: the file's own pooler, "weight"/"bias" (whole) or "A"/"B" (LoRA) -> key;
+    # empty when the classifier reads the base model's pooler unchanged
+    pooler_keys: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
 
 
@@ -152,10 +175,14 @@ def _check_head(header: Header, labels: list[str], base: BaseSpec | None) -> int
     return hidden
 
 
-def _check_lora(header: Header, labels: list[str], base: BaseSpec | None, lora: LoraSpec) -> dict:
+def _check_lora(
+    header: Header, labels: list[str], base: BaseSpec | None, lora: LoraSpec, pooling: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Check a lora expert's tensors; (classifier keys, pooler keys)."""
     if not 1 <= lora.r <= MAX_LORA_RANK:
         raise ContractError("bad_lora", f"LoRA rank {lora.r} is outside 1..{MAX_LORA_RANK}")
     classifier: dict[str, str] = {}
+    pooler: dict[str, str] = {}
     for name in header.tensors:
         m = LORA_KEY.match(name)
         if m:
@@ -172,10 +199,23 @@ def _check_lora(header: Header, labels: list[str], base: BaseSpec | None, lora: 
         if m:
             classifier[m.group(1)] = name
             continue
+        m = POOLER_KEY.match(name)
+        if m and pooling == CLS_POOLER:
+            part = m.group(1) or m.group(2)
+            if part in pooler:
+                raise ContractError("duplicate_tensor", f"two tensors hold the pooler's {part}")
+            pooler[part] = name
+            continue
+        if m:
+            raise ContractError(
+                "unexpected_tensor",
+                f"{name!r} is BERT's pooler, which only a SEQ_CLS adapter reads; this "
+                "expert's classifier reads the mean-pooled encoder output",
+            )
         raise ContractError(
             "unexpected_tensor",
             f"a lora expert has no tensor named {name!r} (expected LoRA A/B matrices of the "
-            "encoder and classifier.weight/bias)",
+            "encoder, classifier.weight/bias and, in a SEQ_CLS adapter, BERT's pooler)",
         )
     if not lora.modules:
         raise ContractError("missing_tensor", "the file holds no LoRA matrices")
@@ -184,13 +224,14 @@ def _check_lora(header: Header, labels: list[str], base: BaseSpec | None, lora: 
             raise ContractError(
                 "missing_tensor",
                 f"missing tensor 'classifier.{part}': a lora expert needs a classification "
-                "layer over the mean-pooled encoder output",
+                "layer over the pooled encoder output",
             )
     hidden = (
         base.hidden_size if base is not None else header.tensors[classifier["weight"]].shape[-1]
     )
     _check_shape(header, classifier["weight"], (len(labels), hidden), "one row per label")
     _check_shape(header, classifier["bias"], (len(labels),), "one bias per label")
+    _check_pooler(header, pooler, hidden, lora)
     for canonical, slot in sorted(lora.modules.items()):
         for ab in "AB":
             if ab not in slot:
@@ -223,7 +264,34 @@ def _check_lora(header: Header, labels: list[str], base: BaseSpec | None, lora: 
                 "bad_shape" if base is None or b[1] != lora.r else "wrong_base_model",
                 f"tensor {slot['B']!r} has shape {list(b)}, expected {[fan_out, lora.r]}",
             )
-    return classifier
+    return classifier, pooler
+
+
+def _check_pooler(header: Header, pooler: dict[str, str], hidden: int, lora: LoraSpec) -> None:
+    """A SEQ_CLS adapter's own pooler: whole (modules_to_save) or a LoRA pair, not both."""
+    whole, pair = {"weight", "bias"} & set(pooler), {"A", "B"} & set(pooler)
+    if whole and pair:
+        raise ContractError(
+            "unexpected_tensor",
+            "the file holds the pooler both whole and as LoRA matrices; PEFT saves one of them",
+        )
+    if whole:
+        for part in ("weight", "bias"):
+            if part not in pooler:
+                raise ContractError("missing_tensor", f"the pooler's {part} is missing")
+        _check_shape(header, pooler["weight"], (hidden, hidden), "the pooler's dense layer")
+        _check_shape(header, pooler["bias"], (hidden,), "the pooler's bias")
+    if pair:
+        for ab in "AB":
+            if ab not in pooler:
+                raise ContractError("missing_tensor", f"LoRA {ab} of pooler.dense is missing")
+        if "dense" not in lora.target_modules:
+            raise ContractError(
+                "bad_lora",
+                f"pooler.dense is not among the declared target modules {lora.target_modules}",
+            )
+        _check_shape(header, pooler["A"], (lora.r, hidden), f"rank {lora.r} over {hidden} inputs")
+        _check_shape(header, pooler["B"], (hidden, lora.r), f"{hidden} outputs of rank {lora.r}")
 
 
 def _lora_from_metadata(metadata: dict[str, str]) -> LoraSpec:
@@ -240,6 +308,33 @@ def _lora_from_metadata(metadata: dict[str, str]) -> LoraSpec:
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         raise ContractError("bad_lora", f"{KEY_LORA_TARGETS} must be a JSON array of module names")
     return LoraSpec(r=r, alpha=alpha, target_modules=targets)
+
+
+def _peft_pooling(config: dict) -> str:
+    """What the adapter's classifier reads, from its task type and modules_to_save."""
+    task = config.get("task_type") or None
+    if task not in PEFT_TASK_POOLING:
+        raise ContractError(
+            "bad_task_type",
+            f"adapter_config.json has task_type {task!r}; a classification mixture runs "
+            "SEQ_CLS adapters (AutoModelForSequenceClassification on the base model) and "
+            "adapters without a task type around the documented mean-pooling classifier",
+        )
+    pooling = PEFT_TASK_POOLING[task]
+    saved = config.get("modules_to_save") or []
+    if isinstance(saved, str):
+        saved = [saved]
+    if not isinstance(saved, list):
+        raise ContractError("bad_lora", "modules_to_save in adapter_config.json must be a list")
+    allowed = PEFT_MODULES_TO_SAVE[pooling]
+    extra = sorted({str(m) for m in saved} - allowed)
+    if extra:
+        raise ContractError(
+            "bad_lora",
+            f"adapter_config.json lists {extra} in modules_to_save; with task_type {task!r} "
+            f"the hub runs only {sorted(allowed)} besides the LoRA matrices",
+        )
+    return pooling
 
 
 def _lora_from_peft_config(config: dict, base: BaseSpec | None) -> LoraSpec:
@@ -332,6 +427,7 @@ def check_expert_file(
         source = "moecollab"
         lora = _lora_from_metadata(metadata) if kind == "lora" else None
         domain = metadata.get(KEY_DOMAIN)
+        pooling = MEAN
     else:
         if adapter_config is None:
             beside = Path(path).with_name("adapter_config.json")
@@ -352,6 +448,7 @@ def check_expert_file(
             )
         kind, source, domain = "lora", "peft", None
         lora = _lora_from_peft_config(adapter_config, base)
+        pooling = _peft_pooling(adapter_config)
         base_model = (
             base.name
             if base is not None
@@ -368,12 +465,15 @@ def check_expert_file(
         source=source,
         num_parameters=sum(_numel(t.shape) for t in header.tensors.values()),
         lora=lora,
+        pooling=pooling,
         metadata=dict(metadata),
     )
     if kind == "head":
         result.head_hidden = _check_head(header, expert_labels, base)
     else:
-        result.classifier_keys = _check_lora(header, expert_labels, base, lora)
+        result.classifier_keys, result.pooler_keys = _check_lora(
+            header, expert_labels, base, lora, pooling
+        )
     return result
 
 

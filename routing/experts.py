@@ -2,7 +2,9 @@
 
 - `head`: an MLP over the frozen base model's pooled embedding.
 - `lora`: a PEFT LoRA adapter on the base encoder plus a classification layer
-  over the adapted, mean-pooled output.
+  over the adapted encoder's pooled output: mean-pooled (the project's own
+  experts), or BERT's pooler over [CLS] for a plain PEFT `SEQ_CLS` adapter, as
+  `BertForSequenceClassification` computes it.
 
 Both save to one safetensors file with the `moecollab.*` metadata of
 docs/expert-format.md; `load_expert` reads either, and plain PEFT adapters.
@@ -22,7 +24,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from . import contract as c
-from .contract import ExpertHeader, check_expert_file, check_finite
+from .base import mean_pool
+from .contract import CLS_POOLER, ContractError, ExpertHeader, check_expert_file, check_finite
 
 
 class HeadExpert(nn.Module):
@@ -49,6 +52,10 @@ class Expert:
     head: HeadExpert | None = None
     classifier: nn.Linear | None = None
     lora_tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # canonical key -> tensor
+    # cls_pooler: the file's own pooler ("weight"/"bias", or LoRA "A"/"B") until `bind`
+    # resolves it against the base model into `pooler`
+    pooler_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    pooler: nn.Linear | None = None
 
     @property
     def kind(self) -> str:
@@ -58,12 +65,65 @@ class Expert:
     def labels(self) -> list[str]:
         return self.header.labels
 
+    @property
+    def pooling(self) -> str:
+        return self.header.pooling
+
+    @property
+    def output_key(self) -> str:
+        """What the expert's outputs depend on besides the base model and the texts: its
+        file, and for a lora expert how it is run (a PEFT adapter's config says that)."""
+        if self.kind == "head":
+            return self.sha256
+        lora = self.header.lora
+        return f"{self.sha256}:{self.pooling}:r{lora.r}:alpha{lora.alpha:g}"
+
+    def bind(self, encoder) -> None:
+        """Resolve what the expert takes from the base model: a SEQ_CLS adapter's pooler
+        is the base's own (`pooler.dense`), or the file's, plus the file's LoRA pair."""
+        if self.pooling != CLS_POOLER:
+            return
+        if self.pooler is None:
+            self.pooler = self._resolve_pooler(encoder)
+        self.pooler.to(encoder.device)
+
+    def _resolve_pooler(self, encoder) -> nn.Linear:
+        own = self.pooler_tensors
+        if "weight" in own:
+            weight, bias = own["weight"], own["bias"]
+        else:
+            base = encoder.pooler_state
+            if base is None:
+                raise ContractError(
+                    "wrong_base_model",
+                    f"a SEQ_CLS adapter's classifier reads BERT's pooler, but the base model "
+                    f"{encoder.name} has no trained pooler weights: save the pooler with the "
+                    "adapter (LoraConfig(modules_to_save=['classifier', 'pooler']))",
+                )
+            weight, bias = base["weight"].float().cpu(), base["bias"].float().cpu()
+            if "A" in own:  # W + (alpha / r) B A, as PEFT's LoRA layer computes it
+                lora = self.header.lora
+                weight = weight + (lora.alpha / lora.r) * (own["B"] @ own["A"])  # (D, D)
+        pooler = nn.Linear(weight.shape[1], weight.shape[0])
+        pooler.load_state_dict({"weight": weight, "bias": bias})
+        return pooler.eval().requires_grad_(False)
+
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The adapted encoder's last hidden state (B, T, D) -> what the classifier reads."""
+        if self.pooling == CLS_POOLER:
+            return torch.tanh(self.pooler(hidden[:, 0].float()))  # (B, D)
+        return mean_pool(hidden, mask)  # (B, D)
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors under canonical names (how compositions store them)."""
         if self.head is not None:
             return {f"head.{k}": v for k, v in self.head.state_dict().items()}
         out = {f"classifier.{k}": v for k, v in self.classifier.state_dict().items()}
         out.update(self.lora_tensors)
+        if self.pooling == CLS_POOLER:
+            if self.pooler is None:
+                raise ValueError(f"expert {self.name}: bind it to its base model first")
+            out.update({f"pooler.{k}": v for k, v in self.pooler.state_dict().items()})
         return out
 
 
@@ -147,6 +207,10 @@ def expert_from_tensors(
         for ab, key in slot.items():
             tensor = tensors[key] if key in tensors else tensors[f"{canonical}.lora_{ab}.weight"]
             expert.lora_tensors[f"{canonical}.lora_{ab}.weight"] = tensor
+    if "pooler.weight" in tensors:  # a composition's copy, already resolved
+        expert.pooler_tensors = {"weight": tensors["pooler.weight"], "bias": tensors["pooler.bias"]}
+    else:
+        expert.pooler_tensors = {part: tensors[key] for part, key in header.pooler_keys.items()}
     return expert
 
 

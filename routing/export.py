@@ -63,6 +63,7 @@ def hf_config(composition: Composition, tokenizer, info: dict | None = None):
             lora = expert.header.lora
             modules = sorted({k.rsplit(".lora_", 1)[0] for k in expert.lora_tensors})
             entry["lora"] = {"r": lora.r, "alpha": lora.alpha, "modules": modules}
+            entry["pooling"] = expert.pooling
         experts.append(entry)
     gate = composition.gate.config
     return MoECollabConfig(
@@ -89,6 +90,9 @@ def hf_state_dict(composition: Composition, base_state: dict) -> dict[str, torch
             continue
         cls = expert.classifier.state_dict()
         out.update({f"experts.{k}.classifier.{name}": v for name, v in cls.items()})
+        if expert.pooler is not None:
+            pooler = expert.pooler.state_dict()
+            out.update({f"experts.{k}.pooler.{name}": v for name, v in pooler.items()})
         for key, tensor in expert.lora_tensors.items():
             module, ab = key.rsplit(".lora_", 1)  # "encoder.layer.0...query", "A.weight"
             out[f"encoder.{module}.lora_{ab[0]}.{k}.weight"] = tensor

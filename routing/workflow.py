@@ -41,10 +41,13 @@ def expert_log_probs(
         name = adapter_name(expert)
         if name not in encoder.adapters:
             encoder.add_lora(name, expert.header.lora, expert.lora_tensors)
-        pooled = encoder.embed(texts, adapter=name, progress=progress and f"expert {expert.name}")
+        expert.bind(encoder)
+        pooled = encoder.embed(
+            texts, adapter=name, pool=expert.pool, progress=progress and f"expert {expert.name}"
+        )
         return _log_softmax_on(expert.classifier, pooled)
 
-    return cache.expert_outputs(expert.sha256, encoder, texts, compute)
+    return cache.expert_outputs(expert.output_key, encoder, texts, compute)
 
 
 @dataclass

@@ -203,7 +203,12 @@ def accept_upload(user, req: UploadRequest, *, enqueue=None) -> Expert:
             size=req.file.size,
             num_parameters=header.num_parameters,
             report={
-                "header": {"labels": header.labels, "kind": header.kind, "source": header.source}
+                "header": {
+                    "labels": header.labels,
+                    "kind": header.kind,
+                    "source": header.source,
+                    "pooling": header.pooling,
+                }
             },
         )
         # Stored before the locked transaction, so the lock is never held during a copy;

@@ -4,7 +4,9 @@ p(y|x) = sum over the gate's top-k experts of g_k(x) * p_k(y|x), each expert's
 distribution placed into the union label space. Only the experts the gate
 selects for an input run on it: `head` experts read the frozen encoder's
 mean-pooled output; `lora` experts run the encoder again with their LoRA
-matrices switched on. The logits returned are log p(y|x), so that softmax
+matrices switched on, and read its mean-pooled output or, for an expert that
+was a PEFT `SEQ_CLS` adapter, BERT's pooler over [CLS] (its own copy), as
+`BertForSequenceClassification` does. The logits returned are log p(y|x), so that softmax
 (what `pipeline("text-classification")` applies) gives back p(y|x).
 """
 
@@ -88,9 +90,15 @@ class HeadExpert(nn.Module):
 
 
 class LoraExpert(nn.Module):
-    def __init__(self, dim, n_labels):
+    def __init__(self, dim, n_labels, pooling="mean"):
         super().__init__()
         self.classifier = nn.Linear(dim, n_labels)
+        self.pooler = nn.Linear(dim, dim) if pooling == "cls_pooler" else None
+
+    def pool(self, hidden, mask):
+        if self.pooler is not None:
+            return torch.tanh(self.pooler(hidden[:, 0].float()))  # (B, D)
+        return mean_pool(hidden, mask).float()  # (B, D)
 
 
 class MoECollabForSequenceClassification(PreTrainedModel):
@@ -112,7 +120,8 @@ class MoECollabForSequenceClassification(PreTrainedModel):
             if spec["kind"] == "head":
                 self.experts.append(HeadExpert(dim, int(spec["head_hidden"]), len(spec["labels"])))
             else:
-                self.experts.append(LoraExpert(dim, len(spec["labels"])))
+                pooling = spec.get("pooling", "mean")
+                self.experts.append(LoraExpert(dim, len(spec["labels"]), pooling))
                 lora = spec["lora"]
                 for path in lora["modules"]:
                     layer = self._lora_layer(path)
@@ -152,13 +161,12 @@ class MoECollabForSequenceClassification(PreTrainedModel):
         src = torch.where(too_long & (pos >= m - tail), lengths - m + pos, pos)  # (B, m)
         return {key: value.gather(1, src) for key, value in inputs.items()}
 
-    def _pooled(self, inputs, adapter=None):
+    def _hidden(self, inputs, adapter=None):
         self._activate(adapter)
         try:
-            hidden = self.encoder(**inputs).last_hidden_state  # (B, T, D)
+            return self.encoder(**inputs).last_hidden_state  # (B, T, D)
         finally:
             self._activate(None)
-        return mean_pool(hidden, inputs["attention_mask"]).float()  # (B, D)
 
     def forward(
         self,
@@ -176,7 +184,7 @@ class MoECollabForSequenceClassification(PreTrainedModel):
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
         inputs = self._cut(inputs)
-        features = self._pooled(inputs)  # (B, D) frozen base pass
+        features = mean_pool(self._hidden(inputs), inputs["attention_mask"]).float()  # (B, D)
         gate = self.config.gate
         probs_gate = torch.softmax(self.gate(features) / float(gate["temperature"]), dim=-1)
         k = int(gate["top_k"]) if top_k is None else int(top_k)
@@ -190,7 +198,8 @@ class MoECollabForSequenceClassification(PreTrainedModel):
                 logits = expert(features[rows])  # (b, L_k)
             else:
                 sub = {key: value[rows] for key, value in inputs.items()}
-                logits = expert.classifier(self._pooled(sub, adapter=str(k)))  # (b, L_k)
+                pooled = expert.pool(self._hidden(sub, adapter=str(k)), sub["attention_mask"])
+                logits = expert.classifier(pooled)  # (b, L_k)
             cols = torch.tensor(self.label_columns[k], device=probs.device)
             probs[rows[:, None], cols[None, :]] += weights[rows, k, None] * logits.softmax(-1)
         log_probs = probs.clamp(min=1e-12).log()  # (B, U)

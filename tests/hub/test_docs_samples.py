@@ -78,10 +78,13 @@ def test_the_api_upload_sample_uploads_an_expert(live_server, alice, tiny_encode
     assert result.stdout.split() == [str(expert.pk), "uploaded"]
 
 
-def test_the_peft_sample_saves_an_adapter_the_hub_accepts(tiny_encoder, tmp_path):
+@pytest.mark.parametrize("pooling", ["cls_pooler", "mean"])
+def test_the_peft_samples_save_adapters_the_hub_accepts(pooling, tiny_encoder, tmp_path):
     from routing.contract import check_expert_file
 
-    (code,) = [s for s in samples("docs/expert-format.md") if "get_peft_model" in s]
+    peft_samples = [s for s in samples("docs/expert-format.md") if "get_peft_model" in s]
+    assert len(peft_samples) == 2
+    code = peft_samples[0] if pooling == "cls_pooler" else peft_samples[1]
     code = code.replace(PUBLIC_BASE, tiny_encoder.location)
     result = run(code, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -90,4 +93,9 @@ def test_the_peft_sample_saves_an_adapter_the_hub_accepts(tiny_encoder, tmp_path
         base=tiny_encoder.spec,
         labels=["a", "b", "c", "d", "e"],
     )
-    assert (header.kind, header.source, header.lora.r) == ("lora", "peft", 8)
+    assert (header.kind, header.source, header.lora.r, header.pooling) == (
+        "lora",
+        "peft",
+        8,
+        pooling,
+    )
