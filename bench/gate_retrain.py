@@ -31,7 +31,7 @@ def main(argv=None) -> None:
     import torch
 
     from routing.config import GateConfig, TrainConfig
-    from routing.train import train_gate, warm_start
+    from routing.gate_training import train_gate, warm_start
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

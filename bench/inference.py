@@ -30,13 +30,14 @@ def main() -> None:
 
     import torch
 
-    from routing.base import BaseEncoder
     from routing.cache import TensorCache
-    from routing.compose import Composition
     from routing.config import GateConfig
     from routing.data import load_domain
-    from routing.experts import load_expert
-    from routing.workflow import compose, train_expert_file
+    from routing.kinds.classification.composing import compose
+    from routing.kinds.classification.encoder import BaseEncoder
+    from routing.kinds.classification.experts import load_expert
+    from routing.kinds.classification.model import MoEClassifier
+    from routing.kinds.classification.training import train_expert_file
 
     encoder = BaseEncoder(device=args.device)
     device = encoder.device
@@ -74,9 +75,10 @@ def main() -> None:
             )
             experts.append(load_expert(path, base=encoder.spec, name=label))
             domains.append(d.name if kind == "head" else "rotten")
-        comp, report = compose(
+        composed = compose(
             encoder, experts, domains, data, cache=cache, gate_config=GateConfig(top_k=2)
         )
+        comp, report = composed.model, composed.report
         print(
             f"gate trained in {comp.info['gate_seconds']:.2f} s on "
             f"{sum(len(d.router) for d in data.values())} router examples"
@@ -109,7 +111,7 @@ def main() -> None:
                 f"{1000 * best / (len(texts) / 64):>12.1f}  [{load}]"
             )
         comp.save(Path(tmp) / "mix")
-        again = Composition.load(Path(tmp) / "mix", device=str(device))
+        again = MoEClassifier.load(Path(tmp) / "mix", device=str(device))
         p2, _ = again.predict_proba(texts[:64])
         p1, _ = comp.predict_proba(texts[:64])
         print(f"\nsaved and reloaded: max |p - p'| = {float((p1 - p2).abs().max()):.2e}")

@@ -38,16 +38,16 @@ def main(argv=None) -> None:
     from huggingface_hub import HfApi, snapshot_download
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from routing.base import BaseEncoder
-    from routing.compose import Composition
+    from devtools.experts import make_head_file, make_lora_file
+    from devtools.hubserver import HubServer
     from routing.config import GateConfig
     from routing.data import load_domain
-    from routing.experts import load_expert
-    from routing.export import export_composition
     from routing.gate import Gate
+    from routing.kinds.classification.encoder import BaseEncoder
+    from routing.kinds.classification.experts import load_expert
+    from routing.kinds.classification.export import export_composition
+    from routing.kinds.classification.model import MoEClassifier
     from routing.model_card import CardInfo
-    from tests.conftest import make_head_file, make_lora_file
-    from tests.hubserver import HubServer
 
     torch.set_num_threads(args.threads)
     texts = []
@@ -63,7 +63,7 @@ def main(argv=None) -> None:
     experts = [load_expert(p, base=encoder.spec) for p in files]
     torch.manual_seed(0)
     gate = Gate(encoder.hidden_size, 2, GateConfig(top_k=2, hidden=64))
-    hub_model = Composition(encoder, experts, ["news", "films"], gate)
+    hub_model = MoEClassifier(encoder, experts, ["news", "films"], gate)
     print(f"{args.threads} CPU threads, torch {torch.__version__}, base {encoder.name}")
 
     started = time.perf_counter()

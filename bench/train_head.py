@@ -28,10 +28,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from routing.base import BaseEncoder
     from routing.cache import TensorCache
     from routing.data import load_domain
-    from routing.workflow import train_expert_file
+    from routing.kinds.classification.encoder import BaseEncoder
+    from routing.kinds.classification.training import train_expert_file
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {args.threads} CPU threads, "

@@ -46,12 +46,12 @@ def main(argv=None) -> None:
     from django.core.management import call_command
 
     from experts.models import Job, Mixture
-    from experts.services import engine
-    from experts.services.upload import UploadRequest, accept_upload
-    from routing.base import BaseEncoder
+    from experts.services import compositions, resources, validation
+    from experts.services.uploads import LocalFile, UploadRequest, accept_upload
     from routing.cache import TensorCache
     from routing.data import load_domain
-    from routing.workflow import train_expert_file
+    from routing.kinds.classification.encoder import BaseEncoder
+    from routing.kinds.classification.training import train_expert_file
 
     call_command("migrate", verbosity=0)
     call_command("seed_demo", verbosity=0)
@@ -70,14 +70,7 @@ def main(argv=None) -> None:
         files[name] = tmp / f"{name}.safetensors"
         train_expert_file(encoder, data, files[name], cache=TensorCache(tmp / "contributor"))
 
-    class Uploaded:  # what Django hands the service: a spooled file on disk
-        def __init__(self, path):
-            self.path, self.size = str(path), path.stat().st_size
-
-        def temporary_file_path(self):
-            return self.path
-
-    cache = engine.tensor_cache()
+    cache = resources.tensor_cache()
     for name, path in files.items():
         steps = []
         last = [time.perf_counter()]
@@ -96,12 +89,12 @@ def main(argv=None) -> None:
                 name=f"{name} head",
                 description="",
                 licence="apache-2.0",
-                file=Uploaded(path),
+                file=LocalFile(path),
             ),
         )
         mark("upload: quota, size, contract header, sha256, store")
         job = Job.objects.create(kind="validate", mixture=mixture, expert=expert)
-        real_progress = engine.progress
+        real_progress = validation.progress
         pending = ["validation: claim the job and the expert"]
 
         def timed_progress(job_, percent, message, mark=mark, real=real_progress, p=pending):
@@ -109,12 +102,12 @@ def main(argv=None) -> None:
             p[0] = f"validation: {message}"
             real(job_, percent, message)
 
-        engine.progress = timed_progress
-        engine.validate(job.pk)
+        validation.progress = timed_progress
+        validation.validate(job.pk)
         mark(pending[0])
-        engine.progress = real_progress
+        validation.progress = real_progress
         retrain = Job.objects.create(kind="retrain", mixture=mixture)
-        composition = engine.retrain(retrain.pk)
+        composition = compositions.retrain(retrain.pk)
         mark("retrain: gate, contributions, composition stored")
         expert.refresh_from_db()
         total = sum(s for _, s in steps)

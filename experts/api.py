@@ -11,10 +11,11 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
 
-from hub.schema import ErrorSerializer
+from routing.data import DatasetError
 
-from .models import Composition, Domain, Expert, Mixture
+from .models import Composition, Domain, Mixture
 from .queries import visible_experts, visible_jobs
+from .schema import ErrorSerializer
 from .serializers import (
     CompositionSerializer,
     CompositionSummarySerializer,
@@ -27,8 +28,12 @@ from .serializers import (
     MixtureSerializer,
     MixtureWriteSerializer,
 )
-from .services.upload import UploadError, UploadRequest, accept_upload, too_large
-from .tasks_api import enqueue_validation
+from .services.domains import import_domain_file
+from .services.experts import retire
+from .services.mixtures import create_mixture
+from .services.publishing import publish_refusal
+from .services.uploads import UploadError, UploadRequest, accept_upload, stopped_body
+from .tasks_api import enqueue_publish, enqueue_validation
 
 
 class UploadFailed(APIException):
@@ -95,7 +100,7 @@ class MixtureViewSet(
         "domains",
         Prefetch(
             "compositions",
-            queryset=Composition.objects.filter(is_current=True).only("mixture_id", "version"),
+            queryset=Composition.objects.current().only("mixture_id", "version"),
             to_attr="current",
         ),
     )
@@ -106,8 +111,6 @@ class MixtureViewSet(
     @extend_schema(request=MixtureWriteSerializer, responses={201: MixtureSerializer})
     def create(self, request, *args, **kwargs):
         """Open a mixture; you maintain it."""
-        from .services.mixtures import create_mixture
-
         write = MixtureWriteSerializer(data=request.data)
         write.is_valid(raise_exception=True)
         mixture = create_mixture(request.user, Mixture(**write.validated_data))
@@ -152,15 +155,12 @@ class DomainViewSet(MaintainedWrites, mixins.ListModelMixin, mixins.RetrieveMode
     def data(self, request, pk=None):
         """Replace the domain's data (CSV `text,label` or JSONL), split into router and
         held-out parts; the held-out part is never shown."""
-        from routing.data import DatasetError
-
-        from .services.domains import import_domain_file
-
         domain = self.get_object()
         self.maintained(domain.mixture)
         data = request.data  # parses the body; the upload handler flags an oversize file
-        if getattr(request._request, "upload_too_large", False):
-            raise UploadFailed(too_large())
+        refusal = stopped_body(request._request)
+        if refusal is not None:
+            raise UploadFailed(refusal)
         upload = DomainDataSerializer(data=data)
         upload.is_valid(raise_exception=True)
         f = upload.validated_data["file"]
@@ -208,8 +208,9 @@ class ExpertViewSet(
     )
     def create(self, request, *args, **kwargs):
         data = request.data  # parses the body; the upload handler flags an oversize file
-        if getattr(request._request, "upload_too_large", False):
-            raise UploadFailed(too_large())
+        refusal = stopped_body(request._request)
+        if refusal is not None:
+            raise UploadFailed(refusal)
         upload = ExpertUploadSerializer(data=data)
         upload.is_valid(raise_exception=True)
         data = upload.validated_data
@@ -217,17 +218,7 @@ class ExpertViewSet(
         domain = get_object_or_404(Domain, mixture=mixture, name=data["domain"])
         try:
             expert = accept_upload(
-                request.user,
-                UploadRequest(
-                    mixture=mixture,
-                    domain=domain,
-                    name=data["name"],
-                    description=data["description"],
-                    licence=data["licence"],
-                    file=data["file"],
-                    adapter_config=data.get("adapter_config"),
-                ),
-                enqueue=enqueue_validation,
+                request.user, UploadRequest.of(mixture, domain, data), enqueue=enqueue_validation
             )
         except UploadError as exc:
             raise UploadFailed(exc) from None
@@ -239,7 +230,7 @@ class ExpertViewSet(
         expert = self.get_object()
         if expert.owner_id != request.user.pk:
             return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
-        Expert.objects.filter(pk=expert.pk).update(status=Expert.Status.RETIRED)
+        retire(expert)
         expert.refresh_from_db()
         return Response(ExpertSerializer(expert).data)
 
@@ -264,9 +255,6 @@ class CompositionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubVi
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
     def publish(self, request, pk=None):
         """Queue the composition's publication to the Hugging Face Hub (maintainers)."""
-        from .services.publish import publish_refusal
-        from .tasks_api import enqueue_publish
-
         composition = self.get_object()
         if not composition.mixture.is_maintainer(request.user):
             return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)

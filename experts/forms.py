@@ -4,7 +4,7 @@ from django import forms
 
 from .models import Domain, Expert, Mixture, default_routing
 from .services import mixtures
-from .services.upload import parse_adapter_config
+from .services.uploads import parse_adapter_config
 
 
 class UploadForm(forms.Form):

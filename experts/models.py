@@ -9,7 +9,7 @@ from django.core.files.storage import FileSystemStorage
 from django.db import models
 from django.urls import reverse
 
-from routing.base import BaseSpec
+from routing.basemodels import BaseSpec
 from routing.config import GateConfig, LossWeights, to_dict
 
 
@@ -171,6 +171,12 @@ class Expert(models.Model):
         return reverse("expert", args=[self.pk])
 
 
+class CompositionQuerySet(models.QuerySet):
+    def current(self) -> models.QuerySet:
+        """The mixture's current composition (one per mixture): `.current().first()`."""
+        return self.filter(is_current=True)
+
+
 class Composition(models.Model):
     class Publish(models.TextChoices):
         NONE = "none"
@@ -193,6 +199,8 @@ class Composition(models.Model):
     hub_url = models.URLField(blank=True)
     hub_error = models.TextField(blank=True)
 
+    objects = CompositionQuerySet.as_manager()
+
     class Meta:
         ordering = ["mixture", "-version"]
         constraints = [
@@ -211,6 +219,7 @@ class Job(models.Model):
         VALIDATE = "validate"
         RETRAIN = "retrain"
         PUBLISH = "publish"
+        EXPORT = "export"
 
     class Status(models.TextChoices):
         QUEUED = "queued"

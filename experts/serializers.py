@@ -6,11 +6,11 @@ from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from routing.metrics import matrix_rows
+from routing.report import matrix_rows
 
 from .models import BaseModel, Composition, Domain, Expert, Job, Mixture
 from .services import mixtures
-from .services.upload import parse_adapter_config
+from .services.uploads import parse_adapter_config
 
 
 def _checked(check, value):

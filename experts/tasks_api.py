@@ -11,6 +11,7 @@ from django.db import transaction
 
 from .models import Composition, Expert, Job
 from .services.jobs import dispatch_on_commit, never_sent
+from .services.publishing import hub_configured
 
 
 def enqueue_validation(expert: Expert) -> Job:
@@ -51,27 +52,46 @@ def enqueue_retrain(mixture) -> Job:
 def enqueue_publish(composition: Composition) -> Job | None:
     """Queue the composition's publication to the Hub; None when publishing is not
     configured. A publication already waiting or running is returned, not doubled."""
-    from .services.publish import hub_configured
-
     if not hub_configured():
         return None
+
+    def mark_queued():
+        Composition.objects.filter(pk=composition.pk).update(
+            hub_status=Composition.Publish.QUEUED, hub_error=""
+        )
+
+    return _once_per_composition(
+        composition, Job.Kind.PUBLISH, "waiting for a publishing worker", mark_queued
+    )
+
+
+def enqueue_export(composition: Composition) -> Job:
+    """Queue the export of a composition whose download is missing (the web process never
+    loads a model); an export already waiting or running is returned, not doubled."""
+    return _once_per_composition(
+        composition, Job.Kind.EXPORT, "waiting for a worker to prepare the download"
+    )
+
+
+def _once_per_composition(composition: Composition, kind: str, message: str, on_new=None) -> Job:
+    """The composition's job of this kind that waits or runs, else a new one (sent after
+    commit); `on_new` runs in the same transaction when one is created."""
     with transaction.atomic():
         Composition.objects.select_for_update().get(pk=composition.pk)
         waiting = Job.objects.filter(
             composition_id=composition.pk,
-            kind=Job.Kind.PUBLISH,
+            kind=kind,
             status__in=(Job.Status.QUEUED, Job.Status.RUNNING),
         ).first()
         if waiting is not None:
             return waiting
-        Composition.objects.filter(pk=composition.pk).update(
-            hub_status=Composition.Publish.QUEUED, hub_error=""
-        )
+        if on_new is not None:
+            on_new()
         job = Job.objects.create(
-            kind=Job.Kind.PUBLISH,
+            kind=kind,
             mixture_id=composition.mixture_id,
             composition_id=composition.pk,
-            message="waiting for a publishing worker",
+            message=message,
         )
         dispatch_on_commit(job)
     return job

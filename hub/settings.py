@@ -9,6 +9,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from experts import task_names
+
 from .env import env_bool, env_float, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -146,7 +148,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_PAGINATION_CLASS": "experts.pagination.StrictPageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "hub.schema.HubAutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "experts.schema.HubAutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
@@ -218,7 +220,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 MOECOLLAB_RECOVER_SECONDS = env_float("MOECOLLAB_RECOVER_SECONDS", 60.0)
 CELERY_BEAT_SCHEDULE = {
     "recover-jobs": {
-        "task": "workers.tasks.recover_jobs",
+        "task": task_names.RECOVER,
         "schedule": MOECOLLAB_RECOVER_SECONDS,
         "options": {"queue": "default", "expires": MOECOLLAB_RECOVER_SECONDS},
     },

@@ -4,8 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from experts import api
-from experts import composition_views as compositions
-from experts import views as expert_views
+from experts.views import compositions, domains, experts, mixtures
 
 from . import accounts, views
 
@@ -18,19 +17,24 @@ router.register("jobs", api.JobViewSet, basename="job")
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("m/<slug:slug>/", expert_views.mixture_detail, name="mixture"),
-    path("m/<slug:slug>/upload/", expert_views.upload, name="upload"),
-    path("m/<slug:slug>/leaderboard/", expert_views.leaderboard, name="leaderboard"),
+    path("m/<slug:slug>/", mixtures.mixture_detail, name="mixture"),
+    path("m/<slug:slug>/upload/", experts.upload, name="upload"),
+    path("m/<slug:slug>/leaderboard/", mixtures.leaderboard, name="leaderboard"),
     path("m/<slug:slug>/v<int:version>/", compositions.composition_detail, name="composition"),
     path(
         "m/<slug:slug>/domains/<slug:name>/data/",
-        expert_views.domain_data_upload,
+        domains.domain_data_upload,
         name="domain-data",
     ),
     path(
         "m/<slug:slug>/v<int:version>/download/",
         compositions.composition_download,
         name="composition-download",
+    ),
+    path(
+        "m/<slug:slug>/v<int:version>/download/status.json",
+        compositions.download_status,
+        name="composition-download-status",
     ),
     path(
         "m/<slug:slug>/v<int:version>/files/<str:name>",
@@ -43,17 +47,17 @@ urlpatterns = [
         compositions.composition_publish,
         name="publish-composition",
     ),
-    path("mixtures/new/", expert_views.mixture_create, name="mixture-create"),
-    path("m/<slug:slug>/settings/", expert_views.mixture_settings, name="mixture-settings"),
-    path("m/<slug:slug>/domains/new/", expert_views.domain_create, name="domain-create"),
-    path("m/<slug:slug>/domains/<slug:name>/", expert_views.domain_edit, name="domain-edit"),
-    path("m/<slug:slug>/retrain/", expert_views.mixture_retrain, name="mixture-retrain"),
-    path("m/<slug:slug>/hub/", expert_views.mixture_hub_settings, name="mixture-hub"),
-    path("review/", expert_views.review_queue, name="review"),
-    path("experts/<int:pk>/", expert_views.expert_detail, name="expert"),
-    path("experts/<int:pk>/download/", expert_views.expert_download, name="expert-download"),
-    path("experts/<int:pk>/status.json", expert_views.expert_status, name="expert-status"),
-    path("experts/<int:pk>/retire/", expert_views.expert_retire, name="expert-retire"),
+    path("mixtures/new/", mixtures.mixture_create, name="mixture-create"),
+    path("m/<slug:slug>/settings/", mixtures.mixture_settings, name="mixture-settings"),
+    path("m/<slug:slug>/domains/new/", domains.domain_create, name="domain-create"),
+    path("m/<slug:slug>/domains/<slug:name>/", domains.domain_edit, name="domain-edit"),
+    path("m/<slug:slug>/retrain/", mixtures.mixture_retrain, name="mixture-retrain"),
+    path("m/<slug:slug>/hub/", mixtures.mixture_hub_settings, name="mixture-hub"),
+    path("review/", mixtures.review_queue, name="review"),
+    path("experts/<int:pk>/", experts.expert_detail, name="expert"),
+    path("experts/<int:pk>/download/", experts.expert_download, name="expert-download"),
+    path("experts/<int:pk>/status.json", experts.expert_status, name="expert-status"),
+    path("experts/<int:pk>/retire/", experts.expert_retire, name="expert-retire"),
     path("accounts/register/", accounts.register, name="register"),
     path("accounts/profile/", accounts.profile, name="profile"),
     path("accounts/token/", accounts.token_create, name="token-create"),

@@ -3,10 +3,10 @@
 from django.shortcuts import render
 
 from experts.models import Domain
-from experts.views import mixture_list
-from routing.base import DEFAULT_BASE_MODEL
-from routing.contract import FORMAT_VERSION
+from experts.views.mixtures import mixture_list
+from routing.basemodels import DEFAULT_BASE_MODEL
 from routing.data import PACKAGED
+from routing.kinds.classification.contract import EXPERT_FORMAT_VERSION
 
 HOME_DOMAINS = 24
 
@@ -23,6 +23,6 @@ def home(request):
             ],
             "datasets": datasets,
             "base_model": DEFAULT_BASE_MODEL,
-            "format_version": FORMAT_VERSION,
+            "format_version": EXPERT_FORMAT_VERSION,
         },
     )

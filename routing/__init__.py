@@ -1,49 +1,53 @@
 """MoECollab routing: experts, gate, composition, training and evaluation.
 
 Pure PyTorch; usable without Django. See docs/routing.md and docs/expert-format.md.
+Names are imported when first used, so `import routing.config` (the web process
+does) loads no torch.
 """
 
-from .base import DEFAULT_BASE_MODEL, BaseEncoder, BaseSpec
-from .cache import TensorCache
-from .compose import Composition
-from .config import GateConfig, LossWeights, TrainConfig
-from .contract import ExpertHeader, check_expert_file, check_finite
-from .data import PACKAGED, DatasetError, DomainData, Split, load_domain, read_table
-from .experts import Expert, HeadExpert, load_expert, save_head_expert, save_lora_expert
-from .gate import Gate, GateOutput
-from .losses import gate_losses
-from .safetensors_header import ContractError, read_header
-from .workflow import compose, evaluate_cached, expert_log_probs
+from importlib import import_module
 
-__all__ = [
-    "DEFAULT_BASE_MODEL",
-    "PACKAGED",
-    "BaseEncoder",
-    "BaseSpec",
-    "Composition",
-    "ContractError",
-    "DatasetError",
-    "DomainData",
-    "Expert",
-    "ExpertHeader",
-    "Gate",
-    "GateConfig",
-    "GateOutput",
-    "HeadExpert",
-    "LossWeights",
-    "Split",
-    "TensorCache",
-    "TrainConfig",
-    "check_expert_file",
-    "check_finite",
-    "compose",
-    "evaluate_cached",
-    "expert_log_probs",
-    "gate_losses",
-    "load_domain",
-    "load_expert",
-    "read_header",
-    "read_table",
-    "save_head_expert",
-    "save_lora_expert",
-]
+_EXPORTS = {
+    "DEFAULT_BASE_MODEL": "routing.basemodels",
+    "BaseSpec": "routing.basemodels",
+    "TensorCache": "routing.cache",
+    "GateConfig": "routing.config",
+    "LossWeights": "routing.config",
+    "TrainConfig": "routing.config",
+    "PACKAGED": "routing.data",
+    "DatasetError": "routing.data",
+    "DomainData": "routing.data",
+    "Split": "routing.data",
+    "load_domain": "routing.data",
+    "read_table": "routing.data",
+    "check_finite": "routing.files",
+    "Gate": "routing.gate",
+    "GateOutput": "routing.gate",
+    "gate_losses": "routing.losses",
+    "ContractError": "routing.safetensors_header",
+    "read_header": "routing.safetensors_header",
+    "get_kind": "routing.kinds",
+    "BaseEncoder": "routing.kinds.classification.encoder",
+    "ExpertHeader": "routing.kinds.classification.contract",
+    "check_expert_file": "routing.kinds.classification.contract",
+    "ClassifierExpert": "routing.kinds.classification.experts",
+    "HeadExpert": "routing.kinds.classification.experts",
+    "load_expert": "routing.kinds.classification.experts",
+    "save_head_expert": "routing.kinds.classification.experts",
+    "save_lora_expert": "routing.kinds.classification.experts",
+    "MoEClassifier": "routing.kinds.classification.model",
+    "compose": "routing.kinds.classification.composing",
+    "evaluate_cached": "routing.kinds.classification.composing",
+    "expert_log_probs": "routing.kinds.classification.composing",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'routing' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -9,13 +9,18 @@ process never leaves a half-written entry behind.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
+from .config import GateConfig, from_dict, to_dict
+from .gate import Gate
 
 
 def default_cache_dir() -> Path:
@@ -50,16 +55,46 @@ class TensorCache:
             return load_file(path)["value"]
         self.misses += 1
         value = compute().contiguous()
+        self._write(path, {"value": value})
+        return value
+
+    def _write(self, path: Path, tensors: dict, metadata: dict | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         os.close(fd)
         try:
-            save_file({"value": value}, tmp)
+            save_file(tensors, tmp, metadata)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        return value
+
+    def trained_gate(
+        self, parts: tuple[str, ...], train: Callable[[], tuple[Gate, dict]]
+    ) -> tuple[Gate, dict, bool]:
+        """(gate, training log, whether it was trained before): a gate trained on exactly
+        the inputs that `parts` name (their cache keys and the settings) is trained once."""
+        path = self.path("gates", *parts)
+        if path.exists():
+            self.hits += 1
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata()
+                state = {k: f.get_tensor(k) for k in f.keys()}
+            config = from_dict(GateConfig, json.loads(meta["config"]))
+            gate = Gate(int(meta["in_dim"]), int(meta["n_experts"]), config)
+            gate.load_state_dict(state)
+            return gate.eval().requires_grad_(False), json.loads(meta["log"]), True
+        self.misses += 1
+        gate, log = train()
+        state = {k: v.detach().cpu().contiguous() for k, v in gate.state_dict().items()}
+        meta = {
+            "config": json.dumps(to_dict(gate.config)),
+            "in_dim": str(gate.in_dim),
+            "n_experts": str(gate.n_experts),
+            "log": json.dumps(log),
+        }
+        self._write(path, state, meta)
+        return gate, log, False
 
     def features(self, encoder, texts: list[str], *, progress: bool | str = False) -> torch.Tensor:
         """Pooled base features (n, D) for `texts`, computed once per base model and dataset."""

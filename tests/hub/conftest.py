@@ -9,8 +9,8 @@ from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from devtools.experts import make_head_file
 from experts.models import BaseModel, Domain, Mixture
-from tests.conftest import make_head_file
 
 LABELS = ["rainy", "sunny"]
 
@@ -182,9 +182,9 @@ def workers(tmp_path, media, settings):
 
 @pytest.fixture
 def living_mixture(mixture, media):
+    from devtools.tiny import synthetic_rows
     from experts.services.domains import import_domain_data
     from routing.data import Split
-    from tests.conftest import synthetic_rows
 
     for name in ("weather", "food"):
         rows = synthetic_rows(name, 400, seed=7)
@@ -196,9 +196,9 @@ def living_mixture(mixture, media):
 
 @pytest.fixture
 def trained_file(tmp_path, tiny_encoder):
+    from devtools.tiny import synthetic_domain
     from routing.cache import TensorCache
-    from routing.workflow import train_expert_file
-    from tests.conftest import synthetic_domain
+    from routing.kinds.classification.training import train_expert_file
 
     cache = TensorCache(tmp_path / "train-cache")
 
@@ -242,7 +242,7 @@ def status_of(expert):
 def news_mixture(db, media, charlie):
     """A mixture on the real MiniLM with BBC data, where validation takes seconds."""
     from experts.services.domains import import_domain_data
-    from routing.base import DEFAULT_BASE_MODEL
+    from routing.basemodels import DEFAULT_BASE_MODEL
     from routing.data import Split, load_domain
 
     base = BaseModel.objects.create(
@@ -257,10 +257,10 @@ def news_mixture(db, media, charlie):
 
 @pytest.fixture(scope="module")
 def bbc_expert(tmp_path_factory):
-    from routing.base import BaseEncoder
     from routing.cache import TensorCache
     from routing.data import load_domain
-    from routing.workflow import train_expert_file
+    from routing.kinds.classification.encoder import BaseEncoder
+    from routing.kinds.classification.training import train_expert_file
 
     folder = tmp_path_factory.mktemp("bbc-expert")
     data = load_domain("bbc")

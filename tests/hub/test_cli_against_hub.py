@@ -3,7 +3,7 @@ reads the base model and the labels from the hub's API."""
 
 import pytest
 
-from routing.__main__ import main
+from routing.cli import main
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

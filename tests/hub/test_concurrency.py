@@ -4,8 +4,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from devtools.experts import make_head_file
 from experts.models import Expert
-from tests.conftest import make_head_file
 from tests.hub.conftest import LABELS
 from tests.hub.processes import WebServer, upload_over_http
 

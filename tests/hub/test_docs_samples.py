@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.experts import make_head_file
 from experts.models import Domain, Expert, Mixture
-from tests.conftest import make_head_file
-from tests.hub.test_publish import REPO, hub_server, publish_now, stored  # noqa: F401 (fixtures)
+from tests.hub.published import REPO, hub_server, publish_now, stored  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLIC_BASE = "sentence-transformers/all-MiniLM-L6-v2"
@@ -80,7 +80,7 @@ def test_the_api_upload_sample_uploads_an_expert(live_server, alice, tiny_encode
 
 @pytest.mark.parametrize("pooling", ["cls_pooler", "mean"])
 def test_the_peft_samples_save_adapters_the_hub_accepts(pooling, tiny_encoder, tmp_path):
-    from routing.contract import check_expert_file
+    from routing.kinds.classification.contract import check_expert_file
 
     peft_samples = [s for s in samples("docs/expert-format.md") if "get_peft_model" in s]
     assert len(peft_samples) == 2

@@ -2,9 +2,9 @@
 
 import pytest
 
+from devtools.tiny import synthetic_rows
 from experts.services.domains import domain_data, import_domain_file
 from routing.data import DatasetError
-from tests.conftest import synthetic_rows
 
 
 def test_domain_data_splits_by_text_and_replaces_old_files(

@@ -7,7 +7,7 @@ from tests.hub.conftest import api_client
 
 
 def make_expert(user, mixture, expert_file, status="uploaded", seed=0):
-    from experts.services.upload import LocalFile, UploadRequest, accept_upload
+    from experts.services.uploads import LocalFile, UploadRequest, accept_upload
 
     path = expert_file(seed=seed, name=f"e{seed}.safetensors")
     expert = accept_upload(

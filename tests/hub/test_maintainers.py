@@ -6,8 +6,8 @@ import io
 from django.contrib.auth.models import User
 from django.test import Client
 
+from devtools.tiny import synthetic_rows
 from experts.models import Domain, Mixture
-from tests.conftest import synthetic_rows
 from tests.hub.conftest import api_client
 from tests.hub.test_experts_access import client_for, make_expert
 

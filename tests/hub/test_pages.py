@@ -2,8 +2,8 @@
 
 from django.test import Client
 
+from experts.charts import bars, heatmap, line
 from experts.models import Composition
-from hub.charts import bars, heatmap, line
 from tests.hub.test_experts_access import client_for, make_expert
 
 
@@ -78,7 +78,7 @@ def test_the_review_queue_is_for_maintainers_only(alice, bob, charlie, mixture, 
 def test_maintainers_upload_domain_data_and_others_get_404(
     alice, charlie, mixture, media, tmp_path
 ):
-    from tests.conftest import synthetic_rows
+    from devtools.tiny import synthetic_rows
 
     csv = tmp_path / "weather.csv"
     csv.write_text(
@@ -197,7 +197,7 @@ def test_a_composition_names_the_domains_it_has_no_expert_for(alice, mixture, ex
 
 
 def test_the_history_chart_draws_a_line_per_domain_from_its_first_version():
-    from hub.charts import lines
+    from experts.charts import lines
 
     svg = lines({"bbc": [0.9, 0.91], "rotten": [None, 0.8]}, ["v1", "v2"], "t")
     assert svg.count("<path ") == 2 and svg.count("<circle ") == 3

@@ -1,15 +1,12 @@
 """A contributor's plain PEFT SEQ_CLS adapter, uploaded through the API, is scored by the
 hub's validation, run by its composition and exported exactly as PEFT runs it."""
 
-from pathlib import Path
-
 import pytest
 import torch
-from django.conf import settings
 
+from devtools.experts import peft_probabilities, save_seq_cls_adapter
+from devtools.tiny import synthetic_rows
 from experts.models import Composition, Expert, Job
-from routing.compose import Composition as Routed
-from tests.conftest import peft_probabilities, save_seq_cls_adapter, synthetic_rows
 from tests.hub.test_uploads import post_api
 
 FOOD = ["salty", "sour", "sweet"]
@@ -25,9 +22,9 @@ def test_the_hub_scores_composes_and_exports_a_seq_cls_adapter_as_peft_does(
     alice, living_mixture, tiny_encoder, tmp_path, media, cache_dir, sent,
     django_capture_on_commit_callbacks,
 ):  # fmt: skip
-    from experts.services import engine
+    from experts.services import compositions, resources, validation
     from experts.services.domains import domain_data
-    from experts.services.publish import ensure_export
+    from experts.services.exports import ensure_export
 
     folder = save_seq_cls_adapter(
         tmp_path / "food-adapter", tiny_encoder, FOOD, rows=synthetic_rows("food", 300), steps=60
@@ -45,7 +42,7 @@ def test_the_hub_scores_composes_and_exports_a_seq_cls_adapter_as_peft_does(
     expected = peft_probabilities(folder, tiny_encoder, len(FOOD), held_out.texts)  # (n, L)
     retrains = []
     with django_capture_on_commit_callbacks(execute=True):
-        engine.validate(Job.objects.get(expert=expert).pk, enqueue_retrain=retrains.append)
+        validation.validate(Job.objects.get(expert=expert).pk, enqueue_retrain=retrains.append)
     expert.refresh_from_db()
     assert expert.status == "accepted", expert.report
     truth = torch.tensor([FOOD.index(label) for label in held_out.labels])
@@ -55,17 +52,19 @@ def test_the_hub_scores_composes_and_exports_a_seq_cls_adapter_as_peft_does(
     def never(*_):
         raise AssertionError("validation did not cache the expert's outputs")
 
-    loaded = engine._load(expert)
-    encoder = engine.encoder_for(living_mixture.base_model.name, "")
-    scored = engine.tensor_cache().expert_outputs(loaded.output_key, encoder, held_out.texts, never)
+    loaded = resources.loaded_expert(expert)
+    encoder = resources.base_for(living_mixture)
+    scored = resources.tensor_cache().expert_outputs(
+        loaded.output_key, encoder, held_out.texts, never
+    )
     torch.testing.assert_close(scored.exp(), expected, atol=1e-5, rtol=0)
 
     # the composition the retrain stores, and its export
     assert retrains == [living_mixture]
     job = Job.objects.create(kind=Job.Kind.RETRAIN, mixture=living_mixture)
-    engine.retrain(job.pk)
+    compositions.retrain(job.pk)
     stored = Composition.objects.get(is_current=True)
-    routed = Routed.load(Path(settings.MEDIA_ROOT) / stored.folder, encoder=encoder)
+    routed = resources.load_model(stored)
     probs, _ = routed.predict_proba(held_out.texts)
     torch.testing.assert_close(probs, expected, atol=1e-5, rtol=0)
 

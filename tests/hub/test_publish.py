@@ -1,7 +1,8 @@
 """Publishing to a Hub-compatible server with the real huggingface_hub client, loading the
-result with transformers, retries, refused tokens, and downloads from the site."""
+result with transformers, retries and refused tokens."""
 
-import io
+# ruff: noqa: F811 -- the shared fixtures are imported to be used here
+
 import json
 import logging
 import os
@@ -14,118 +15,21 @@ import pytest
 import torch
 from django.test import Client
 
-from experts.models import Composition, Expert, Job
-from experts.services import publish as publishing
-from experts.services.engine import encoder_for
-from experts.services.upload import LocalFile, UploadRequest, accept_upload
-from experts.tasks_api import enqueue_publish
-from routing.cache import TensorCache
-from routing.compose import Composition as Routed
-from routing.config import GateConfig
-from routing.experts import load_expert
-from routing.workflow import compose, train_expert_file
-from tests.conftest import make_lora_file, synthetic_domain, synthetic_rows
+from experts.models import Composition, Job
+from experts.services import publishing
 from tests.hub.conftest import api_client
+from tests.hub.published import (  # noqa: F401 (fixtures)
+    REPO,
+    ROOT,
+    TOKEN,
+    hub_server,
+    hubs_own_model,
+    our_commits,
+    publish_now,
+    stored,
+    texts_50,
+)
 from tests.hub.test_experts_access import client_for
-from tests.hubserver import HubServer
-
-TOKEN = "hf_secret_token_for_tests_0123456789"
-REPO = "charlie/weather-food"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def hub_server(settings, hub_online):
-    server = HubServer(tokens={TOKEN: "charlie"}).start()
-    settings.MOECOLLAB_HF_TOKEN = TOKEN
-    settings.MOECOLLAB_HF_ENDPOINT = server.url
-    settings.MOECOLLAB_HF_NAMESPACE = "charlie"
-    yield server
-    server.stop()
-
-
-def _accepted(user, mixture, path, domain, name, licence):
-    expert = accept_upload(
-        user,
-        UploadRequest(
-            mixture=mixture,
-            domain=mixture.domains.get(name=domain),
-            name=name,
-            description="",
-            licence=licence,
-            file=LocalFile(path),
-        ),
-    )
-    Expert.objects.filter(pk=expert.pk).update(status=Expert.Status.ACCEPTED)
-    return Expert.objects.get(pk=expert.pk)
-
-
-@pytest.fixture
-def stored(tmp_path, mixture, alice, bob, tiny_encoder, media, settings):
-    """A composition as the workers store it: a trained head expert (alice) for weather,
-    a LoRA expert (bob) for food, and a gate trained over both."""
-    cache = TensorCache(tmp_path / "cache")
-    data = {"weather": synthetic_domain("weather"), "food": synthetic_domain("food")}
-    weather = tmp_path / "w.safetensors"
-    train_expert_file(tiny_encoder, data["weather"], weather, cache=cache, epochs=40, lr=1e-2)
-    food = make_lora_file(tmp_path / "f.safetensors", tiny_encoder, ["salty", "sour", "sweet"])
-    experts = [
-        _accepted(alice, mixture, weather, "weather", "sky reader", "mit"),
-        _accepted(bob, mixture, food, "food", "taste buds", "apache-2.0"),
-    ]
-    encoder = encoder_for(mixture.base_model.name, "")
-    loaded = [
-        load_expert(e.file.path, base=encoder.spec, labels=e.domain.labels, name=e.name)
-        for e in experts
-    ]
-    routed, report = compose(
-        encoder,
-        loaded,
-        ["weather", "food"],
-        data,
-        cache=cache,
-        gate_config=GateConfig(top_k=1, hidden=16),
-    )
-    folder = "compositions/weather-food/v1"
-    routed.save(Path(settings.MEDIA_ROOT) / folder)
-    composition = Composition.objects.create(
-        mixture=mixture,
-        version=1,
-        expert_shas=[e.sha256 for e in experts],
-        folder=folder,
-        is_current=True,
-        metrics=report,
-        contributions={
-            str(experts[0].pk): {"drop": 0.4, "share": 0.55},
-            str(experts[1].pk): {"drop": 0.3, "share": 0.45},
-        },
-    )
-    composition.experts.set(experts)
-    return composition
-
-
-def texts_50():
-    rows = synthetic_rows("weather", 25, seed=11) + synthetic_rows("food", 25, seed=12)
-    return [text for text, _ in rows]
-
-
-def publish_now(composition, sleeps=None):
-    """Queue a publication as the site does, then run the worker's task body here."""
-    job = enqueue_publish(composition)
-    assert job is not None
-    publishing.publish(job.pk, sleep=(sleeps.append if sleeps is not None else lambda s: None))
-    return Composition.objects.get(pk=composition.pk), Job.objects.get(pk=job.pk)
-
-
-def hubs_own_model(composition):
-    from django.conf import settings
-
-    encoder = encoder_for(composition.mixture.base_model.name, "")
-    return Routed.load(Path(settings.MEDIA_ROOT) / composition.folder, encoder=encoder)
-
-
-def our_commits(server):
-    return [c for c in server.commits(REPO) if c.title != "initial commit"]
 
 
 def test_it_publishes_and_the_model_loads_from_the_hub_predicting_like_the_hub(
@@ -262,32 +166,6 @@ def test_the_token_is_in_no_log_line_and_no_task_message(
     assert TOKEN not in job.message + job.error
 
 
-def test_without_a_token_the_page_says_so_and_downloads_still_work(stored, settings, charlie, sent):
-    settings.MOECOLLAB_HF_TOKEN = ""
-    page = client_for(charlie).get("/m/weather-food/v1/").content.decode()
-    assert "Publishing is not configured on this hub" in page
-    assert "Publish v1" not in page
-    assert enqueue_publish(stored) is None and sent == []
-    response = api_client(charlie).post(f"/api/compositions/{stored.pk}/publish/")
-    assert response.status_code == 409 and "not configured" in response.json()["detail"]
-
-    response = Client().get("/m/weather-food/v1/download/")
-    assert response.status_code == 200 and response["Content-Disposition"].startswith("attachment")
-    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
-    names = set(archive.namelist())
-    assert {"weather-food-v1/config.json", "weather-food-v1/model.safetensors"} <= names
-    config = json.loads(archive.read("weather-food-v1/config.json"))
-    assert config["auto_map"]["AutoModelForSequenceClassification"].startswith("modeling_")
-
-    page = Client().get("/m/weather-food/v1/").content.decode()
-    assert "/m/weather-food/v1/files/modeling_moecollab.py" in page  # listed once exported
-    one = Client().get("/m/weather-food/v1/files/config.json")
-    assert json.loads(b"".join(one.streaming_content)) == config
-    assert Client().get("/m/weather-food/v1/files/..%2Fconfig.json").status_code == 404
-    assert Client().get("/m/weather-food/v1/files/nothing.bin").status_code == 404
-    assert 'model="./weather-food-v1"' in page.replace("&quot;", '"')
-
-
 def test_only_maintainers_publish_and_the_page_shows_the_snippets(
     stored, hub_server, sent, alice, charlie
 ):
@@ -394,43 +272,3 @@ def test_new_repositories_are_private_when_configured(stored, hub_server, sent, 
     composition, _ = publish_now(stored)
     assert composition.hub_status == "published"
     assert hub_server.state.repos[REPO].private
-
-
-def test_pruned_exports_come_back_identical_on_the_next_download(stored, settings):
-    from django.core.management import call_command
-
-    first = Client().get("/m/weather-food/v1/files/model.safetensors")
-    weights = b"".join(first.streaming_content)
-    assert Client().get("/m/weather-food/v1/download/").status_code == 200
-    folder = publishing.export_folder(stored)
-    call_command("prune_exports", keep=1)  # v1 is current: kept
-    assert folder.is_dir()
-    Composition.objects.filter(pk=stored.pk).update(is_current=False)
-    out = io.StringIO()
-    call_command("prune_exports", keep=0, stdout=out)
-    assert "2 exports and zips" in out.getvalue()
-    assert not folder.exists() and not folder.with_name("weather-food-v1.zip").exists()
-    again = Client().get("/m/weather-food/v1/files/model.safetensors")
-    assert b"".join(again.streaming_content) == weights
-
-
-def test_a_card_sends_no_reader_to_a_loopback_address(stored, settings):
-    from experts.services.publish import card_info
-
-    settings.MOECOLLAB_SITE_URL = "http://127.0.0.1:8000"  # the default: no public address
-    info = card_info(stored)
-    assert info.source_url == "" and all(c.url == "" for c in info.contributors)
-    settings.MOECOLLAB_SITE_URL = "https://hub.example.org"
-    assert card_info(stored).source_url.startswith("https://hub.example.org/m/")
-
-
-def test_a_card_names_packaged_datasets_and_not_uploaded_file_names(stored):
-    from experts.services.publish import card_info
-
-    weather = stored.mixture.domains.get(name="weather")
-    weather.source = "upload my-file.csv"
-    weather.save()
-    assert "weather" not in card_info(stored).datasets
-    weather.source = "packaged weather"
-    weather.save()
-    assert card_info(stored).datasets["weather"] == "packaged weather"

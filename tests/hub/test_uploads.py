@@ -54,7 +54,7 @@ def bad_file(kind, tmp_path, tiny_encoder, expert_file):
     elif kind == "pickle":
         torch.save({"head.out.weight": torch.zeros(2, 16)}, path)
     elif kind == "wrong base model":
-        from tests.conftest import make_head_file
+        from devtools.experts import make_head_file
 
         class Other:
             hidden_size = 48
@@ -260,7 +260,7 @@ def test_a_browser_upload_error_says_what_is_wrong(alice, mixture, tmp_path, med
 def test_a_plain_peft_adapter_uploads_with_its_config(
     alice, mixture, tmp_path, tiny_encoder, media, sent
 ):
-    from tests.conftest import save_plain_peft_adapter
+    from devtools.experts import save_plain_peft_adapter
 
     save_plain_peft_adapter(tmp_path / "peft", tiny_encoder, 2)
     adapter = tmp_path / "peft" / "adapter_model.safetensors"

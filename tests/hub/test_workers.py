@@ -36,7 +36,7 @@ def test_an_upload_is_validated_and_a_composition_appears(
     job = Job.objects.filter(expert=food).get()
     assert (job.status, job.progress, job.attempts) == ("succeeded", 100, 1)
     assert Expert.objects.get(pk=food.pk).metrics["accuracy"] > 0.9
-    from routing.compose import Composition as Routed
+    from routing.kinds.classification.model import MoEClassifier as Routed
 
     folder = Path(living_mixture.compositions.get(version=2).folder)
     from django.conf import settings
@@ -62,7 +62,7 @@ def test_a_mixture_that_publishes_automatically_is_on_the_hub_after_an_upload(
 ):
     from huggingface_hub import HfApi
 
-    from tests.hubserver import HubServer
+    from devtools.hubserver import HubServer
 
     token = "hf_worker_secret_0123456789abcdef"
     server = HubServer(tokens={token: "charlie"}).start()

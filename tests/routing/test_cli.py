@@ -3,8 +3,8 @@
 import csv
 import json
 
-from routing.__main__ import main
-from tests.conftest import synthetic_rows
+from devtools.tiny import synthetic_rows
+from routing.cli import main
 
 
 def write_csv(path, rows):

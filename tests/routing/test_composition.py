@@ -1,13 +1,13 @@
-"""Composition equivalences: one expert, dense vs top-k, sparse vs dense, label union."""
+"""MoEClassifier equivalences: one expert, dense vs top-k, sparse vs dense, label union."""
 
 import pytest
 import torch
 
-from routing.compose import Composition, union_labels
+from devtools.experts import make_head_file, make_lora_file
 from routing.config import GateConfig
-from routing.experts import load_expert
 from routing.gate import Gate, top_k_weights
-from tests.conftest import make_head_file, make_lora_file
+from routing.kinds.classification.experts import load_expert
+from routing.kinds.classification.model import MoEClassifier, union_labels
 
 TEXTS = [
     "sun warm the clear",
@@ -40,10 +40,10 @@ def _experts(tmp_path, encoder, kinds=("head", "lora", "head")):
 def _composition(encoder, experts, domains, top_k):
     torch.manual_seed(1)
     gate = Gate(encoder.hidden_size, len(experts), GateConfig(top_k=top_k, hidden=16))
-    return Composition(encoder, experts, domains, gate)
+    return MoEClassifier(encoder, experts, domains, gate)
 
 
-def _dense_expert_probs(comp: Composition, texts) -> torch.Tensor:
+def _dense_expert_probs(comp: MoEClassifier, texts) -> torch.Tensor:
     """Every expert on every text, in the union space: (B, N, U)."""
     outs = []
     with torch.inference_mode():
@@ -129,7 +129,7 @@ def test_a_composition_saves_and_loads_with_the_same_predictions(tmp_path, tiny_
     comp = _composition(tiny_encoder, experts, domains, top_k=2)
     comp.save(tmp_path / "mix")
     assert {p.name for p in (tmp_path / "mix").iterdir()} == {"config.json", "model.safetensors"}
-    loaded = Composition.load(tmp_path / "mix", device="cpu")
+    loaded = MoEClassifier.load(tmp_path / "mix", device="cpu")
     assert loaded.encoder is not tiny_encoder
     p1, w1 = comp.predict_proba(TEXTS)
     p2, w2 = loaded.predict_proba(TEXTS)

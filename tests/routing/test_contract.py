@@ -7,10 +7,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from routing.contract import check_expert_file, check_finite
-from routing.experts import load_expert
+from devtools.experts import make_head_file, make_lora_file, save_plain_peft_adapter
+from routing.files import check_finite
+from routing.kinds.classification.contract import check_expert_file
+from routing.kinds.classification.experts import load_expert
 from routing.safetensors_header import ContractError, read_header
-from tests.conftest import make_head_file, make_lora_file, save_plain_peft_adapter
 
 LABELS = ["rainy", "sunny"]
 

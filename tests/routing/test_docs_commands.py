@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from routing.__main__ import build_parser
+from routing.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

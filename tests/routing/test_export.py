@@ -7,7 +7,11 @@ import pytest
 import torch
 import yaml
 
-from routing.export import EXPORT_FILES, export_composition, special_tokens_tail
+from routing.kinds.classification.export import (
+    EXPORT_FILES,
+    export_composition,
+    special_tokens_tail,
+)
 from routing.model_card import CardInfo, Contributor, combined_licence
 from tests.routing.test_composition import TEXTS, _composition, _experts
 
@@ -183,7 +187,7 @@ def test_the_cli_predicts_from_the_hubs_zip_and_its_unzipped_folder(
 ):
     import zipfile
 
-    from routing.__main__ import main
+    from routing.cli import main
 
     folder = export_composition(composition, tmp_path / "tiny-v3", card)
     archive = tmp_path / "tiny-v3.zip"

@@ -14,8 +14,8 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from routing.base import BaseSpec
-from routing.contract import check_expert_file
+from routing.basemodels import BaseSpec
+from routing.kinds.classification.contract import check_expert_file
 from routing.safetensors_header import ContractError, read_header
 from tests.routing.header_strategies import EXAMPLES, headers, raw_files
 

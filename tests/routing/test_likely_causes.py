@@ -2,7 +2,7 @@
 
 import torch
 
-from routing.metrics import likely_causes
+from routing.kinds.classification.scoring import likely_causes
 
 LABELS = ["negative", "positive"]
 TRUTH = torch.tensor([0, 1] * 50)

@@ -3,11 +3,12 @@
 import pytest
 import torch
 
-from routing.base import DEFAULT_BASE_MODEL, BaseEncoder, resolve_base_model
-from routing.contract import check_expert_file
+from routing.basemodels import DEFAULT_BASE_MODEL, resolve_base_model
 from routing.data import load_domain
-from routing.experts import load_expert
-from routing.workflow import train_expert_file
+from routing.kinds.classification.contract import check_expert_file
+from routing.kinds.classification.encoder import BaseEncoder
+from routing.kinds.classification.experts import load_expert
+from routing.kinds.classification.training import train_expert_file
 
 pytestmark = pytest.mark.minilm
 

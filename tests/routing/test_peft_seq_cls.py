@@ -7,13 +7,14 @@ import json
 import pytest
 import torch
 
-from routing.compose import Composition
-from routing.contract import CLS_POOLER, MEAN, check_expert_file
-from routing.experts import load_expert
-from routing.export import export_composition
+from devtools.experts import peft_probabilities, save_plain_peft_adapter, save_seq_cls_adapter
+from routing.kinds.classification.composing import expert_log_probs
+from routing.kinds.classification.contract import check_expert_file
+from routing.kinds.classification.experts import load_expert
+from routing.kinds.classification.export import export_composition
+from routing.kinds.classification.layout import CLS_POOLER, MEAN
+from routing.kinds.classification.model import MoEClassifier
 from routing.safetensors_header import ContractError
-from routing.workflow import expert_log_probs
-from tests.conftest import peft_probabilities, save_plain_peft_adapter, save_seq_cls_adapter
 from tests.routing.test_composition import TEXTS
 
 LABELS = ["salty", "sour", "sweet"]
@@ -41,11 +42,11 @@ def test_a_seq_cls_adapter_gives_peft_probabilities_everywhere(
     scored = expert_log_probs(expert, tiny_encoder, TEXTS, cache).exp()  # what validation reads
     torch.testing.assert_close(scored, expected, atol=1e-5, rtol=0)
 
-    composition = Composition.of_one(tiny_encoder, expert, "food")
+    composition = MoEClassifier.of_one(tiny_encoder, expert, "food")
     probs, _ = composition.predict_proba(TEXTS)
     torch.testing.assert_close(probs, expected, atol=1e-5, rtol=0)
 
-    reloaded = Composition.load(composition.save(tmp_path / "composition"), encoder=tiny_encoder)
+    reloaded = MoEClassifier.load(composition.save(tmp_path / "composition"), encoder=tiny_encoder)
     torch.testing.assert_close(reloaded.predict_proba(TEXTS)[0], expected, atol=1e-5, rtol=0)
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -64,7 +65,7 @@ def test_mean_pooling_would_have_scored_it_as_another_model(tmp_path, tiny_encod
     expected = peft_probabilities(folder, tiny_encoder, len(LABELS), TEXTS)
     expert = load_expert(path, base=tiny_encoder.spec, labels=LABELS)
     expert.header.pooling = MEAN
-    probs, _ = Composition.of_one(tiny_encoder, expert, "food").predict_proba(TEXTS)
+    probs, _ = MoEClassifier.of_one(tiny_encoder, expert, "food").predict_proba(TEXTS)
     assert (probs - expected).abs().max() > 1e-2
 
 

@@ -4,10 +4,10 @@ import shutil
 
 import pytest
 
-from routing.base import DEFAULT_BASE_MODEL, same_base
-from routing.contract import _lora_from_peft_config
+from devtools.tiny import build_tiny_base
+from routing.basemodels import DEFAULT_BASE_MODEL, same_base
+from routing.peft_config import lora_from_peft_config as _lora_from_peft_config
 from routing.safetensors_header import ContractError
-from tests.conftest import build_tiny_base
 
 
 def test_a_path_into_the_offline_package_is_the_packaged_model():

@@ -5,13 +5,14 @@ import math
 import pytest
 import torch
 
+from devtools.tiny import synthetic_domain
 from routing.config import GateConfig, LossWeights, TrainConfig
-from routing.experts import load_expert
 from routing.gate import Gate, GateOutput
+from routing.gate_training import warm_start
+from routing.kinds.classification.composing import cached_split, compose, evaluate_cached
+from routing.kinds.classification.experts import load_expert
+from routing.kinds.classification.training import train_expert_file
 from routing.losses import gate_losses
-from routing.train import warm_start
-from routing.workflow import cached_split, compose, evaluate_cached, train_expert_file
-from tests.conftest import synthetic_domain
 
 
 def test_every_loss_term_is_returned_by_name_and_summed_with_its_sign():
@@ -91,7 +92,7 @@ def trained(tmp_path, tiny_encoder, cache):
 
 def test_the_gate_learns_to_route_each_domain_to_its_expert(trained, tiny_encoder, cache):
     data, experts = trained
-    comp, report = compose(
+    composed = compose(
         tiny_encoder,
         experts,
         list(data),
@@ -100,6 +101,7 @@ def test_the_gate_learns_to_route_each_domain_to_its_expert(trained, tiny_encode
         gate_config=GateConfig(top_k=1, hidden=16),
         train_config=TrainConfig(epochs=30),
     )
+    comp, report = composed.model, composed.report
     matrix = torch.tensor(report["routing_matrix"])
     assert (matrix.diagonal() > 0.9).all(), matrix
     assert report["overall"]["accuracy"] > 0.85
@@ -113,7 +115,7 @@ def test_the_gate_learns_to_route_each_domain_to_its_expert(trained, tiny_encode
 def test_a_warm_started_gate_keeps_the_old_experts_routing(trained, tiny_encoder, cache):
     data, experts = trained
     old_data = {k: data[k] for k in ("weather", "food")}
-    old, _ = compose(
+    composed = compose(
         tiny_encoder,
         experts[:2],
         ["weather", "food"],
@@ -121,6 +123,7 @@ def test_a_warm_started_gate_keeps_the_old_experts_routing(trained, tiny_encoder
         cache=cache,
         gate_config=GateConfig(top_k=1, hidden=64),
     )
+    old, _ = composed.model, composed.report
     split = cached_split(experts, list(data), data, "eval", tiny_encoder, cache)
     new_feats = [split.features[split.domain_idx == 2]]
     warmed = warm_start(old.gate, new_feats, split.features[split.domain_idx < 2])
@@ -131,7 +134,8 @@ def test_a_warm_started_gate_keeps_the_old_experts_routing(trained, tiny_encoder
     assert kept > 0.95
     assert (new_route[~old_domains] == 2).float().mean() > 0.8
     # And after retraining from the warm start, the old domains still go home.
-    new, report = compose(tiny_encoder, experts, list(data), data, cache=cache, previous=old)
+    composed = compose(tiny_encoder, experts, list(data), data, cache=cache, previous=old)
+    new, report = composed.model, composed.report
     assert new.info["warm_start"] is True
     matrix = torch.tensor(report["routing_matrix"])
     assert matrix[0, 0] > 0.9 and matrix[1, 1] > 0.9
@@ -148,7 +152,7 @@ def test_entropy_regularisation_raises_load_balance(trained, tiny_encoder, cache
     strong = LossWeights(routing=0.0, balance=0.0, entropy_example=0.0, entropy_batch=2.0, z=0.0)
     entropies = []
     for weights in (no_reg, strong):
-        comp, _ = compose(
+        composed = compose(
             tiny_encoder,
             experts,
             names,
@@ -157,6 +161,7 @@ def test_entropy_regularisation_raises_load_balance(trained, tiny_encoder, cache
             gate_config=GateConfig(top_k=3, hidden=16),
             train_config=TrainConfig(epochs=30, loss=weights),
         )
+        comp, _ = composed.model, composed.report
         split = cached_split(experts, names, skewed, "router", tiny_encoder, cache)
         entropies.append(evaluate_cached(comp, split)["utilisation"]["entropy"])
     assert entropies[1] > entropies[0] + 0.05, entropies
@@ -184,8 +189,8 @@ def test_gate_expansion_copies_old_rows():
 def test_lora_training_starts_from_clean_base_weights(tmp_path, tiny_encoder):
     import warnings
 
-    from routing.train import train_lora
-    from tests.conftest import make_lora_file
+    from devtools.experts import make_lora_file
+    from routing.kinds.classification.training import train_lora
 
     attached = load_expert(make_lora_file(tmp_path / "l.safetensors", tiny_encoder, ["a", "b"]))
     tiny_encoder.add_lora("other", attached.header.lora, attached.lora_tensors)
@@ -201,7 +206,7 @@ def test_lora_training_starts_from_clean_base_weights(tmp_path, tiny_encoder):
 
 
 def test_domain_balanced_sampling_gives_each_domain_an_equal_share():
-    from routing.train import _epoch_batches
+    from routing.gate_training import _epoch_batches
 
     domain_idx = torch.tensor([0] * 900 + [1] * 100)
     g = torch.Generator().manual_seed(0)

@@ -1,7 +1,7 @@
 """Free disk space: remove the Hugging Face exports (and their zips) of old compositions.
 
-An export is rebuilt from the composition's own files on its next download, and
-byte for byte the same, so pruning loses nothing. Kept: each mixture's current
+An export is rebuilt from the composition's own files by a worker when it is next
+downloaded, and byte for byte the same, so pruning loses nothing. Kept: each mixture's current
 composition and its newest `--keep` versions.
 """
 
@@ -12,7 +12,7 @@ import shutil
 from django.core.management.base import BaseCommand
 
 from ...models import Mixture
-from ...services.publish import export_folder
+from ...services.storage import export_folder, zip_path
 
 
 class Command(BaseCommand):
@@ -29,8 +29,7 @@ class Command(BaseCommand):
             for composition in compositions[keep:]:
                 if composition.is_current or not composition.folder:
                     continue
-                folder = export_folder(composition)
-                targets = [folder, folder.with_name(f"{mixture.slug}-v{composition.version}.zip")]
+                targets = [export_folder(composition), zip_path(composition)]
                 for path in targets:
                     if not path.exists():
                         continue

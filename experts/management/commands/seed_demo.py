@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from routing.base import DEFAULT_BASE_MODEL, BaseSpec, resolve_base_model
+from routing.basemodels import DEFAULT_BASE_MODEL, BaseSpec, resolve_base_model
 from routing.data import PACKAGED, Split, load_domain
 
 from ...models import BaseModel, Domain, Mixture
@@ -103,11 +103,11 @@ class Command(BaseCommand):
 
         from django.conf import settings
 
-        from routing.base import BaseEncoder
         from routing.cache import TensorCache
-        from routing.workflow import train_expert_file
+        from routing.kinds.classification.encoder import BaseEncoder
+        from routing.kinds.classification.training import train_expert_file
 
-        from ...services.upload import LocalFile, UploadRequest, accept_upload
+        from ...services.uploads import LocalFile, UploadRequest, accept_upload
         from ...tasks_api import enqueue_validation
 
         todo = [

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
-from .compose import Composition
-from .model_card import CardInfo, model_card
+from ...model_card import CardInfo
+from .card import model_card
+from .model import MoEClassifier
 
 EXPORT_FILES = (
     "README.md",
@@ -45,7 +46,7 @@ def special_tokens_tail(tokenizer) -> int:
     return 0
 
 
-def hf_config(composition: Composition, tokenizer, info: dict | None = None):
+def hf_config(composition: MoEClassifier, tokenizer, info: dict | None = None):
     """The MoECollabConfig of a composition (labels, experts, gate, base encoder)."""
     from .remote_code.configuration_moecollab import MoECollabConfig
 
@@ -79,7 +80,7 @@ def hf_config(composition: Composition, tokenizer, info: dict | None = None):
     )
 
 
-def hf_state_dict(composition: Composition, base_state: dict) -> dict[str, torch.Tensor]:
+def hf_state_dict(composition: MoEClassifier, base_state: dict) -> dict[str, torch.Tensor]:
     """Tensor names of the transformers model: `encoder.*`, `gate.*`, `experts.{k}.*`."""
     out = {f"encoder.{k}": v for k, v in base_state.items()}
     out.update({f"gate.{k}": v for k, v in composition.gate.state_dict().items()})
@@ -100,7 +101,7 @@ def hf_state_dict(composition: Composition, base_state: dict) -> dict[str, torch
 
 
 def export_composition(
-    composition: Composition, folder: str | os.PathLike, card: CardInfo | None = None
+    composition: MoEClassifier, folder: str | os.PathLike, card: CardInfo | None = None
 ) -> Path:
     """Write the model repository folder; replaces `folder` atomically when done."""
     from transformers import AutoModel, AutoTokenizer
@@ -161,7 +162,7 @@ def is_exported(folder) -> bool:
 @torch.inference_mode()
 def predict_exported(folder, texts: list[str], *, top_k=None, device="cpu") -> list[dict]:
     """Classify texts with an exported folder through transformers alone (the hub's
-    download, or a Hub snapshot), in the shape of `Composition.predict`."""
+    download, or a Hub snapshot), in the shape of `MoEClassifier.predict`."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)

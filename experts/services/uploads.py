@@ -28,8 +28,8 @@ from django.core.files import File
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from routing.contract import check_expert_file
-from routing.experts import file_sha256
+from routing.files import file_sha256
+from routing.kinds import get_kind
 from routing.safetensors_header import ContractError, parse_json
 
 from ..models import Domain, Expert, Mixture
@@ -52,6 +52,12 @@ def too_large() -> UploadError:
     )
 
 
+def stopped_body(request) -> UploadError | None:
+    """The refusal of a request whose body the upload handler stopped at the hub's cap
+    (`hub.uploads`); ask once the body is parsed. The form and the API both answer it."""
+    return too_large() if getattr(request, "upload_too_large", False) else None
+
+
 @dataclass
 class UploadRequest:
     mixture: Mixture
@@ -61,6 +67,19 @@ class UploadRequest:
     licence: str
     file: object  # a Django UploadedFile
     adapter_config: dict | None = None
+
+    @classmethod
+    def of(cls, mixture: Mixture, domain: Domain, data: dict) -> UploadRequest:
+        """From the cleaned data of the upload form or the API's serializer."""
+        return cls(
+            mixture=mixture,
+            domain=domain,
+            name=data["name"],
+            description=data.get("description", ""),
+            licence=data["licence"],
+            file=data["file"],
+            adapter_config=data.get("adapter_config"),
+        )
 
 
 ACTIVE = [
@@ -176,7 +195,7 @@ def accept_upload(user, req: UploadRequest, *, enqueue=None) -> Expert:
     path, temporary = _spooled_path(req.file)
     try:
         try:
-            header = check_expert_file(
+            header = get_kind(mixture.task_type).check_expert(
                 path,
                 base=mixture.base_model.spec(),
                 labels=list(domain.labels),

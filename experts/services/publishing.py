@@ -1,4 +1,4 @@
-"""Export compositions as Hugging Face model folders and publish them to the Hub.
+"""Publishing compositions to the Hugging Face Hub.
 
 Publishing is idempotent. A composition's export is deterministic, so a
 retried commit of an export that already landed changes no file and
@@ -19,12 +19,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from routing.compose import Composition as RoutedComposition
-from routing.export import EXPORT_FILES, export_composition
-from routing.model_card import CardInfo, Contributor
-
 from ..models import Composition, Job
-from .engine import encoder_for
+from .exports import ExportError, ensure_export, public_url, repo_id_for
 from .jobs import end_job, heartbeat, progress, start_job
 
 log = logging.getLogger(__name__)
@@ -34,24 +30,13 @@ class PublishError(Exception):
     """A failure that retrying cannot fix; its message is shown on the composition page."""
 
 
-# --- configuration -------------------------------------------------------------
-
-
 def hub_configured() -> bool:
     return bool(settings.MOECOLLAB_HF_TOKEN)
 
 
-def repo_id_for(mixture) -> str:
-    """The mixture's Hub repository: its own setting, else `<namespace>/<slug>`."""
-    if mixture.hub_repo_id:
-        return mixture.hub_repo_id
-    if settings.MOECOLLAB_HF_NAMESPACE:
-        return f"{settings.MOECOLLAB_HF_NAMESPACE}/{mixture.slug}"
-    return ""
-
-
 def publish_refusal(mixture) -> str:
-    """Why the mixture's compositions cannot be published now; '' when they can."""
+    """Why the mixture's compositions cannot be published now; '' when they can (the one
+    answer to "can this be published?", for the pages, the API and the worker)."""
     if not hub_configured():
         return "Publishing is not configured on this hub (no Hugging Face token)."
     if not repo_id_for(mixture):
@@ -63,101 +48,6 @@ def scrub(text: str) -> str:
     """The text with the Hub token replaced, for anything stored or logged."""
     token = settings.MOECOLLAB_HF_TOKEN
     return text.replace(token, "[token]") if token else text
-
-
-# --- export ------------------------------------------------------------------
-
-
-def export_folder(composition: Composition) -> Path:
-    return Path(settings.MEDIA_ROOT) / composition.folder / "hf"
-
-
-def export_files(composition: Composition) -> list[Path]:
-    """The export's files, when the export is complete; [] otherwise."""
-    folder = export_folder(composition)
-    if not composition.folder or not all((folder / name).is_file() for name in EXPORT_FILES):
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file())
-
-
-def public_url(path: str) -> str:
-    """The site's public address of a page, or '' when the hub knows none: a model card
-    on the Hub must not send its readers to someone's loopback address."""
-    from urllib.parse import urlsplit
-
-    host = urlsplit(settings.MOECOLLAB_SITE_URL).hostname or ""
-    if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
-        return ""
-    return settings.MOECOLLAB_SITE_URL + path
-
-
-def card_info(composition: Composition) -> CardInfo:
-    """What the model card says about a composition, from the hub's records."""
-    mixture = composition.mixture
-    experts = {e.sha256: e for e in composition.experts.select_related("owner", "domain")}
-    contributions = composition.contributions or {}
-    contributors = []
-    for sha in composition.expert_shas:
-        expert = experts.get(sha)
-        if expert is None:
-            continue
-        measured = contributions.get(str(expert.pk), {})
-        contributors.append(
-            Contributor(
-                expert=expert.name,
-                user=expert.owner.username,
-                domain=expert.domain.name,
-                kind=expert.kind,
-                licence=expert.licence,
-                sha256=expert.sha256,
-                share=measured.get("share"),
-                drop=measured.get("drop"),
-                url=public_url(expert.get_absolute_url()),
-            )
-        )
-    domains = mixture.domains.filter(name__in=[c.domain for c in contributors])
-    covered = set((composition.metrics or {}).get("domains", {}))
-    return CardInfo(
-        title=f"{mixture.name} v{composition.version}",
-        description=mixture.description,
-        repo_id=repo_id_for(mixture),
-        mixture=mixture.slug,
-        version=composition.version,
-        base_licence=mixture.base_model.licence,
-        contributors=contributors,
-        # packaged datasets name a dataset; an uploaded file's name names nothing
-        datasets={d.name: d.source for d in domains if d.source.startswith("packaged ")},
-        source_url=public_url(composition.get_absolute_url()),
-        metrics=composition.metrics or None,
-        missing_domains=missing_domains(composition, covered),
-    )
-
-
-def missing_domains(composition: Composition, covered: set[str] | None = None) -> list[str]:
-    """The mixture's domains that this composition has no expert for."""
-    if covered is None:
-        covered = set((composition.metrics or {}).get("domains", {}))
-    names = composition.mixture.domains.values_list("name", flat=True)
-    return sorted(set(names) - covered)
-
-
-def ensure_export(composition: Composition, routed: RoutedComposition | None = None) -> Path:
-    """The composition's export folder, written first if it is missing or incomplete."""
-    folder = export_folder(composition)
-    if export_files(composition):
-        return folder
-    if not composition.folder:
-        raise PublishError("this composition has no stored files to export")
-    if routed is None:
-        base = composition.mixture.base_model
-        routed = RoutedComposition.load(
-            Path(settings.MEDIA_ROOT) / composition.folder,
-            encoder=encoder_for(base.name, base.revision),
-        )
-    return export_composition(routed, folder, card_info(composition))
-
-
-# --- publishing ----------------------------------------------------------------
 
 
 def _status(exc: Exception) -> int | None:
@@ -248,17 +138,17 @@ def _publish(job: Job, sleep, constants) -> Composition | None:
         return composition
     repo_id = repo_id_for(composition.mixture)
     try:
-        if not hub_configured():
-            raise PublishError("publishing is not configured: no Hugging Face token is set")
-        if not repo_id:
-            raise PublishError("the mixture has no Hub repository id (and no namespace is set)")
+        refusal = publish_refusal(composition.mixture)
+        if refusal:
+            raise PublishError(refusal)
         if constants.is_offline_mode():
             raise PublishError("HF_HUB_OFFLINE is set in the worker's environment; unset it")
         progress(job, 10, "exporting the composition as a transformers model")
         folder = ensure_export(composition)
         commit, found = _push_with_retries(job, composition, folder, repo_id, sleep)
     except Exception as exc:
-        message = str(exc) if isinstance(exc, PublishError) else explain(exc)
+        plain = isinstance(exc, PublishError | ExportError)
+        message = str(exc) if plain else explain(exc)
         log.warning("publishing %s failed: %s", composition, message)
         with transaction.atomic():
             _record(composition, hub_status=Composition.Publish.FAILED, hub_error=message)

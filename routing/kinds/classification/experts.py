@@ -20,12 +20,14 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
+from ...files import check_finite, file_sha256, save_safetensors
+from ...safetensors_header import ContractError
+from ...tensors import mean_pool
 from . import contract as c
-from .base import mean_pool
-from .contract import CLS_POOLER, ContractError, ExpertHeader, check_expert_file, check_finite
+from .contract import ExpertHeader, check_expert_file
+from .layout import CLS_POOLER
 
 
 class HeadExpert(nn.Module):
@@ -43,8 +45,8 @@ class HeadExpert(nn.Module):
 
 
 @dataclass
-class Expert:
-    """A loaded expert, ready to predict on base features or adapted passes."""
+class ClassifierExpert:
+    """A loaded classification expert, ready to predict on base features or adapted passes."""
 
     name: str
     header: ExpertHeader
@@ -77,6 +79,12 @@ class Expert:
             return self.sha256
         lora = self.header.lora
         return f"{self.sha256}:{self.pooling}:r{lora.r}:alpha{lora.alpha:g}"
+
+    @property
+    def adapter_name(self) -> str:
+        """The PEFT adapter name of a lora expert in a shared encoder: one per file and way
+        of running it (one file uploaded with two adapter configs is two adapters)."""
+        return "x" + hashlib.sha256(self.output_key.encode()).hexdigest()[:16]
 
     def bind(self, encoder) -> None:
         """Resolve what the expert takes from the base model: a SEQ_CLS adapter's pooler
@@ -130,7 +138,7 @@ class Expert:
 def _metadata(kind: str, base_model: str, labels: list[str], domain: str | None) -> dict[str, str]:
     meta = {
         "format": "pt",
-        c.KEY_FORMAT: c.FORMAT_VERSION,
+        c.KEY_FORMAT: c.EXPERT_FORMAT_VERSION,
         c.KEY_KIND: kind,
         c.KEY_BASE: base_model,
         c.KEY_LABELS: json.dumps(list(labels)),
@@ -140,17 +148,9 @@ def _metadata(kind: str, base_model: str, labels: list[str], domain: str | None)
     return meta
 
 
-def _save_atomic(tensors: dict[str, torch.Tensor], path: str | os.PathLike, meta: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().float().contiguous().cpu() for k, v in tensors.items()}, tmp, meta)
-    os.replace(tmp, path)
-
-
 def save_head_expert(path, head: HeadExpert, *, labels, base_model: str, domain=None) -> None:
     tensors = {f"head.{k}": v for k, v in head.state_dict().items()}
-    _save_atomic(tensors, path, _metadata("head", base_model, labels, domain))
+    save_safetensors(tensors, path, _metadata("head", base_model, labels, domain))
 
 
 def save_lora_expert(
@@ -175,22 +175,14 @@ def save_lora_expert(
     meta[c.KEY_LORA_R] = str(r)
     meta[c.KEY_LORA_ALPHA] = str(alpha)
     meta[c.KEY_LORA_TARGETS] = json.dumps(list(target_modules))
-    _save_atomic(tensors, path, meta)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    save_safetensors(tensors, path, meta)
 
 
 def expert_from_tensors(
     name: str, header: ExpertHeader, sha256: str, tensors: dict[str, torch.Tensor]
-) -> Expert:
+) -> ClassifierExpert:
     """Build an Expert from a checked header and its tensors (file or canonical names)."""
-    expert = Expert(name=name, header=header, sha256=sha256)
+    expert = ClassifierExpert(name=name, header=header, sha256=sha256)
     n_labels = len(header.labels)
     if header.kind == "head":
         weight = tensors["head.hidden.weight"]
@@ -221,7 +213,7 @@ def load_expert(
     labels: list[str] | None = None,
     adapter_config=None,
     name: str | None = None,
-) -> Expert:
+) -> ClassifierExpert:
     """Check, then load an expert file (native or PEFT); rejects NaN/Inf."""
     header = check_expert_file(path, base=base, labels=labels, adapter_config=adapter_config)
     check_finite(path)

@@ -1,33 +1,29 @@
-"""Composition pages: scores, routing, downloads (zip and file by file), pin, publish."""
+"""Composition pages: scores, routing, downloads (zip and file by file), pin, publish.
+
+The web process never loads a model: a download whose export is missing asks a
+worker for it and answers a page that waits for it (202)."""
 
 from __future__ import annotations
-
-import os
-import uuid
-import zipfile
-from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from routing.metrics import matrix_rows
+from routing.kinds import describe
+from routing.report import matrix_rows
 
-from .models import Job
-from .queries import get_composition
-from .services.publish import (
-    PublishError,
-    ensure_export,
-    export_files,
-    hub_configured,
-    missing_domains,
-    publish_refusal,
-    repo_id_for,
-)
+from ..charts import bars, heatmap
+from ..models import Job
+from ..queries import get_composition
+from ..services.compositions import pin
+from ..services.exports import missing_domains, repo_id_for
+from ..services.publishing import hub_configured, publish_refusal
+from ..services.storage import download_ready, export_files, is_stored, zip_name, zip_path
+from ..tasks_api import enqueue_export, enqueue_publish
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 CHART_EXPERTS = 40  # the busiest experts, in the routing heatmap and the utilisation chart
@@ -48,10 +44,11 @@ def snippets(composition) -> dict:
         else ""
     )
     model = f'"{repo}", revision="{tag}"' if published else f'"./{local}"'
+    kind = describe(mixture.task_type)
     transformers = (
         "from transformers import pipeline\n\n"
-        f'classify = pipeline("text-classification", model={model}, trust_remote_code=True)\n'
-        'print(classify("The striker scored twice in the second half."))'
+        f'run = pipeline("{kind.pipeline_task}", model={model}, trust_remote_code=True)\n'
+        f"print(run({kind.example_input!r}))"
     )
     hub = (
         "from huggingface_hub import snapshot_download\n\n"
@@ -61,8 +58,6 @@ def snippets(composition) -> dict:
 
 
 def composition_detail(request, slug: str, version: int):
-    from hub.charts import bars, heatmap
-
     composition = get_composition(slug, version)
     mixture = composition.mixture
     metrics = composition.metrics or {}
@@ -129,44 +124,57 @@ def composition_detail(request, slug: str, version: int):
     )
 
 
-def _export_or_404(composition) -> Path:
-    try:
-        return ensure_export(composition)
-    except PublishError as exc:
-        raise Http404(str(exc)) from None
+def _preparing(request, composition):
+    """The page that waits for a worker to write the download (202, reloads when ready)."""
+    if not is_stored(composition):
+        raise Http404("this composition has no stored files to export")
+    job = enqueue_export(composition)
+    return render(
+        request,
+        "experts/preparing.html",
+        {"composition": composition, "mixture": composition.mixture, "job": job},
+        status=202,
+    )
 
 
 def composition_download(request, slug: str, version: int):
-    """The export folder as one zip, built once next to it and streamed from disk."""
+    """The export as one zip, written by a worker and streamed from disk."""
     composition = get_composition(slug, version)
-    folder = _export_or_404(composition)
-    name = f"{slug}-v{version}"
-    archive = folder.with_name(f"{name}.zip")
-    if not archive.is_file() or archive.stat().st_mtime < folder.stat().st_mtime:
-        tmp = archive.with_name(f".{archive.name}.{uuid.uuid4().hex[:8]}.tmp")
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
-            for path in sorted(folder.iterdir()):
-                if path.is_file():
-                    zf.write(path, f"{name}/{path.name}")
-        os.replace(tmp, archive)
-    return FileResponse(open(archive, "rb"), as_attachment=True, filename=f"{name}.zip")
+    if not download_ready(composition):
+        return _preparing(request, composition)
+    return FileResponse(
+        open(zip_path(composition), "rb"), as_attachment=True, filename=zip_name(composition)
+    )
 
 
 def composition_file(request, slug: str, version: int, name: str):
     """One file of the export, by its name in the model repository."""
     composition = get_composition(slug, version)
-    folder = _export_or_404(composition)
-    files = {p.name: p for p in folder.iterdir() if p.is_file()}
+    files = {p.name: p for p in export_files(composition)}
+    if not files:
+        return _preparing(request, composition)
     if name not in files:
         raise Http404(f"the export has no file named {name!r}")
     return FileResponse(open(files[name], "rb"), as_attachment=True, filename=name)
 
 
+def download_status(request, slug: str, version: int):
+    """Whether the download is ready, and the export job's progress, for the waiting page."""
+    composition = get_composition(slug, version)
+    job = composition.jobs.filter(kind=Job.Kind.EXPORT).order_by("-created_at").first()
+    return JsonResponse(
+        {
+            "ready": download_ready(composition),
+            "job": None
+            if job is None
+            else {"status": job.status, "progress": job.progress, "message": job.message},
+        }
+    )
+
+
 @login_required
 @require_POST
 def composition_pin(request, slug: str, version: int):
-    from .services.engine import pin
-
     composition = get_composition(slug, version)
     if not composition.mixture.is_maintainer(request.user):
         raise Http404("no such composition")
@@ -178,8 +186,6 @@ def composition_pin(request, slug: str, version: int):
 @login_required
 @require_POST
 def composition_publish(request, slug: str, version: int):
-    from .tasks_api import enqueue_publish
-
     composition = get_composition(slug, version)
     mixture = composition.mixture
     if not mixture.is_maintainer(request.user):

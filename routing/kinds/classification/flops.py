@@ -7,7 +7,7 @@ layer norms, softmaxes and biases are left out (under 1 % at these sizes).
 
 from __future__ import annotations
 
-from .base import BaseSpec
+from ...basemodels import BaseSpec
 
 # in/out features of the adaptable modules of one encoder layer
 _QKV_OUT = (

@@ -1,8 +1,8 @@
-"""A composed Mixture-of-Experts model: base encoder, gate, experts, union label space."""
+"""A composed Mixture-of-Experts classifier: base encoder, gate, experts, union label space,
+and the composition folder it is saved to."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -10,14 +10,17 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .base import BaseEncoder
-from .config import GateConfig, from_dict, to_dict
-from .contract import LORA_KEY, MEAN, ExpertHeader, LoraSpec
-from .experts import Expert, expert_from_tensors
-from .gate import Gate
+from ...config import GateConfig, from_dict, to_dict
+from ...gate import Gate
+from ...losses import mixture_probs
+from ...peft_config import LoraSpec
+from .contract import ExpertHeader
+from .encoder import BaseEncoder
+from .experts import ClassifierExpert, expert_from_tensors
+from .layout import LORA_KEY, MEAN
 
-FORMAT = "moecollab-composition"
-FORMAT_VERSION = 1
+COMPOSITION_FORMAT = "moecollab-composition"
+COMPOSITION_FORMAT_VERSION = 1
 
 
 def union_labels(label_sets: list[list[str]]) -> list[str]:
@@ -28,7 +31,7 @@ def union_labels(label_sets: list[list[str]]) -> list[str]:
     return out
 
 
-class Composition:
+class MoEClassifier:
     """Experts (frozen) + a gate over the base model's pooled features.
 
     p(y|x) = sum over the top-k experts of g_k(x) * p_k(y|x), with each p_k
@@ -39,7 +42,7 @@ class Composition:
     def __init__(
         self,
         encoder: BaseEncoder,
-        experts: list[Expert],
+        experts: list[ClassifierExpert],
         expert_domains: list[str],
         gate: Gate,
         *,
@@ -63,7 +66,7 @@ class Composition:
         self.adapter_names: list[str | None] = []
         for expert in experts:
             if expert.kind == "lora":
-                name = adapter_name(expert)
+                name = expert.adapter_name
                 if name not in encoder.adapters:
                     encoder.add_lora(name, expert.header.lora, expert.lora_tensors)
                 expert.bind(encoder)
@@ -74,7 +77,7 @@ class Composition:
                 self.adapter_names.append(None)
 
     @classmethod
-    def of_one(cls, encoder: BaseEncoder, expert: Expert, domain: str | None = None):
+    def of_one(cls, encoder: BaseEncoder, expert: ClassifierExpert, domain: str | None = None):
         """A composition of a single expert: its gate always gives it weight 1."""
         gate = Gate(encoder.hidden_size, 1, GateConfig(top_k=1))
         return cls(encoder, [expert], [domain or expert.header.domain or expert.name], gate)
@@ -155,7 +158,7 @@ class Composition:
         k = self.top_k if top_k is None else top_k
         with torch.inference_mode():
             weights = self.gate(features.to(self.encoder.device), top_k=k).weights.cpu()  # (n, N)
-        return torch.einsum("bn,bnu->bu", weights, expert_probs), weights
+        return mixture_probs(weights, expert_probs), weights
 
     # --- files ----------------------------------------------------------------
 
@@ -181,8 +184,8 @@ class Composition:
                 entry["pooling"] = expert.pooling
             experts.append(entry)
         return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format": COMPOSITION_FORMAT,
+            "format_version": COMPOSITION_FORMAT_VERSION,
             "base_model": self.encoder.name,
             "base_revision": self.encoder.revision,
             "max_length": self.encoder.max_length,
@@ -211,8 +214,13 @@ class Composition:
     def load(cls, folder: str | os.PathLike, *, encoder: BaseEncoder | None = None, device=None):
         folder = Path(folder)
         config = json.loads((folder / "config.json").read_text())
-        if config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{folder} is not a {FORMAT} v{FORMAT_VERSION} folder")
+        if (
+            config.get("format") != COMPOSITION_FORMAT
+            or config.get("format_version") != COMPOSITION_FORMAT_VERSION
+        ):
+            raise ValueError(
+                f"{folder} is not a {COMPOSITION_FORMAT} v{COMPOSITION_FORMAT_VERSION} folder"
+            )
         tensors = load_file(folder / "model.safetensors")
         if encoder is None:
             encoder = BaseEncoder(
@@ -256,9 +264,3 @@ class Composition:
             domain_labels=config["domains"],
             info=config.get("info"),
         )
-
-
-def adapter_name(expert: Expert) -> str:
-    """A PEFT adapter name that is unique per expert file and the way it runs (one file
-    uploaded with two adapter configs is two adapters)."""
-    return "x" + hashlib.sha256(expert.output_key.encode()).hexdigest()[:16]

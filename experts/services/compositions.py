@@ -1,0 +1,146 @@
+"""Compositions: train the gate over a mixture's accepted experts, store each new
+version with its metrics and contributions, keep one current, pin another.
+
+A retrain reads the accepted set when it runs, so accepts that arrive while it waits
+share it. Validation composes its candidate with `compose_experts` too, warm-started
+from the current composition exactly as the retrain does: when nothing else is
+accepted in between, the retrain finds that candidate's gate already trained.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from ..models import Composition, Expert, Job, Mixture
+from .exports import export_now
+from .jobs import end_job, heartbeat, progress, start_job
+from .resources import base_for, kind_of, load_model, loaded_expert, mixture_data, tensor_cache
+from .storage import folder_name, stored_folder
+
+log = logging.getLogger(__name__)
+
+
+def accepted_experts(mixture: Mixture) -> list[Expert]:
+    """The accepted experts in the order they joined (pk order), so warm starts line up."""
+    return list(
+        Expert.objects.filter(mixture=mixture, status=Expert.Status.ACCEPTED)
+        .select_related("domain", "mixture__base_model")
+        .order_by("pk")
+    )
+
+
+# --- composing ------------------------------------------------------------------------
+
+
+def compose_experts(mixture: Mixture, experts: list[Expert], data: dict | None = None):
+    """The kind's composition of `experts` (rows, in gate order) with the mixture's routing
+    settings, warm-started from the current composition when its experts come first."""
+    kind = kind_of(mixture)
+    current = mixture.compositions.current().first()
+    previous = None
+    if current is not None and stored_folder(current).is_dir():
+        previous = load_model(current)
+    return kind.compose(
+        base_for(mixture),
+        [loaded_expert(e) for e in experts],
+        [e.domain.name for e in experts],
+        data if data is not None else mixture_data(mixture),
+        cache=tensor_cache(),
+        routing=mixture.routing,
+        previous=previous,
+    )
+
+
+def retrain(job_id: int, *, enqueue_publish=None) -> Composition | None:
+    """Retrain the gate over the accepted experts and store a new composition.
+
+    Nothing is stored when the set equals the current composition's. The new
+    composition is then exported for download, and published when the mixture says so.
+    """
+    job = start_job(job_id)
+    if job is None:
+        return None
+    with heartbeat(job):
+        return _retrain(job, enqueue_publish)
+
+
+def _retrain(job: Job, enqueue_publish) -> Composition | None:
+    mixture = job.mixture
+    kind = kind_of(mixture)
+    experts = accepted_experts(mixture)
+    shas = [e.sha256 for e in experts]
+    current = mixture.compositions.current().first()
+    if not experts or (current is not None and current.expert_shas == shas):
+        end_job(job, Job.Status.SUCCEEDED, "the composition is up to date")
+        return current
+    progress(job, 10, f"loading {len(experts)} experts")
+    progress(job, 30, "retraining the gate on cached tensors")
+    composed = compose_experts(mixture, experts)
+    progress(job, 70, "measuring each expert's contribution")
+    contributions = {
+        str(e.pk): measured
+        for e, measured in zip(experts, kind.contributions(composed), strict=True)
+    }
+    composition = _store(job, mixture, experts, composed, contributions)
+    if composition is None:
+        return mixture.compositions.current().first()
+    Job.objects.filter(pk=job.pk).update(composition=composition)
+    progress(job, 90, "exporting the composition as a transformers model")
+    export_now(composition, composed.model)
+    if enqueue_publish is not None and mixture.publish_automatically:
+        enqueue_publish(composition)
+    end_job(
+        job, Job.Status.SUCCEEDED, f"v{composition.version}: {kind.info.summary(composed.report)}"
+    )
+    return composition
+
+
+def _store(job, mixture, experts, composed, contributions) -> Composition | None:
+    """Save the composition's folder and row as the new current version; None when another
+    worker stored this version first."""
+    version = (
+        mixture.compositions.order_by("-version").values_list("version", flat=True).first() or 0
+    ) + 1
+    relative = folder_name(mixture, version)
+    folder = Path(settings.MEDIA_ROOT) / relative
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    kind_of(mixture).save_composition(composed.model, tmp)
+    try:
+        with transaction.atomic():
+            composition = Composition.objects.create(
+                mixture=mixture,
+                version=version,
+                expert_shas=[e.sha256 for e in experts],
+                folder=relative,
+                metrics=composed.report,
+                contributions=contributions,
+                is_current=False,
+            )
+            composition.experts.set(experts)
+            _make_current(composition)
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.rename(folder)
+    except IntegrityError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        end_job(job, Job.Status.SUCCEEDED, "another worker stored this composition")
+        return None
+    return composition
+
+
+def _make_current(composition: Composition) -> None:
+    Composition.objects.filter(mixture_id=composition.mixture_id).exclude(pk=composition.pk).update(
+        is_current=False
+    )
+    Composition.objects.filter(pk=composition.pk).update(is_current=True)
+
+
+def pin(composition: Composition) -> None:
+    """Make a composition current (maintainers pin, or roll back to an older version)."""
+    with transaction.atomic():
+        _make_current(composition)

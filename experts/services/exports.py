@@ -1,0 +1,149 @@
+"""Compositions as Hugging Face model folders: the export (written by a worker, never in
+a web request), its zip, and what its model card says about the composition."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+import zipfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from routing.model_card import CardInfo, Contributor
+
+from ..models import Composition, Job
+from .jobs import end_job, heartbeat, progress, start_job
+from .resources import kind_of, load_model
+from .storage import download_ready, export_files, export_folder, is_stored, zip_path
+
+log = logging.getLogger(__name__)
+
+
+class ExportError(Exception):
+    """A composition that cannot be exported; the message says why."""
+
+
+def public_url(path: str) -> str:
+    """The site's public address of a page, or '' when the hub knows none: a model card
+    on the Hub must not send its readers to someone's loopback address."""
+    host = urlsplit(settings.MOECOLLAB_SITE_URL).hostname or ""
+    if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
+        return ""
+    return settings.MOECOLLAB_SITE_URL + path
+
+
+def card_info(composition: Composition) -> CardInfo:
+    """What the model card says about a composition, from the hub's records."""
+    mixture = composition.mixture
+    experts = {e.sha256: e for e in composition.experts.select_related("owner", "domain")}
+    contributions = composition.contributions or {}
+    contributors = []
+    for sha in composition.expert_shas:
+        expert = experts.get(sha)
+        if expert is None:
+            continue
+        measured = contributions.get(str(expert.pk), {})
+        contributors.append(
+            Contributor(
+                expert=expert.name,
+                user=expert.owner.username,
+                domain=expert.domain.name,
+                kind=expert.kind,
+                licence=expert.licence,
+                sha256=expert.sha256,
+                share=measured.get("share"),
+                drop=measured.get("drop"),
+                url=public_url(expert.get_absolute_url()),
+            )
+        )
+    domains = mixture.domains.filter(name__in=[c.domain for c in contributors])
+    covered = set((composition.metrics or {}).get("domains", {}))
+    return CardInfo(
+        title=f"{mixture.name} v{composition.version}",
+        description=mixture.description,
+        repo_id=repo_id_for(mixture),
+        mixture=mixture.slug,
+        version=composition.version,
+        base_licence=mixture.base_model.licence,
+        contributors=contributors,
+        # packaged datasets name a dataset; an uploaded file's name names nothing
+        datasets={d.name: d.source for d in domains if d.source.startswith("packaged ")},
+        source_url=public_url(composition.get_absolute_url()),
+        metrics=composition.metrics or None,
+        missing_domains=missing_domains(composition, covered),
+    )
+
+
+def missing_domains(composition: Composition, covered: set[str] | None = None) -> list[str]:
+    """The mixture's domains that this composition has no expert for."""
+    if covered is None:
+        covered = set((composition.metrics or {}).get("domains", {}))
+    names = composition.mixture.domains.values_list("name", flat=True)
+    return sorted(set(names) - covered)
+
+
+def repo_id_for(mixture) -> str:
+    """The mixture's Hub repository: its own setting, else `<namespace>/<slug>`."""
+    if mixture.hub_repo_id:
+        return mixture.hub_repo_id
+    if settings.MOECOLLAB_HF_NAMESPACE:
+        return f"{settings.MOECOLLAB_HF_NAMESPACE}/{mixture.slug}"
+    return ""
+
+
+def ensure_export(composition: Composition, model=None) -> Path:
+    """The composition's export folder and zip, written first if missing or incomplete
+    (in a worker: it loads the composition)."""
+    folder = export_folder(composition)
+    if download_ready(composition):
+        return folder
+    if not is_stored(composition):
+        raise ExportError("this composition has no stored files to export")
+    if not export_files(composition):
+        model = model if model is not None else load_model(composition)
+        kind_of(composition.mixture).export(model, folder, card_info(composition))
+    _write_zip(composition, folder)
+    return folder
+
+
+def _write_zip(composition: Composition, folder: Path) -> None:
+    """The export as one zip (stored, not compressed: weights do not shrink), beside it."""
+    archive = zip_path(composition)
+    name = archive.stem
+    tmp = archive.with_name(f".{archive.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for path in sorted(folder.iterdir()):
+            if path.is_file():
+                zf.write(path, f"{name}/{path.name}")
+    os.replace(tmp, archive)
+
+
+def export_now(composition: Composition, model=None) -> None:
+    """Write the download export right after a retrain; a failure only delays it to the
+    export job that the first download asks for."""
+    try:
+        ensure_export(composition, model)
+    except Exception:
+        log.exception("exporting %s failed; it will be exported on demand", composition)
+
+
+def export(job_id: int) -> Composition | None:
+    """The export job (a Celery task body): export a composition whose export is missing."""
+    job = start_job(job_id)
+    if job is None:
+        return None
+    with heartbeat(job):
+        composition = Composition.objects.select_related("mixture__base_model").get(
+            pk=job.composition_id
+        )
+        progress(job, 10, "exporting the composition as a transformers model")
+        try:
+            ensure_export(composition)
+        except ExportError as exc:
+            end_job(job, Job.Status.FAILED, str(exc)[:300], str(exc))
+            return None
+        end_job(job, Job.Status.SUCCEEDED, "the download is ready")
+    return composition

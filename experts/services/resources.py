@@ -1,0 +1,86 @@
+"""What a worker process keeps between jobs: base models, the tensor cache, loaded
+experts, each mixture's kind and domain data. Loading a base model costs seconds and
+an expert file is read and checked once per process, not once per job.
+
+Importing this module loads no torch (the web process imports the services): a kind's
+tensor code is imported when a worker first uses it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from functools import lru_cache
+
+from django.conf import settings
+
+from routing.kinds import MixtureKind, get_kind
+
+from ..models import Composition, Expert, Mixture
+from .domains import domain_data
+from .storage import stored_folder
+
+LOADED_EXPERTS = 256  # experts kept loaded per process (each a few MB at most)
+
+
+def kind_of(mixture: Mixture) -> MixtureKind:
+    return get_kind(mixture.task_type)
+
+
+def base_for(mixture: Mixture):
+    """The mixture's frozen base model, loaded once per worker process."""
+    base = mixture.base_model
+    return _base(mixture.task_type, base.name, base.revision)
+
+
+@lru_cache(maxsize=4)
+def _base(kind: str, name: str, revision: str):
+    from routing.tensors import pick_device  # torch, in a worker only
+
+    return get_kind(kind).load_base(name, revision=revision or None, device=pick_device())
+
+
+def tensor_cache():
+    """The process's cache of features and expert outputs (one instance, so it counts hits)."""
+    return _tensor_cache(str(settings.MOECOLLAB_CACHE_DIR))
+
+
+@lru_cache(maxsize=4)
+def _tensor_cache(root: str):
+    from routing.cache import TensorCache  # torch, in a worker only
+
+    return TensorCache(root)
+
+
+_experts: OrderedDict[tuple, object] = OrderedDict()
+
+
+def loaded_expert(expert: Expert):
+    """The expert's file checked against the contract and loaded (a ContractError says
+    why not); kept for later jobs of this process, keyed by what the file computes."""
+    key = (expert.pk, expert.sha256, repr(expert.adapter_config))
+    if key in _experts:
+        _experts.move_to_end(key)
+        return _experts[key]
+    mixture = expert.mixture
+    loaded = kind_of(mixture).load_expert(
+        expert.file.path,
+        base=mixture.base_model.spec(),
+        labels=list(expert.domain.labels),
+        adapter_config=expert.adapter_config,
+        name=f"{expert.name} #{expert.pk}",
+    )
+    _experts[key] = loaded
+    while len(_experts) > LOADED_EXPERTS:
+        _experts.popitem(last=False)
+    return loaded
+
+
+def mixture_data(mixture: Mixture) -> dict:
+    """The routing library's view of every domain of the mixture that has data."""
+    return {d.name: domain_data(d) for d in mixture.domains.all() if d.router_count}
+
+
+def load_model(composition: Composition):
+    """A stored composition, loaded on its mixture's base model."""
+    mixture = composition.mixture
+    return kind_of(mixture).load_composition(stored_folder(composition), base_for(mixture))

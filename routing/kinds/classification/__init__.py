@@ -1,0 +1,1 @@
+"""Text classification mixtures (see kind.py for the `MixtureKind`)."""

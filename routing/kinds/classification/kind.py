@@ -1,0 +1,118 @@
+"""Text classification mixtures: experts are classifiers over a frozen encoder, the
+composition mixes their label distributions in the union label space.
+
+This module is light to import (no torch): the header check runs in web processes;
+the tensor code is imported by the methods that need it, in workers and the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ...config import GateConfig, LossWeights, TrainConfig, from_dict
+from ...data import read_table
+from .. import KINDS
+from ..interface import ExpertScore, MixtureKind
+from .contract import check_expert_file
+
+
+def routing_configs(routing: dict | None) -> tuple[GateConfig, TrainConfig]:
+    """A mixture's routing settings ({"gate", "loss", "seed"}) as the gate's configs."""
+    routing = routing or {}
+    gate = from_dict(GateConfig, routing.get("gate"))
+    loss = from_dict(LossWeights, routing.get("loss"))
+    return gate, TrainConfig(seed=int(routing.get("seed", 0)), loss=loss)
+
+
+class ClassificationKind(MixtureKind):
+    info = KINDS["classification"]
+
+    def read_examples(self, data: bytes, filename: str):
+        fmt = "jsonl" if filename.lower().endswith((".jsonl", ".ndjson")) else "csv"
+        return read_table(data, fmt=fmt)
+
+    def load_base(self, name: str, *, revision: str | None = None, device=None):
+        from .encoder import BaseEncoder
+
+        return BaseEncoder(name, revision=revision or None, device=device)
+
+    def check_expert(
+        self, path, *, base, labels=None, adapter_config=None, look_beside: bool = True
+    ):
+        return check_expert_file(
+            path, base=base, labels=labels, adapter_config=adapter_config, look_beside=look_beside
+        )
+
+    def load_expert(self, path, *, base, labels=None, adapter_config=None, name=None):
+        from .experts import load_expert
+
+        return load_expert(path, base=base, labels=labels, adapter_config=adapter_config, name=name)
+
+    def score_expert(self, expert, base, data, cache) -> ExpertScore:
+        """Held-out accuracy against always answering the most frequent label."""
+        import torch
+
+        from .composing import expert_log_probs
+        from .scoring import accuracy, likely_causes, macro_f1
+
+        ev = data.eval
+        index = {label: i for i, label in enumerate(expert.labels)}
+        truth = torch.tensor([index.get(x, -1) for x in ev.labels])
+        pred = expert_log_probs(expert, base, ev.texts, cache).argmax(-1)
+        majority = max(ev.labels.count(x) for x in set(ev.labels)) / len(ev.labels)
+        metrics = {
+            "accuracy": accuracy(pred, truth),
+            "macro_f1": macro_f1(pred, truth, range(len(expert.labels))),
+            "eval_examples": len(ev),
+            "majority_baseline": majority,
+        }
+        problems, details = [], {}
+        if metrics["accuracy"] <= majority:
+            causes = likely_causes(pred, truth, expert.labels)
+            problems.append(
+                f"held-out accuracy {metrics['accuracy']:.4f} on {len(ev)} texts is no better "
+                f"than always predicting the most frequent label ({majority:.4f}). Likely "
+                "causes, most likely first: "
+                + "; ".join(f"({i}) {c}" for i, c in enumerate(causes, 1))
+            )
+            details["likely_causes"] = causes
+        return ExpertScore(
+            metrics, problems, f"held-out accuracy {metrics['accuracy']:.4f}", details
+        )
+
+    def compose(self, base, experts, expert_domains, data, *, cache, routing: dict, previous=None):
+        from .composing import compose
+
+        gate_config, train_config = routing_configs(routing)
+        return compose(
+            base,
+            experts,
+            expert_domains,
+            {d: data[d] for d in set(expert_domains)},
+            cache=cache,
+            gate_config=gate_config,
+            train_config=train_config,
+            previous=previous,
+        )
+
+    def contributions(self, composed) -> list[dict]:
+        from .composing import contributions
+
+        return contributions(composed)
+
+    def save_composition(self, model, folder) -> Path:
+        return model.save(folder)
+
+    def load_composition(self, folder: str | os.PathLike, base):
+        from .model import MoEClassifier
+
+        return MoEClassifier.load(folder, encoder=base)
+
+    def export(self, model, folder, card) -> Path:
+        from .export import export_composition
+
+        return export_composition(model, folder, card)
+
+
+CLASSIFICATION = ClassificationKind()
