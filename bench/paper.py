@@ -47,6 +47,7 @@ from routing.kinds.classification.encoder import BaseEncoder  # noqa: E402
 from routing.kinds.classification.flops import encoder_flops, lora_extra_flops, mlp_flops  # noqa: E402
 from routing.kinds.classification.model import union_labels  # noqa: E402
 from routing.kinds.classification.scoring import evaluate_predictions  # noqa: E402
+from routing.losses import mixture_probs  # noqa: E402
 
 
 def run_kind(kind, profile, encoder, cache, limit, folder) -> dict:
@@ -105,11 +106,9 @@ def run_kind(kind, profile, encoder, cache, limit, folder) -> dict:
         mono_report.pop("routing_matrix")
         systems["monolithic"] = mono_report
         oracle_w = torch.nn.functional.one_hot(ev.domain_idx, n).float()
-        systems["oracle"] = score(torch.einsum("bn,bnu->bu", oracle_w, ev.expert_probs), oracle_w)
+        systems["oracle"] = score(mixture_probs(oracle_w, ev.expert_probs), oracle_w)
         uniform_w = torch.full((len(eval_texts), n), 1.0 / n)
-        systems["uniform"] = score(
-            torch.einsum("bn,bnu->bu", uniform_w, ev.expert_probs), uniform_w
-        )
+        systems["uniform"] = score(mixture_probs(uniform_w, ev.expert_probs), uniform_w)
         gate_seconds = {}
         trained: dict[str, Gate] = {}
         for name, weights, k in gate_variants(n):
@@ -129,7 +128,7 @@ def run_kind(kind, profile, encoder, cache, limit, folder) -> dict:
             gate = trained[key]
             with torch.inference_mode():
                 w = top_k_weights(gate(ev.features, top_k=n).probs, k)
-            systems[name] = score(torch.einsum("bn,bnu->bu", w, ev.expert_probs), w)
+            systems[name] = score(mixture_probs(w, ev.expert_probs), w)
             gates[name] = (gate, k, w)
 
         # Counted FLOPs per example, averaged over the eval examples.

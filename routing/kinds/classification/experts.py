@@ -122,6 +122,28 @@ class ClassifierExpert:
             return torch.tanh(self.pooler(hidden[:, 0].float()))  # (B, D)
         return mean_pool(hidden, mask)  # (B, D)
 
+    def entry(self, domain: str) -> dict:
+        """The expert as a composition's and an export's config.json describe it."""
+        entry = {
+            "name": self.name,
+            "kind": self.kind,
+            "domain": domain,
+            "labels": list(self.labels),
+            "sha256": self.sha256,
+        }
+        if self.kind == "head":
+            entry["head_hidden"] = self.head.hidden.out_features
+            return entry
+        lora = self.header.lora
+        entry["lora"] = {
+            "r": lora.r,
+            "alpha": lora.alpha,
+            "target_modules": list(lora.target_modules),
+            "modules": sorted({k.rsplit(".lora_", 1)[0] for k in self.lora_tensors}),
+        }
+        entry["pooling"] = self.pooling
+        return entry
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors under canonical names (how compositions store them)."""
         if self.head is not None:

@@ -53,19 +53,8 @@ def hf_config(composition: MoEClassifier, tokenizer, info: dict | None = None):
     encoder_config = composition.encoder.model.config.to_dict()
     for key in ("_name_or_path", "architectures", "transformers_version", "id2label", "label2id"):
         encoder_config.pop(key, None)
-    experts = []
-    for expert, domain in zip(composition.experts, composition.expert_domains, strict=True):
-        entry = {"name": expert.name, "kind": expert.kind, "domain": domain}
-        entry["labels"] = list(expert.labels)
-        entry["sha256"] = expert.sha256
-        if expert.kind == "head":
-            entry["head_hidden"] = expert.head.hidden.out_features
-        else:
-            lora = expert.header.lora
-            modules = sorted({k.rsplit(".lora_", 1)[0] for k in expert.lora_tensors})
-            entry["lora"] = {"r": lora.r, "alpha": lora.alpha, "modules": modules}
-            entry["pooling"] = expert.pooling
-        experts.append(entry)
+    pairs = zip(composition.experts, composition.expert_domains, strict=True)
+    experts = [expert.entry(domain) for expert, domain in pairs]
     gate = composition.gate.config
     return MoECollabConfig(
         base_encoder=encoder_config,

@@ -163,26 +163,8 @@ class MoEClassifier:
     # --- files ----------------------------------------------------------------
 
     def config(self) -> dict:
-        experts = []
-        for expert, domain in zip(self.experts, self.expert_domains, strict=True):
-            entry = {
-                "name": expert.name,
-                "kind": expert.kind,
-                "domain": domain,
-                "labels": expert.labels,
-                "sha256": expert.sha256,
-            }
-            if expert.kind == "head":
-                entry["head_hidden"] = expert.head.hidden.out_features
-            else:
-                lora = expert.header.lora
-                entry["lora"] = {
-                    "r": lora.r,
-                    "alpha": lora.alpha,
-                    "target_modules": lora.target_modules,
-                }
-                entry["pooling"] = expert.pooling
-            experts.append(entry)
+        pairs = zip(self.experts, self.expert_domains, strict=True)
+        experts = [expert.entry(domain) for expert, domain in pairs]
         return {
             "format": COMPOSITION_FORMAT,
             "format_version": COMPOSITION_FORMAT_VERSION,
@@ -251,7 +233,13 @@ class MoEClassifier:
                     if m:
                         canonical = f"encoder.layer.{int(m.group(1))}.{m.group(2)}"
                         modules.setdefault(canonical, {})[m.group(3)] = key
-                header.lora = LoraSpec(modules=modules, **entry["lora"])
+                spec = entry["lora"]
+                header.lora = LoraSpec(
+                    r=spec["r"],
+                    alpha=spec["alpha"],
+                    target_modules=spec["target_modules"],
+                    modules=modules,
+                )
             experts.append(expert_from_tensors(entry["name"], header, entry["sha256"], own))
         gate_state = {k[len("gate.") :]: v for k, v in tensors.items() if k.startswith("gate.")}
         gate = Gate(config["hidden_size"], len(experts), from_dict(GateConfig, config["gate"]))
