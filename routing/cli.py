@@ -1,4 +1,5 @@
-"""Command line: python -m routing {datasets,train,check,compose,evaluate,predict,export}."""
+"""Command line: python -m routing {datasets,train,check,compose,evaluate,predict,export}
+for classification mixtures, and `python -m routing lm ...` for language-model mixtures."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import os
 import sys
 
+from .kinds.causal_lm import cli as causal_lm
 from .kinds.classification import cli as classification
 from .tables import table
 
@@ -26,10 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("datasets", help="list the packaged datasets and their splits")
     classification.add_commands(sub)
+    causal_lm.add_commands(sub)
     return parser
 
 
-COMMANDS = {"datasets": cmd_datasets, **classification.COMMANDS}
+COMMANDS = {"datasets": cmd_datasets, **classification.COMMANDS, "lm": causal_lm.run}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ContractError, DatasetError, FileNotFoundError) as exc:
+    except (ContractError, DatasetError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -65,3 +65,13 @@ def from_dict(cls, data: dict | None):
     if cls is TrainConfig and isinstance(data.get("loss"), dict):
         data["loss"] = from_dict(LossWeights, data["loss"])
     return cls(**data)
+
+
+@dataclass
+class LMRouting:
+    """How a language-model mixture reads and mixes its experts (docs/routing.md)."""
+
+    prefix_tokens: int = 32  # the router reads only these; perplexity is scored after them
+    layer: int = -1  # the base's hidden layer the router mean-pools (-1: the last)
+    router: str = "learned"  # learned | centroid | prefix-likelihood (training-free)
+    mixing: str = "mix"  # mix: p = sum_k g_k p_k; merge: one pass with sum_k g_k dW_k

@@ -26,7 +26,7 @@ import importlib.util
 import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 TRAIN_END, ROUTER_END = 70, 85  # unsplit sources
@@ -42,7 +42,7 @@ class DatasetError(ValueError):
 @dataclass
 class Split:
     texts: list[str]
-    labels: list[str]
+    labels: list[str] = field(default_factory=list)  # empty for text corpora
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -53,7 +53,17 @@ class Split:
             return self
         order = sorted(range(len(self)), key=lambda i: _digest(self.texts[i]))[:n]
         order.sort()
-        return Split([self.texts[i] for i in order], [self.labels[i] for i in order])
+        labels = [self.labels[i] for i in order] if self.labels else []
+        return Split([self.texts[i] for i in order], labels)
+
+    def rows(self):
+        """(text, label) pairs; the label is None in a text corpus."""
+        return zip(self.texts, self.labels or [None] * len(self.texts), strict=True)
+
+    def add(self, text: str, label: str | None) -> None:
+        self.texts.append(text)
+        if label is not None:
+            self.labels.append(label)
 
 
 @dataclass
@@ -94,20 +104,16 @@ def hub_bucket(text: str) -> int:
 def split_router_eval(examples: Split) -> tuple[Split, Split]:
     """A hub domain's data -> (router split, held-out eval split)."""
     router, evaluation = Split([], []), Split([], [])
-    for text, label in zip(examples.texts, examples.labels, strict=True):
-        part = router if hub_bucket(text) < HUB_ROUTER_END else evaluation
-        part.texts.append(text)
-        part.labels.append(label)
+    for text, label in examples.rows():
+        (router if hub_bucket(text) < HUB_ROUTER_END else evaluation).add(text, label)
     return router, evaluation
 
 
 def _partition(split: Split, bounds: tuple[int, ...]) -> list[Split]:
     parts = [Split([], []) for _ in range(len(bounds) + 1)]
-    for text, label in zip(split.texts, split.labels, strict=True):
+    for text, label in split.rows():
         b = bucket(text)
-        i = sum(b >= bound for bound in bounds)
-        parts[i].texts.append(text)
-        parts[i].labels.append(label)
+        parts[sum(b >= bound for bound in bounds)].add(text, label)
     return parts
 
 

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -13,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .config import GateConfig, TrainConfig
 from .gate import Gate
-from .losses import gate_losses
+from .losses import label_nll, routing_losses
 
 
 def shuffled_batches(n: int, batch_size: int, generator: torch.Generator):
@@ -87,6 +88,20 @@ def train_gate(
     expert_probs: torch.Tensor,  # (n, N, U) cached expert distributions in the union space
     targets: torch.Tensor,  # (n,) union label index
     domain_experts: torch.Tensor,  # (n, N) bool: expert serves the example's domain
+    **options,
+) -> tuple[Gate, dict]:
+    """`fit_gate` for a classifier mixture: the task term is the mixture's label NLL."""
+
+    def task(weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return label_nll(weights, expert_probs[idx], targets[idx])
+
+    return fit_gate(features, domain_experts, task, **options)
+
+
+def fit_gate(
+    features: torch.Tensor,  # (n, D) base features of router examples
+    domain_experts: torch.Tensor,  # (n, N) bool: expert serves the example's domain
+    task: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],  # (weights (B, N), idx) -> loss
     *,
     gate_config: GateConfig | None = None,
     train_config: TrainConfig | None = None,
@@ -96,14 +111,16 @@ def train_gate(
 ) -> tuple[Gate, dict]:
     """Train (or fine-tune `init`) a gate on cached tensors only; experts stay frozen.
 
-    With `train_config.balance_domains`, each epoch draws its examples with
-    probability inversely proportional to their domain's size, so a small
-    domain is not out-voted by the large ones when the gate learns to route.
+    `task` is the kind's task term on a batch of examples (`idx`) routed with top-k
+    `weights`: what the mixture's output costs; the routing terms are shared
+    (`routing.losses.routing_losses`). With `train_config.balance_domains`, each epoch
+    draws its examples with probability inversely proportional to their domain's size,
+    so a small domain is not out-voted by the large ones when the gate learns to route.
     """
     tc = train_config or TrainConfig()
     torch.manual_seed(tc.seed)
     g = torch.Generator().manual_seed(tc.seed)
-    n_experts = expert_probs.shape[1]
+    n_experts = domain_experts.shape[1]
     if init is not None:
         gate = copy.deepcopy(init).cpu()
         if gate_config is not None:
@@ -129,7 +146,7 @@ def train_gate(
         batches = 0
         for idx in _epoch_batches(len(features), tc, g, domain_idx):
             out = gate(features[idx])
-            losses = gate_losses(out, expert_probs[idx], targets[idx], domain_experts[idx], tc.loss)
+            losses = routing_losses(out, task(out.weights, idx), domain_experts[idx], tc.loss)
             opt.zero_grad()
             losses["total"].backward()
             opt.step()

@@ -24,6 +24,16 @@ def mixture_probs(weights: torch.Tensor, expert_probs: torch.Tensor) -> torch.Te
     return torch.einsum("bn,bnu->bu", weights, expert_probs)
 
 
+def label_nll(
+    weights: torch.Tensor,  # (B, N) routing weights
+    expert_probs: torch.Tensor,  # (B, N, U) each expert's distribution in the union space
+    targets: torch.Tensor,  # (B,) union label index
+) -> torch.Tensor:
+    """The classification task term: -log p(y|x) of the mixture, averaged."""
+    mix = mixture_probs(weights, expert_probs)  # (B, U)
+    return -(mix.gather(1, targets[:, None]).squeeze(1) + EPS).log().mean()
+
+
 def gate_losses(
     gate_out: GateOutput,
     expert_probs: torch.Tensor,  # (B, N, U) each expert's distribution in the union space
@@ -31,10 +41,20 @@ def gate_losses(
     domain_experts: torch.Tensor,  # (B, N) True where the expert serves the example's domain
     weights: LossWeights,
 ) -> dict[str, torch.Tensor]:
+    """Every term of a classification gate's loss, by name."""
+    task = label_nll(gate_out.weights, expert_probs, targets)
+    return routing_losses(gate_out, task, domain_experts, weights)
+
+
+def routing_losses(
+    gate_out: GateOutput,
+    task: torch.Tensor,  # the kind's task term: the mixture's negative log-likelihood
+    domain_experts: torch.Tensor,  # (B, N) True where the expert serves the example's domain
+    weights: LossWeights,
+) -> dict[str, torch.Tensor]:
+    """The task term and every routing term, by name, and their weighted total."""
     probs = gate_out.probs  # (B, N)
     n = probs.shape[-1]
-    mix = mixture_probs(gate_out.weights, expert_probs)  # (B, U)
-    task = -(mix.gather(1, targets[:, None]).squeeze(1) + EPS).log().mean()
     routing = -((probs * domain_experts).sum(-1) + EPS).log().mean()
     # Switch Transformer load balancing: fraction dispatched (top-1) times mean probability.
     dispatched = torch.nn.functional.one_hot(probs.argmax(-1), n).float().mean(0)  # (N,)

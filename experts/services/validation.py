@@ -100,7 +100,14 @@ def run_validation(expert: Expert, report_progress) -> tuple[bool, dict]:
             "problems": [f"domain {domain.name!r} has no data; ask a maintainer"],
         }
     report_progress(20, "evaluating on the domain's held-out data")
-    score = kind.score_expert(loaded, base_for(mixture), data[domain.name], tensor_cache())
+    score = kind.score_expert(
+        loaded,
+        base_for(mixture),
+        data[domain.name],
+        tensor_cache(),
+        routing=mixture.routing,
+        tolerance=mixture.tolerance,
+    )
     report = {"metrics": score.metrics, "problems": list(score.problems), **score.details}
     report_progress(50, "trying a composition with the expert")
     # The composition the retrain would store, were this expert accepted now.

@@ -23,6 +23,17 @@ KINDS = {
         example_input="The striker scored twice in the second half.",
         implementation="routing.kinds.classification.kind:CLASSIFICATION",
     ),
+    "causal-lm": KindInfo(
+        name="causal-lm",
+        title="Language model",
+        metric="perplexity",
+        metric_title="Perplexity",
+        higher_is_better=False,
+        auto_class="AutoModelForCausalLM",
+        pipeline_task="text-generation",
+        example_input="The government announced",
+        implementation="routing.kinds.causal_lm.kind:CAUSAL_LM",
+    ),
 }
 _loaded: dict[str, MixtureKind] = {}
 

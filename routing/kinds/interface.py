@@ -46,8 +46,12 @@ class KindInfo:
         return {d: m[self.metric] for d, m in report.get("domains", {}).items()}
 
     def worsening(self, before: float, after: float) -> float:
-        """How much worse `after` is than `before`, in the units of the tolerance."""
-        return before - after if self.higher_is_better else after - before
+        """How much worse `after` is than `before`, in the units of the tolerance: points
+        of a score where higher is better (accuracy), a relative rise where lower is
+        better (perplexity: 0.02 is 2 % higher)."""
+        if self.higher_is_better:
+            return before - after
+        return (after - before) / before if before else 0.0
 
     def regressions(
         self, before: dict, after: dict, *, tolerance: float, own_domain: str
@@ -114,8 +118,11 @@ class MixtureKind(ABC):
         """Check, then load an expert file (its tensors, NaN/Inf refused)."""
 
     @abstractmethod
-    def score_expert(self, expert, base, data, cache) -> ExpertScore:
-        """The expert alone on `data.eval` (its outputs are cached for the gate)."""
+    def score_expert(
+        self, expert, base, data, cache, *, routing: dict | None = None, tolerance: float = 0.0
+    ) -> ExpertScore:
+        """The expert alone on `data.eval` (its outputs are cached for the gate), judged
+        with the mixture's routing settings and tolerance where the kind uses them."""
 
     # --- compositions -----------------------------------------------------------
 

@@ -13,21 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...basemodels import BaseSpec, same_base
+from ...expert_metadata import (
+    KEY_BASE,
+    KEY_DOMAIN,
+    KEY_FORMAT,
+    KEY_KIND,
+    KEY_LABELS,
+    lora_from_metadata,
+    require,
+)
 from ...peft_config import LoraSpec, load_adapter_config, lora_from_peft_config, modules_to_save
 from ...safetensors_header import ContractError, parse_json, read_header
 from .layout import CLS_POOLER, MEAN, check_head, check_lora
 
 EXPERT_FORMAT_VERSION = "1"
 KINDS = ("head", "lora")
-PREFIX = "moecollab."
-KEY_FORMAT = PREFIX + "format_version"
-KEY_KIND = PREFIX + "kind"
-KEY_BASE = PREFIX + "base_model"
-KEY_LABELS = PREFIX + "labels"
-KEY_DOMAIN = PREFIX + "domain"
-KEY_LORA_R = PREFIX + "lora_r"
-KEY_LORA_ALPHA = PREFIX + "lora_alpha"
-KEY_LORA_TARGETS = PREFIX + "lora_target_modules"
 
 MAX_LABELS = 1000
 # PEFT task types a classification mixture runs, and the pooling each implies: an adapter
@@ -73,12 +73,6 @@ def _parse_labels(raw: str) -> list[str]:
     return labels
 
 
-def _require(metadata: dict[str, str], key: str) -> str:
-    if key not in metadata:
-        raise ContractError("missing_metadata", f"__metadata__ lacks the key {key!r}")
-    return metadata[key]
-
-
 def _check_labels_against(labels: list[str], domain_labels: list[str] | None) -> None:
     if domain_labels is None:
         return
@@ -95,22 +89,6 @@ def _check_labels_against(labels: list[str], domain_labels: list[str] | None) ->
             f"the expert's labels do not match the domain's labels {domain_labels}: "
             + "; ".join(parts),
         )
-
-
-def _lora_from_metadata(metadata: dict[str, str]) -> LoraSpec:
-    try:
-        r = int(_require(metadata, KEY_LORA_R))
-        alpha = float(_require(metadata, KEY_LORA_ALPHA))
-        targets = parse_json(
-            _require(metadata, KEY_LORA_TARGETS), "bad_lora", f"{KEY_LORA_TARGETS} is not JSON"
-        )
-    except (ValueError, TypeError) as exc:
-        if isinstance(exc, ContractError):
-            raise
-        raise ContractError("bad_lora", f"invalid LoRA settings in __metadata__: {exc}") from None
-    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
-        raise ContractError("bad_lora", f"{KEY_LORA_TARGETS} must be a JSON array of module names")
-    return LoraSpec(r=r, alpha=alpha, target_modules=targets)
 
 
 def _peft_pooling(config: dict) -> str:
@@ -160,19 +138,19 @@ def check_expert_file(
                 f"{KEY_FORMAT} is {metadata[KEY_FORMAT]!r}; "
                 f"this hub reads version {EXPERT_FORMAT_VERSION}",
             )
-        kind = _require(metadata, KEY_KIND)
+        kind = require(metadata, KEY_KIND)
         if kind not in KINDS:
             raise ContractError("bad_kind", f"{KEY_KIND} is {kind!r}; expected one of {KINDS}")
-        base_model = _require(metadata, KEY_BASE)
+        base_model = require(metadata, KEY_BASE)
         if base is not None and not same_base(base_model, base.name):
             raise ContractError(
                 "wrong_base_model",
                 f"the expert was trained on base model {base_model!r}, but this mixture "
                 f"uses {base.name!r}: train it again with --base {base.name}",
             )
-        expert_labels = _parse_labels(_require(metadata, KEY_LABELS))
+        expert_labels = _parse_labels(require(metadata, KEY_LABELS))
         source = "moecollab"
-        lora = _lora_from_metadata(metadata) if kind == "lora" else None
+        lora = lora_from_metadata(metadata) if kind == "lora" else None
         domain = metadata.get(KEY_DOMAIN)
         pooling = MEAN
     else:

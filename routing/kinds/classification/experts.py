@@ -22,11 +22,11 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from ...expert_metadata import KEY_BASE, KEY_DOMAIN, KEY_FORMAT, KEY_KIND, KEY_LABELS, lora_metadata
 from ...files import check_finite, file_sha256, save_safetensors
 from ...safetensors_header import ContractError
 from ...tensors import mean_pool
-from . import contract as c
-from .contract import ExpertHeader, check_expert_file
+from .contract import EXPERT_FORMAT_VERSION, ExpertHeader, check_expert_file
 from .layout import CLS_POOLER
 
 
@@ -160,13 +160,13 @@ class ClassifierExpert:
 def _metadata(kind: str, base_model: str, labels: list[str], domain: str | None) -> dict[str, str]:
     meta = {
         "format": "pt",
-        c.KEY_FORMAT: c.EXPERT_FORMAT_VERSION,
-        c.KEY_KIND: kind,
-        c.KEY_BASE: base_model,
-        c.KEY_LABELS: json.dumps(list(labels)),
+        KEY_FORMAT: EXPERT_FORMAT_VERSION,
+        KEY_KIND: kind,
+        KEY_BASE: base_model,
+        KEY_LABELS: json.dumps(list(labels)),
     }
     if domain:
-        meta[c.KEY_DOMAIN] = domain
+        meta[KEY_DOMAIN] = domain
     return meta
 
 
@@ -194,9 +194,7 @@ def save_lora_expert(
     tensors["classifier.weight"] = classifier.weight
     tensors["classifier.bias"] = classifier.bias
     meta = _metadata("lora", base_model, labels, domain)
-    meta[c.KEY_LORA_R] = str(r)
-    meta[c.KEY_LORA_ALPHA] = str(alpha)
-    meta[c.KEY_LORA_TARGETS] = json.dumps(list(target_modules))
+    meta.update(lora_metadata(r, alpha, target_modules))
     save_safetensors(tensors, path, meta)
 
 

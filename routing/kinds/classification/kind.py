@@ -49,7 +49,7 @@ class ClassificationKind(MixtureKind):
 
         return load_expert(path, base=base, labels=labels, adapter_config=adapter_config, name=name)
 
-    def score_expert(self, expert, base, data, cache) -> ExpertScore:
+    def score_expert(self, expert, base, data, cache, *, routing=None, tolerance=0.0):
         """Held-out accuracy against always answering the most frequent label."""
         import torch
 

@@ -1,0 +1,1 @@
+"""Causal language-model mixtures (see kind.py for the `MixtureKind`)."""

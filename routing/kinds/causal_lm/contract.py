@@ -1,0 +1,151 @@
+"""The language-model expert contract, format version 2 (docs/expert-format.md).
+
+`check_lm_expert` reads only the header. A native file declares its format, task,
+base model (and the fingerprint of the weights it was trained on) and LoRA settings
+in its metadata; a plain PEFT adapter (`task_type` CAUSAL_LM) comes with its
+`adapter_config.json`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...basemodels import BaseSpec, same_base
+from ...expert_metadata import (
+    KEY_BASE,
+    KEY_BASE_FINGERPRINT,
+    KEY_DOMAIN,
+    KEY_FORMAT,
+    KEY_KIND,
+    KEY_TASK,
+    lora_from_metadata,
+    require,
+)
+from ...peft_config import LoraSpec, load_adapter_config, lora_from_peft_config, modules_to_save
+from ...safetensors_header import ContractError, read_header
+from .layout import check_lora_tensors
+
+LM_FORMAT_VERSION = "2"
+TASK = "causal-lm"
+
+
+@dataclass
+class LMExpertHeader:
+    """What a checked language-model expert file declares."""
+
+    base_model: str
+    base_fingerprint: str  # "" when the file does not say (a PEFT adapter)
+    domain: str | None
+    source: str  # "moecollab" or "peft"
+    num_parameters: int
+    lora: LoraSpec
+    metadata: dict[str, str] = field(default_factory=dict)
+    kind: str = "lora"
+    labels: list[str] = field(default_factory=list)  # a language model has none
+
+
+def _check_base(named: str, fingerprint: str, base: BaseSpec | None, how: str) -> None:
+    if base is None:
+        return
+    if named and not same_base(named, base.name):
+        raise ContractError(
+            "wrong_base_model",
+            f"the expert was trained on {named!r}, but this mixture's base model is "
+            f"{base.name!r}: {how}",
+        )
+    if fingerprint and base.fingerprint and fingerprint != base.fingerprint:
+        raise ContractError(
+            "wrong_base_model",
+            f"the expert was trained on weights with fingerprint {fingerprint[:16]}..., but "
+            f"this mixture's base {base.name!r} loads {base.fingerprint[:16]}... (a "
+            f"dequantised GGUF file is not the checkpoint it was made from): {how}",
+        )
+
+
+def check_lm_expert(
+    path: str | os.PathLike,
+    *,
+    base: BaseSpec | None = None,
+    adapter_config: dict | str | os.PathLike | None = None,
+    look_beside: bool = True,
+) -> LMExpertHeader:
+    """Check a language-model expert's header against the contract and, when given, the
+    mixture's base model; return what it declares."""
+    header = read_header(path)
+    metadata = header.metadata
+    how = f"train it again on {base.name!r}" if base else ""
+    if KEY_FORMAT in metadata:
+        version = metadata[KEY_FORMAT]
+        if version != LM_FORMAT_VERSION:
+            raise ContractError(
+                "bad_version",
+                f"{KEY_FORMAT} is {version!r}: "
+                + (
+                    "that is a classification expert; a language-model mixture reads "
+                    if version == "1"
+                    else "this hub's language-model mixtures read "
+                )
+                + f"version {LM_FORMAT_VERSION}",
+            )
+        if metadata.get(KEY_TASK) != TASK:
+            raise ContractError(
+                "bad_kind", f"{KEY_TASK} is {metadata.get(KEY_TASK)!r}; expected {TASK!r}"
+            )
+        if require(metadata, KEY_KIND) != "lora":
+            raise ContractError(
+                "bad_kind", f"{KEY_KIND} is {metadata[KEY_KIND]!r}; expected 'lora'"
+            )
+        base_model = require(metadata, KEY_BASE)
+        fingerprint = metadata.get(KEY_BASE_FINGERPRINT, "")
+        _check_base(base_model, fingerprint, base, f"{how} (python -m routing lm train)")
+        lora, source, domain = lora_from_metadata(metadata), "moecollab", metadata.get(KEY_DOMAIN)
+    else:
+        if adapter_config is None:
+            beside = Path(path).with_name("adapter_config.json")
+            if not look_beside or not beside.exists():
+                raise ContractError(
+                    "missing_metadata",
+                    f"__metadata__ lacks {KEY_FORMAT!r}: write experts with "
+                    "`python -m routing lm train`, or upload a PEFT adapter with its "
+                    "adapter_config.json",
+                )
+            adapter_config = beside
+        if not isinstance(adapter_config, dict):
+            adapter_config = load_adapter_config(adapter_config)
+        task = adapter_config.get("task_type")
+        if task != "CAUSAL_LM":
+            raise ContractError(
+                "bad_task_type",
+                f"adapter_config.json has task_type {task!r}; a language-model mixture runs "
+                "CAUSAL_LM adapters (AutoModelForCausalLM on the base model)",
+            )
+        saved = modules_to_save(adapter_config)
+        if saved:
+            raise ContractError(
+                "bad_lora",
+                f"adapter_config.json lists {saved} in modules_to_save; a language-model "
+                "expert holds only LoRA matrices",
+            )
+        lora = lora_from_peft_config(adapter_config, None)
+        named = str(adapter_config.get("base_model_name_or_path") or "")
+        _check_base(named, "", base, f"{how} (AutoModelForCausalLM on the mixture's base)")
+        base_model, fingerprint, source, domain = (base.name if base else named), "", "peft", None
+    check_lora_tensors(header, lora, base)
+    return LMExpertHeader(
+        base_model=base_model,
+        base_fingerprint=fingerprint,
+        domain=domain,
+        source=source,
+        num_parameters=sum(_numel(t.shape) for t in header.tensors.values()),
+        lora=lora,
+        metadata=dict(metadata),
+    )
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n

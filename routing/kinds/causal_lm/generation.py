@@ -1,0 +1,141 @@
+"""Generating with a language-model mixture whose prompts are already routed.
+
+- Each prompt with one expert (top-1), or any prompts in `merge` mode: one adapted
+  model per group, through transformers' own `generate` (KV cache, greedy or sampled).
+  Top-1 prompts are grouped by expert, so a batch runs each expert once.
+- `mix` mode with several experts: a decoding loop that runs each selected expert on
+  its own KV cache and mixes their next-token distributions with the gate's weights.
+"""
+
+from __future__ import annotations
+
+import torch
+
+MAX_PROMPT_TOKENS = 1024
+
+
+def _left_padded(base, prompts: list[str]) -> dict[str, torch.Tensor]:
+    tokenizer = base.tokenizer
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        batch = tokenizer(
+            list(prompts),
+            padding=True,
+            truncation=True,
+            max_length=MAX_PROMPT_TOKENS,
+            return_tensors="pt",
+        )
+    finally:
+        tokenizer.padding_side = side
+    return {k: v.to(base.device) for k, v in batch.items() if k != "token_type_ids"}
+
+
+def _decode(base, new_tokens: torch.Tensor) -> list[str]:
+    return base.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+
+def generate_grouped(base, prompts, names, weights, *, max_new_tokens, do_sample,
+                     temperature, top_p, seed) -> list[str]:  # fmt: skip
+    """transformers' generate, once per group of prompts that run the same adapted model:
+    one expert each (top-1), or all prompts with their merged LoRA deltas."""
+    top1 = int((weights > 0).sum(-1).max()) == 1
+    groups = (
+        {k: (weights.argmax(-1) == k).nonzero().squeeze(1).tolist() for k in range(len(names))}
+        if top1
+        else {None: list(range(len(prompts)))}
+    )
+    out: list[str] = [""] * len(prompts)
+    options = {"max_new_tokens": max_new_tokens, "do_sample": do_sample}
+    if do_sample:
+        options.update(temperature=temperature, top_p=top_p)
+    else:  # greedy: no sampling settings, so transformers does not warn about them
+        options.update(temperature=None, top_p=None, top_k=None)
+    for k, rows in groups.items():
+        if not rows:
+            continue
+        batch = _left_padded(base, [prompts[i] for i in rows])
+        if k is None:
+            context = base.bank.mixed(names, weights[rows])
+        else:
+            context = base.bank.only(names[k], len(rows))
+        torch.manual_seed(seed)
+        with context:
+            tokens = base.model.generate(
+                **batch, pad_token_id=base.tokenizer.pad_token_id, **options
+            )
+        for i, text in zip(rows, _decode(base, tokens[:, batch["input_ids"].shape[1] :]),
+                           strict=True):  # fmt: skip
+            out[i] = text
+    return out
+
+
+def _next_token(probs: torch.Tensor, do_sample, temperature, top_p, generator) -> torch.Tensor:
+    """The next token of each row from the mixture's distribution (B, V)."""
+    if not do_sample:
+        return probs.argmax(-1)
+    if temperature != 1.0:
+        probs = probs.clamp(min=1e-30).pow(1.0 / temperature)
+        probs = probs / probs.sum(-1, keepdim=True)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(-1, descending=True)
+        keep = sorted_probs.cumsum(-1) - sorted_probs < top_p  # (B, V) the nucleus
+        sorted_probs = sorted_probs * keep
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        probs = probs / probs.sum(-1, keepdim=True)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+def generate_mixed(base, prompts, names, weights, *, max_new_tokens, do_sample,
+                   temperature, top_p, seed) -> list[str]:  # fmt: skip
+    """p(x_t) = sum_k g_k p_k(x_t | x_<t): each selected expert runs on the rows routed to
+    it, with its own KV cache; their next-token distributions are mixed every step."""
+    batch = _left_padded(base, prompts)
+    ids, mask = batch["input_ids"], batch["attention_mask"]  # (B, L)
+    w = weights.to(base.device)
+    eos, pad = base.tokenizer.eos_token_id, base.tokenizer.pad_token_id
+    generator = torch.Generator(device=base.device).manual_seed(seed)
+    states = {}
+    for k, name in enumerate(names):
+        rows = (w[:, k] > 0).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            continue
+        m = mask[rows]
+        with base.bank.only(name, len(rows)):
+            out = base.model(
+                input_ids=ids[rows],
+                attention_mask=m,
+                position_ids=(m.cumsum(-1) - 1).clamp(min=0),
+                use_cache=True,
+            )
+        states[k] = {"rows": rows, "mask": m, "past": out.past_key_values,
+                     "logits": out.logits[:, -1].float()}  # fmt: skip
+    finished = torch.zeros(len(prompts), dtype=torch.bool, device=base.device)
+    new_tokens = []
+    for _ in range(max_new_tokens):
+        probs = torch.zeros(len(prompts), states[next(iter(states))]["logits"].shape[-1],
+                            device=base.device)  # fmt: skip
+        for k, state in states.items():
+            rows = state["rows"]
+            probs[rows] += w[rows, k, None] * torch.softmax(state["logits"], -1)
+        token = _next_token(probs, do_sample, temperature, top_p, generator)  # (B,)
+        token = torch.where(finished, torch.full_like(token, pad), token)
+        new_tokens.append(token)
+        finished |= token == eos
+        if bool(finished.all()):
+            break
+        for k, state in states.items():
+            rows = state["rows"]
+            state["mask"] = torch.cat([state["mask"], state["mask"].new_ones(len(rows), 1)], 1)
+            with base.bank.only(names[k], len(rows)):
+                out = base.model(
+                    input_ids=token[rows, None],
+                    attention_mask=state["mask"],
+                    position_ids=state["mask"].sum(-1, keepdim=True) - 1,
+                    past_key_values=state["past"],
+                    use_cache=True,
+                )
+            state["past"], state["logits"] = out.past_key_values, out.logits[:, -1].float()
+    if not new_tokens:
+        return [""] * len(prompts)
+    return _decode(base, torch.stack(new_tokens, 1))

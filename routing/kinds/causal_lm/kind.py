@@ -1,0 +1,117 @@
+"""Language-model mixtures: experts are LoRA adapters of a frozen causal LM, each trained
+on its own domain's text; the router reads each prompt's prefix and the composition
+generates with the experts it selects.
+
+Light to import (no torch): the header check runs in web processes; the tensor code
+is imported by the methods that need it, in workers and the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ...config import GateConfig, LMRouting, LossWeights, TrainConfig, from_dict
+from .. import KINDS
+from ..interface import ExpertScore, MixtureKind
+from .contract import check_lm_expert
+from .corpora import read_texts
+
+
+def routing_configs(routing: dict | None) -> tuple[GateConfig, TrainConfig, LMRouting]:
+    """A mixture's routing settings ({"gate", "loss", "seed", "lm"}) as configs; a
+    language model's gate is top-1 unless the settings say otherwise."""
+    routing = routing or {}
+    gate = from_dict(GateConfig, {"top_k": 1, **(routing.get("gate") or {})})
+    loss = from_dict(LossWeights, routing.get("loss"))
+    train = TrainConfig(seed=int(routing.get("seed", 0)), loss=loss)
+    return gate, train, from_dict(LMRouting, routing.get("lm"))
+
+
+class CausalLMKind(MixtureKind):
+    info = KINDS["causal-lm"]
+
+    def read_examples(self, data: bytes, filename: str):
+        return read_texts(data, filename)
+
+    def load_base(self, name: str, *, revision: str | None = None, device=None):
+        from .base import CausalBase
+
+        return CausalBase(name, revision=revision or None, device=device)
+
+    def check_expert(
+        self, path, *, base, labels=None, adapter_config=None, look_beside: bool = True
+    ):
+        return check_lm_expert(
+            path, base=base, adapter_config=adapter_config, look_beside=look_beside
+        )
+
+    def load_expert(self, path, *, base, labels=None, adapter_config=None, name=None):
+        from .experts import load_lm_expert
+
+        return load_lm_expert(path, base=base, adapter_config=adapter_config, name=name)
+
+    def score_expert(self, expert, base, data, cache, *, routing=None, tolerance=0.0):
+        """Held-out perplexity of the domain's continuations against the base model's: the
+        expert must lower it by at least the mixture's tolerance (relative)."""
+        from .composing import token_log_probs
+        from .scoring import perplexity
+
+        prefix = routing_configs(routing)[2].prefix_tokens
+        texts = data.eval.texts
+        ppl = perplexity(token_log_probs(expert, base, texts, cache, prefix))
+        base_ppl = perplexity(token_log_probs(None, base, texts, cache, prefix))
+        gain = (base_ppl - ppl) / base_ppl if base_ppl else 0.0
+        metrics = {
+            "perplexity": ppl,
+            "base_perplexity": base_ppl,
+            "improvement": gain,
+            "eval_texts": len(texts),
+        }
+        problems = []
+        if gain < tolerance:
+            problems.append(
+                f"held-out perplexity {ppl:.3f} on {len(texts)} texts of the domain against "
+                f"the base model's {base_ppl:.3f}: "
+                + (f"{100 * gain:.1f} % lower" if gain >= 0 else f"{-100 * gain:.1f} % higher")
+                + f", and the mixture asks for at least {100 * tolerance:.1f} % lower. Train "
+                "on text like the domain's, for longer, or with a higher rank"
+            )
+        return ExpertScore(metrics, problems, f"held-out perplexity {ppl:.3f}")
+
+    def compose(self, base, experts, expert_domains, data, *, cache, routing: dict, previous=None):
+        from .composing import compose
+
+        gate_config, train_config, lm = routing_configs(routing)
+        return compose(
+            base,
+            experts,
+            expert_domains,
+            {d: data[d] for d in set(expert_domains)},
+            cache=cache,
+            gate_config=gate_config,
+            train_config=train_config,
+            routing=lm,
+            previous=previous,
+        )
+
+    def contributions(self, composed) -> list[dict]:
+        from .composing import contributions
+
+        return contributions(composed)
+
+    def save_composition(self, model, folder) -> Path:
+        return model.save(folder)
+
+    def load_composition(self, folder: str | os.PathLike, base):
+        from .model import MoECausalLM
+
+        return MoECausalLM.load(folder, base=base)
+
+    def export(self, model, folder, card) -> Path:
+        from .export import export_lm_composition
+
+        return export_lm_composition(model, folder, card)
+
+
+CAUSAL_LM = CausalLMKind()
