@@ -26,7 +26,7 @@ def lm_texts(domain: str, n: int, *, words: int = 24, seed: int = 0) -> list[str
     rng = random.Random(f"{domain}-lm-{seed}")
     vocab = LM_DOMAINS[domain]
     out = []
-    for i in range(n):
+    for _ in range(n):
         motif = rng.sample(vocab, 3)
         text = []
         for j in range(words):
@@ -71,3 +71,35 @@ def build_tiny_lm(folder) -> str:
     )
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
+
+
+def save_lm_peft_adapter(folder, base_location, *, seed=0, r=4, targets=("q_proj", "v_proj"),
+                         gguf_file=None):  # fmt: skip
+    """A plain PEFT CAUSAL_LM adapter of a base model with random (non-zero) LoRA weights,
+    saved the ordinary way (`save_pretrained`)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"gguf_file": gguf_file, "dtype": torch.float32} if gguf_file else {}
+    model = AutoModelForCausalLM.from_pretrained(base_location, **kwargs)
+    torch.manual_seed(seed)
+    config = LoraConfig(task_type="CAUSAL_LM", r=r, lora_alpha=2 * r, target_modules=list(targets))
+    peft = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn_like(p) * 0.3)
+    peft.save_pretrained(folder)
+    return folder
+
+
+def peft_lm(folder, base_location, gguf_file=None):
+    """What PEFT and transformers load for a saved CAUSAL_LM adapter (eval mode)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"gguf_file": gguf_file, "dtype": torch.float32} if gguf_file else {}
+    base = AutoModelForCausalLM.from_pretrained(base_location, **kwargs)
+    return PeftModel.from_pretrained(base, folder).eval()

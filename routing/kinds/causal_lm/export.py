@@ -110,17 +110,15 @@ def export_lm_composition(model: MoECausalLM, folder, card: CardInfo | None = No
             bos_token_id=config.bos_token_id,
             max_new_tokens=64,
             do_sample=False,
+            use_cache=not mixed,
         )
         MoECollabLMConfig.register_for_auto_class()
         MoECollabForCausalLM.register_for_auto_class("AutoModelForCausalLM")
         hf.save_pretrained(tmp)
-        tokenizer = base.tokenizer
-        side = tokenizer.padding_side
-        tokenizer.padding_side = "left"  # batched generation pads on the left
-        try:
-            tokenizer.save_pretrained(tmp)
-        finally:
-            tokenizer.padding_side = side
+        base.tokenizer.save_pretrained(tmp)
+        settings = json.loads((tmp / "tokenizer_config.json").read_text())
+        settings["padding_side"] = "left"  # batched generation pads on the left
+        (tmp / "tokenizer_config.json").write_text(json.dumps(settings, indent=2) + "\n")
         for k, expert in enumerate(model.experts):
             expert.save_peft(tmp / "experts" / expert_folder(k, expert.name), base.name)
         _save_router(model, tmp)
