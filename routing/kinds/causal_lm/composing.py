@@ -127,6 +127,21 @@ def token_nll(weights: torch.Tensor, token_lp: torch.Tensor) -> torch.Tensor:
     return -lp[keep].mean() if keep.any() else lp.new_zeros(())
 
 
+def token_task(token_lp: torch.Tensor):
+    """The gate's task term on cached log-probabilities (n, N, T): `task(weights, idx)`,
+    with the NaN padding resolved once rather than at every step."""
+    keep = ~torch.isnan(token_lp).all(1)  # (n, T)
+    filled = torch.nan_to_num(token_lp, nan=0.0)  # (n, N, T)
+
+    def task(weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        logw = torch.where(weights > 0, weights.clamp(min=1e-30).log(), -torch.inf)  # (B, N)
+        mixed = torch.logsumexp(logw[:, :, None] + filled[idx], dim=1)  # (B, T)
+        k = keep[idx]
+        return -(mixed * k).sum() / k.sum().clamp(min=1)
+
+    return task
+
+
 @dataclass
 class Composed:
     model: MoECausalLM
@@ -198,7 +213,7 @@ def _learned_gate(
         return fit_gate(
             router.features,
             router.domain_experts,
-            lambda weights, idx: token_nll(weights, router.token_lp[idx]),
+            token_task(router.token_lp),
             domain_idx=router.domain_idx,
             gate_config=gate_config,
             train_config=train_config,

@@ -1,8 +1,8 @@
 """Generating with a language-model mixture whose prompts are already routed.
 
-- Each prompt with one expert (top-1), or any prompts in `merge` mode: one adapted
-  model per group, through transformers' own `generate` (KV cache, greedy or sampled).
-  Top-1 prompts are grouped by expert, so a batch runs each expert once.
+- Each prompt with one expert (top-1), or any prompts in `merge` mode: transformers'
+  own `generate` on the whole batch (KV cache, greedy or sampled); each expert's LoRA
+  branch runs on the group of prompts routed to it.
 - `mix` mode with several experts: a decoding loop that runs each selected expert on
   its own KV cache and mixes their next-token distributions with the gate's weights.
 """
@@ -36,38 +36,22 @@ def _decode(base, new_tokens: torch.Tensor) -> list[str]:
 
 
 def generate_grouped(base, prompts, names, weights, *, max_new_tokens, do_sample,
-                     temperature, top_p, seed) -> list[str]:  # fmt: skip
-    """transformers' generate, once per group of prompts that run the same adapted model:
-    one expert each (top-1), or all prompts with their merged LoRA deltas."""
-    top1 = int((weights > 0).sum(-1).max()) == 1
-    groups = (
-        {k: (weights.argmax(-1) == k).nonzero().squeeze(1).tolist() for k in range(len(names))}
-        if top1
-        else {None: list(range(len(prompts)))}
-    )
-    out: list[str] = [""] * len(prompts)
+                     temperature, top_p, seed, min_new_tokens=0) -> list[str]:  # fmt: skip
+    """transformers' generate, once for the whole batch: each row with its one expert
+    (top-1: every expert's LoRA branch runs on its group of rows only) or with its
+    experts' merged LoRA deltas."""
     options = {"max_new_tokens": max_new_tokens, "do_sample": do_sample}
+    if min_new_tokens:
+        options["min_new_tokens"] = min_new_tokens
     if do_sample:
         options.update(temperature=temperature, top_p=top_p)
     else:  # greedy: no sampling settings, so transformers does not warn about them
         options.update(temperature=None, top_p=None, top_k=None)
-    for k, rows in groups.items():
-        if not rows:
-            continue
-        batch = _left_padded(base, [prompts[i] for i in rows])
-        if k is None:
-            context = base.bank.mixed(names, weights[rows])
-        else:
-            context = base.bank.only(names[k], len(rows))
-        torch.manual_seed(seed)
-        with context:
-            tokens = base.model.generate(
-                **batch, pad_token_id=base.tokenizer.pad_token_id, **options
-            )
-        for i, text in zip(rows, _decode(base, tokens[:, batch["input_ids"].shape[1] :]),
-                           strict=True):  # fmt: skip
-            out[i] = text
-    return out
+    batch = _left_padded(base, prompts)
+    torch.manual_seed(seed)
+    with base.bank.mixed(names, weights):
+        tokens = base.model.generate(**batch, pad_token_id=base.tokenizer.pad_token_id, **options)
+    return _decode(base, tokens[:, batch["input_ids"].shape[1] :])
 
 
 def _next_token(probs: torch.Tensor, do_sample, temperature, top_p, generator) -> torch.Tensor:
@@ -87,7 +71,7 @@ def _next_token(probs: torch.Tensor, do_sample, temperature, top_p, generator) -
 
 
 def generate_mixed(base, prompts, names, weights, *, max_new_tokens, do_sample,
-                   temperature, top_p, seed) -> list[str]:  # fmt: skip
+                   temperature, top_p, seed, min_new_tokens=0) -> list[str]:  # fmt: skip
     """p(x_t) = sum_k g_k p_k(x_t | x_<t): each selected expert runs on the rows routed to
     it, with its own KV cache; their next-token distributions are mixed every step."""
     batch = _left_padded(base, prompts)
@@ -112,12 +96,14 @@ def generate_mixed(base, prompts, names, weights, *, max_new_tokens, do_sample,
                      "logits": out.logits[:, -1].float()}  # fmt: skip
     finished = torch.zeros(len(prompts), dtype=torch.bool, device=base.device)
     new_tokens = []
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         probs = torch.zeros(len(prompts), states[next(iter(states))]["logits"].shape[-1],
                             device=base.device)  # fmt: skip
         for k, state in states.items():
             rows = state["rows"]
             probs[rows] += w[rows, k, None] * torch.softmax(state["logits"], -1)
+        if step < min_new_tokens:
+            probs[:, eos] = 0  # as transformers does: no end before the minimum
         token = _next_token(probs, do_sample, temperature, top_p, generator)  # (B,)
         token = torch.where(finished, torch.full_like(token, pad), token)
         new_tokens.append(token)

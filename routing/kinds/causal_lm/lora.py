@@ -4,9 +4,10 @@ expert's pair, and a mixing table says, row by row, how much of each expert appl
     out = W x + sum over experts k of m[b, k] * (alpha_k / r_k) * B_k A_k x
 
 With one-hot rows this is the adapted model of each expert (what PEFT computes for
-that adapter); with gate weights it is the gate-weighted merge of the LoRA deltas
-(one pass for the whole mixture). The table stays fixed for a batch's whole
-generation, so the KV cache of `generate` is used as it is.
+that adapter), for a batch whose rows go to different experts in one pass: each
+expert's LoRA branch runs only on its rows. With gate weights it is the gate-weighted
+merge of the LoRA deltas (one pass for the whole mixture). The table stays fixed for
+a batch's whole generation, so the KV cache of `generate` is used as it is.
 """
 
 from __future__ import annotations
@@ -22,6 +23,17 @@ from torch import nn
 class Mixing:
     names: list[str]  # the experts the table's columns are
     weights: torch.Tensor  # (B, K): each row's weight on each expert
+    # per expert, the rows with a weight (None: all of them): an expert's LoRA branch
+    # runs only on the rows routed to it, so one batch serves every expert's group
+    rows: list[torch.Tensor | None]
+
+    @classmethod
+    def of(cls, names: list[str], weights: torch.Tensor) -> Mixing:
+        rows = []
+        for k in range(weights.shape[1]):
+            routed = weights[:, k].nonzero().squeeze(1)
+            rows.append(None if routed.numel() == weights.shape[0] else routed)
+        return cls(list(names), weights, rows)
 
 
 class LoRALinear(nn.Module):
@@ -46,12 +58,15 @@ class LoRALinear(nn.Module):
             pair = self.pairs.get(name)
             if pair is None:
                 continue
-            w = mixing.weights[:, k]  # (B,)
-            if not bool((w != 0).any()):
-                continue
             a, b, scale = pair
-            delta = (x @ a.T) @ b.T  # (B, T, out)
-            out = out + (w * scale).to(out.dtype).view(-1, *([1] * (x.dim() - 1))) * delta
+            rows = mixing.rows[k]  # the rows this expert applies to
+            if rows is None:  # every row
+                w = (mixing.weights[:, k] * scale).to(out.dtype)  # (B,)
+                out = out + w.view(-1, *([1] * (x.dim() - 1))) * ((x @ a.T) @ b.T)
+            elif rows.numel():
+                w = (mixing.weights[rows, k] * scale).to(out.dtype)  # (b,)
+                delta = (x[rows] @ a.T) @ b.T  # (b, T, out)
+                out = out.index_add(0, rows, w.view(-1, *([1] * (x.dim() - 1))) * delta)
         return out
 
 
@@ -98,7 +113,7 @@ class LoraBank:
         """Run the model with each row's experts weighted by `weights` (B, K)."""
         previous = self.mixing
         device = next(self.model.parameters()).device
-        self.mixing = Mixing(list(names), weights.to(device))
+        self.mixing = Mixing.of(names, weights.to(device))
         try:
             yield
         finally:

@@ -121,7 +121,8 @@ class MoECausalLM:
         only the experts the router selected for a text run on it."""
         weights = self.route(texts, top_k) if weights is None else weights
         p = self.routing.prefix_tokens
-        if self.routing.mixing == "merge":
+        if self.routing.mixing == "merge" or int((weights > 0).sum(-1).max()) == 1:
+            # one pass: each text with its expert (top-1) or its experts' merged deltas
             return self.base.token_log_probs(texts, prefix_tokens=p, merged=(self.names, weights))
         width = self.base.max_tokens - p
         per_expert = torch.full((len(texts), len(self.names), width), float("nan"))
@@ -138,11 +139,13 @@ class MoECausalLM:
     def generate(
         self, prompts: list[str], *, max_new_tokens: int = 32, do_sample: bool = False,
         temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, top_k: int | None = None,
+        min_new_tokens: int = 0,
     ) -> list[Generation]:  # fmt: skip
         """Route each prompt on its prefix, then generate with only the selected experts."""
         weights = self.route(prompts, top_k)  # (B, N)
         options = {"max_new_tokens": max_new_tokens, "do_sample": do_sample,
-                   "temperature": temperature, "top_p": top_p, "seed": seed}  # fmt: skip
+                   "temperature": temperature, "top_p": top_p, "seed": seed,
+                   "min_new_tokens": min_new_tokens}  # fmt: skip
         if int((weights > 0).sum(-1).max()) == 1 or self.routing.mixing == "merge":
             texts = generate_grouped(self.base, prompts, self.names, weights, **options)
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import torch
 from tqdm.auto import tqdm
@@ -66,7 +67,9 @@ def train_lm_lora(
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
-    state = get_peft_model_state_dict(model)
+    with warnings.catch_warnings():  # a GGUF base has no config.json for PEFT to read
+        warnings.filterwarnings("ignore", message="Could not find a config file")
+        state = get_peft_model_state_dict(model)
     return {k.removeprefix("base_model.model."): v.detach().cpu() for k, v in state.items()}
 
 

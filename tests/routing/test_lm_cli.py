@@ -1,0 +1,65 @@
+"""The language-model command line, end to end on a tiny base model and text files."""
+
+# ruff: noqa: F811 -- fixtures are imported to be used here
+
+import json
+
+from devtools.tiny_lm import lm_texts
+from routing.cli import main
+from tests.routing.lm_fixtures import MAX_TOKENS, PREFIX, tiny_lm_folder  # noqa: F401
+
+
+def test_train_check_compose_evaluate_generate_export(tmp_path, tiny_lm_folder, capsys):
+    common = ["--base", tiny_lm_folder, "--device", "cpu", "--cache", str(tmp_path / "cache"),
+              "--max-tokens", str(MAX_TOKENS), "--prefix-tokens", str(PREFIX)]  # fmt: skip
+    weather = tmp_path / "weather.txt"
+    weather.write_text("\n\n".join(lm_texts("weather", 300, words=60)))
+    food = tmp_path / "food.jsonl"
+    food.write_text("\n".join(json.dumps({"text": t}) for t in lm_texts("food", 300, words=60)))
+    for corpus in (weather, food):
+        out = tmp_path / f"{corpus.stem}.safetensors"
+        argv = ["lm", "train", "--corpus", str(corpus), "--out", str(out), "--epochs", "3",
+                "--batch-size", "16", "--lr", "1e-2", "--rank", "4", *common]  # fmt: skip
+        assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "training on 200 of the 300 texts" in out and "held-out perplexity" in out
+
+    assert main(["lm", "check", str(tmp_path / "weather.safetensors"), *common]) == 0
+    assert "OK: language-model expert (moecollab format)" in capsys.readouterr().out
+
+    experts = [
+        f"{tmp_path / 'weather.safetensors'}={weather}",
+        f"{tmp_path / 'food.safetensors'}={food}",
+    ]
+    mix = tmp_path / "mix"
+    assert main(["lm", "compose", *experts, "--out", str(mix), "--gate-hidden", "16", *common]) == 0
+    out = capsys.readouterr().out
+    assert "routing matrix" in out and "routing accuracy" in out
+
+    assert main(["lm", "evaluate", str(mix), "--json", *common]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["domains"]) == {"weather", "food"}
+    for m in report["domains"].values():
+        assert m["perplexity"] < m["base_perplexity"]
+
+    assert main(["lm", "generate", str(mix), "rain storm wet cloud", "--max-new-tokens", "4",
+                 *common]) == 0  # fmt: skip
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("[weather 1.00] rain storm wet cloud")
+
+    hf = tmp_path / "mix-hf"
+    assert main(["lm", "export", str(mix), "--out", str(hf), "--repo-id", "me/mix"]) == 0
+    assert "trust_remote_code=True" in capsys.readouterr().out
+    from transformers import pipeline
+
+    generate = pipeline("text-generation", model=str(hf), trust_remote_code=True)
+    assert generate("rain storm wet cloud", max_new_tokens=4)[0]["generated_text"]
+
+
+def test_a_bad_corpus_is_a_clear_error(tmp_path, tiny_lm_folder, capsys):
+    bad = tmp_path / "notes.csv"
+    bad.write_text("text\nhello\n")
+    argv = ["lm", "train", "--corpus", str(bad), "--out", str(tmp_path / "x.safetensors"),
+            "--base", tiny_lm_folder]  # fmt: skip
+    assert main(argv) == 1
+    assert "a text domain is a .txt or a .jsonl file" in capsys.readouterr().err
