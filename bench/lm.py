@@ -87,6 +87,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, help="tensor cache (default: a new folder)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs (the median counts)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

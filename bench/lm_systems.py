@@ -191,7 +191,7 @@ def _composition_forward(model: MoECausalLM, prompts, batch) -> None:
                 model.base.model(**{key: v[rows] for key, v in batch.items()})
 
 
-def timings(base, model: MoECausalLM, expert, texts, prompts, new_tokens) -> dict:
+def timings(base, model: MoECausalLM, expert, texts, prompts, new_tokens, repeats=3) -> dict:
     """Prefill and generation tokens/s of the base, the base carrying one PEFT adapter, and
     the composition routed top-1, top-2 mixed and top-2 merged, in one run: prefill on
     the same held-out texts (up to 128 tokens), generation from the same prompts."""
@@ -219,7 +219,10 @@ def timings(base, model: MoECausalLM, expert, texts, prompts, new_tokens) -> dic
     }
 
     def rates(prefill, generate) -> dict:
-        return {"prefill": tokens / timed(prefill), "generate": generated / timed(generate)}
+        return {
+            "prefill": tokens / timed(prefill, repeats),
+            "generate": generated / timed(generate, repeats),
+        }
 
     out = {}
     with torch.inference_mode():

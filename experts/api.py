@@ -24,6 +24,7 @@ from .serializers import (
     DomainWriteSerializer,
     ExpertSerializer,
     ExpertUploadSerializer,
+    GenerateSerializer,
     JobSerializer,
     MixtureSerializer,
     MixtureWriteSerializer,
@@ -33,7 +34,7 @@ from .services.experts import retire
 from .services.mixtures import create_mixture
 from .services.publishing import publish_refusal
 from .services.uploads import UploadError, UploadRequest, accept_upload, stopped_body
-from .tasks_api import enqueue_publish, enqueue_validation
+from .tasks_api import enqueue_generation, enqueue_publish, enqueue_validation
 
 
 class UploadFailed(APIException):
@@ -250,6 +251,31 @@ class CompositionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubVi
 
     def get_serializer_class(self):
         return CompositionSummarySerializer if self.action == "list" else CompositionSerializer
+
+    def get_throttles(self):
+        if self.action == "generate":
+            self.throttle_scope = "generate"
+        return super().get_throttles()
+
+    @extend_schema(
+        request=GenerateSerializer,
+        responses={202: JobSerializer, 409: ErrorSerializer, 429: ErrorSerializer},
+        description="Generate from a language-model composition: a worker routes the "
+        "prompt and generates; poll the job (`/api/jobs/{id}/`) for `result.text` and "
+        "`result.experts`. 409: the composition classifies; it does not generate.",
+    )
+    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
+    def generate(self, request, pk=None):
+        composition = self.get_object()
+        if composition.mixture.task_type != Mixture.Task.CAUSAL_LM:
+            return Response(
+                {"detail": "this composition classifies texts; it does not generate"},
+                status=status.HTTP_409_CONFLICT,
+            )
+        ask = GenerateSerializer(data=request.data)
+        ask.is_valid(raise_exception=True)
+        job = enqueue_generation(composition, request.user, ask.validated_data)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: JobSerializer, 409: ErrorSerializer})
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])

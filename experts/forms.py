@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django import forms
 
+from routing.config import LMRouting, to_dict
+
 from .models import Domain, Expert, Mixture, default_routing
 from .services import mixtures
 from .services.uploads import parse_adapter_config
@@ -20,7 +22,9 @@ class UploadForm(forms.Form):
     def __init__(self, *args, mixture, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["domain"].queryset = mixture.domains.all()
-        self.fields["domain"].label_from_instance = lambda d: f"{d.name} ({', '.join(d.labels)})"
+        self.fields["domain"].label_from_instance = lambda d: (
+            f"{d.name} ({', '.join(d.labels)})" if d.labels else d.name
+        )
 
     def clean_adapter_config(self):
         f = self.cleaned_data.get("adapter_config")
@@ -71,6 +75,14 @@ GATE_FIELDS = {
     "noise_std": (forms.FloatField, "noise on the gate's logits while training"),
 }
 LOSS_FIELDS = ("routing", "balance", "entropy_example", "entropy_batch", "z")
+LM_FIELDS = {
+    "prefix_tokens": (forms.IntegerField, "the router reads only these first tokens of a text"),
+    "layer": (forms.IntegerField, "the base's hidden layer the router reads (-1: the last)"),
+    "router": (forms.ChoiceField, "learned (a trained gate), centroid or prefix-likelihood"),
+    "mixing": (forms.ChoiceField, "mix: the experts' next-token distributions; merge: their "
+               "LoRA deltas (one pass)"),
+}  # fmt: skip
+LM_CHOICES = {"router": mixtures.LM_ROUTERS, "mixing": mixtures.LM_MIXINGS}
 
 
 class MixtureForm(forms.ModelForm):
@@ -82,6 +94,7 @@ class MixtureForm(forms.ModelForm):
             "name",
             "slug",
             "description",
+            "task_type",
             "base_model",
             "tolerance",
             "upload_quota",
@@ -112,6 +125,16 @@ class MixtureForm(forms.ModelForm):
                 min_value=0,
             )
         self.fields["seed"].initial = routing.get("seed", 0)
+        lm = routing.get("lm") or to_dict(LMRouting())
+        for name, (kind, help_text) in LM_FIELDS.items():
+            options = {"choices": [(c, c) for c in LM_CHOICES[name]]} if name in LM_CHOICES else {}
+            self.fields[f"lm_{name}"] = kind(
+                label=f"Language model: {name.replace('_', ' ')}",
+                help_text=help_text + " (language-model mixtures)",
+                initial=lm.get(name),
+                required=False,
+                **options,
+            )
         if self.instance.pk:
             self.fields["slug"].disabled = True  # addresses and Hub links keep working
 
@@ -126,22 +149,27 @@ class MixtureForm(forms.ModelForm):
 
     def clean_base_model(self):
         base = self.cleaned_data["base_model"]
-        try:
-            mixtures.check_base_change(self.instance, base)
-        except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return base
+        return _checked(lambda b: mixtures.check_base_change(self.instance, b) or b, base)
 
     def clean(self):
         data = super().clean()
+        task_type = data.get("task_type") or self.instance.task_type
+        if data.get("base_model") is not None:
+            try:
+                mixtures.check_kind(self.instance, task_type, data["base_model"])
+            except ValueError as exc:
+                self.add_error("task_type", str(exc))
         given = {
             "gate": {n: data.get(f"gate_{n}") for n in GATE_FIELDS},
             "loss": {n: data.get(f"loss_{n}") for n in LOSS_FIELDS},
             "seed": data.get("seed"),
         }
+        if task_type == "causal-lm":
+            lm = {n: data.get(f"lm_{n}") for n in LM_FIELDS}
+            given["lm"] = {n: v for n, v in lm.items() if v not in (None, "")}
         if None not in given["gate"].values() and None not in given["loss"].values():
             try:
-                self.instance.routing = mixtures.clean_routing(given)
+                self.instance.routing = mixtures.clean_routing(given, task_type)
             except ValueError as exc:
                 self.add_error(None, str(exc))
         return data

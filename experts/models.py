@@ -33,26 +33,51 @@ def default_routing() -> dict:
     return {"gate": to_dict(GateConfig()), "loss": to_dict(LossWeights()), "seed": 0}
 
 
+class Task(models.TextChoices):
+    """The kinds of mixture (`routing.kinds`)."""
+
+    CLASSIFICATION = "classification", "Text classification"
+    CAUSAL_LM = "causal-lm", "Language model"
+
+
 class BaseModel(models.Model):
     """A frozen backbone that a mixture's experts are trained on."""
 
     name = models.CharField(max_length=200, unique=True, help_text="Hugging Face id or path")
+    task_type = models.CharField(
+        max_length=30,
+        choices=Task.choices,
+        default=Task.CLASSIFICATION,
+        help_text="the kind of mixture it serves: an encoder or a causal LM",
+    )
     revision = models.CharField(max_length=100, blank=True)
     hidden_size = models.PositiveIntegerField()
     num_layers = models.PositiveIntegerField()
     intermediate_size = models.PositiveIntegerField()
+    q_size = models.PositiveIntegerField(default=0, help_text="causal LMs: q_proj's outputs")
+    kv_size = models.PositiveIntegerField(default=0, help_text="causal LMs: k/v_proj's outputs")
+    fingerprint = models.CharField(
+        max_length=64, blank=True, help_text="sha256 of the weights the workers load"
+    )
     licence = models.CharField(max_length=50, default="apache-2.0")
 
     def __str__(self) -> str:
         return self.name
 
     def spec(self) -> BaseSpec:
-        return BaseSpec(self.name, self.hidden_size, self.num_layers, self.intermediate_size)
+        return BaseSpec(
+            self.name,
+            self.hidden_size,
+            self.num_layers,
+            self.intermediate_size,
+            q_size=self.q_size,
+            kv_size=self.kv_size,
+            fingerprint=self.fingerprint,
+        )
 
 
 class Mixture(models.Model):
-    class Task(models.TextChoices):
-        CLASSIFICATION = "classification", "Text classification"
+    Task = Task
 
     slug = models.SlugField(max_length=80, unique=True)
     name = models.CharField(max_length=200)
@@ -220,6 +245,7 @@ class Job(models.Model):
         RETRAIN = "retrain"
         PUBLISH = "publish"
         EXPORT = "export"
+        GENERATE = "generate"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -247,6 +273,16 @@ class Job(models.Model):
         max_length=200, blank=True, help_text="host:pid:start:thread of the worker holding it"
     )
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="requested_jobs",
+        help_text="who asked for it (generation from a composition's page)",
+    )
+    request = models.JSONField(default=dict, blank=True, help_text="what was asked (a prompt)")
+    result = models.JSONField(default=dict, blank=True, help_text="what came of it (a text)")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

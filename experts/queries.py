@@ -26,9 +26,17 @@ def visible_experts(user) -> QuerySet[Expert]:
 
 
 def visible_jobs(user) -> QuerySet[Job]:
+    """Jobs of experts the user may see and of mixtures they maintain, and the generations
+    they asked for themselves (another user's prompt is theirs alone)."""
     experts = visible_experts(user).values("pk")
     maintained = maintained_mixture_ids(user)
-    return Job.objects.filter(Q(expert__in=experts) | Q(mixture_id__in=maintained)).distinct()
+    mine = Q(requested_by=user) if user.is_authenticated else Q(pk__in=[])
+    theirs = Q(kind=Job.Kind.GENERATE) & ~mine
+    return (
+        Job.objects.filter(Q(expert__in=experts) | Q(mixture_id__in=maintained) | mine)
+        .exclude(theirs)
+        .distinct()
+    )
 
 
 def get_expert(user, pk: int) -> Expert:

@@ -10,6 +10,7 @@ from routing.report import matrix_rows
 
 from .models import BaseModel, Composition, Domain, Expert, Job, Mixture
 from .services import mixtures
+from .services.generation import clean_request
 from .services.uploads import parse_adapter_config
 
 
@@ -224,6 +225,8 @@ class JobSerializer(serializers.ModelSerializer):
             "message",
             "error",
             "attempts",
+            "request",
+            "result",
             "created_at",
             "started_at",
             "finished_at",
@@ -244,7 +247,8 @@ class MixtureWriteSerializer(serializers.ModelSerializer):
     routing = serializers.JSONField(
         required=False,
         help_text="{gate: {top_k, temperature, hidden, train_top_k, noise_std}, loss: "
-        "{routing, balance, entropy_example, entropy_batch, z}, seed}; missing keys "
+        "{routing, balance, entropy_example, entropy_batch, z}, seed} and, for a "
+        "language-model mixture, lm: {prefix_tokens, layer, router, mixing}; missing keys "
         "take their defaults",
     )
     name = serializers.CharField(max_length=200, validators=[NOT_BLANK])
@@ -255,6 +259,7 @@ class MixtureWriteSerializer(serializers.ModelSerializer):
             "slug",
             "name",
             "description",
+            "task_type",
             "base_model",
             "routing",
             "tolerance",
@@ -270,8 +275,15 @@ class MixtureWriteSerializer(serializers.ModelSerializer):
             fields["slug"].read_only = True  # addresses and Hub links keep working
         return fields
 
-    def validate_routing(self, value):
-        return _checked(mixtures.clean_routing, value)
+    def validate(self, data):
+        instance = self.instance
+        task_type = data.get("task_type") or (instance.task_type if instance else "classification")
+        base = data.get("base_model") or (instance.base_model if instance else None)
+        _checked(lambda _: mixtures.check_kind(instance, task_type, base), None)
+        routing = data.get("routing", instance.routing if instance else {})
+        if "routing" in data or "task_type" in data or instance is None:
+            data["routing"] = _checked(lambda r: mixtures.clean_routing(r, task_type), routing)
+        return data
 
     def validate_tolerance(self, value):
         return _checked(mixtures.clean_tolerance, value)
@@ -331,3 +343,17 @@ class DomainWriteSerializer(serializers.ModelSerializer):
 
 class DomainDataSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="CSV with a text,label header, or JSONL")
+
+
+class GenerateSerializer(serializers.Serializer):
+    """A prompt for a language-model composition."""
+
+    prompt = serializers.CharField(trim_whitespace=False, help_text="at most 2,000 characters")
+    max_new_tokens = serializers.IntegerField(required=False, help_text="1..128, default 48")
+    do_sample = serializers.BooleanField(required=False, help_text="sample (default: greedy)")
+    temperature = serializers.FloatField(required=False, help_text="0.05..5, when sampling")
+    top_p = serializers.FloatField(required=False, help_text="0.05..1, when sampling")
+    seed = serializers.IntegerField(required=False, help_text="of the sampling")
+
+    def validate(self, data):
+        return _checked(clean_request, data)

@@ -95,3 +95,18 @@ def _once_per_composition(composition: Composition, kind: str, message: str, on_
         )
         dispatch_on_commit(job)
     return job
+
+
+def enqueue_generation(composition: Composition, user, request: dict) -> Job:
+    """Queue a generation from a composition for `user` (the request is already checked)."""
+    with transaction.atomic():
+        job = Job.objects.create(
+            kind=Job.Kind.GENERATE,
+            mixture_id=composition.mixture_id,
+            composition_id=composition.pk,
+            requested_by=user,
+            request=request,
+            message="waiting for a worker",
+        )
+        dispatch_on_commit(job)
+    return job

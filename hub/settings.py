@@ -159,6 +159,8 @@ REST_FRAMEWORK = {
         "user": env_str("API_THROTTLE_USER", "600/min"),
         # every upload attempt, refused or not; stored uploads have their own limit
         "upload_attempts": env_str("API_THROTTLE_UPLOAD_ATTEMPTS", "300/hour"),
+        # generating from a language-model composition (a worker's time per prompt)
+        "generate": env_str("API_THROTTLE_GENERATE", "30/hour"),
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -184,6 +186,11 @@ MOECOLLAB_HF_PRIVATE = env_bool("MOECOLLAB_HF_PRIVATE", False)  # visibility of 
 MOECOLLAB_PUBLISH_TRIES = env_int("MOECOLLAB_PUBLISH_TRIES", 5)
 MOECOLLAB_PUBLISH_BACKOFF_SECONDS = env_float("MOECOLLAB_PUBLISH_BACKOFF_SECONDS", 2.0)
 MOECOLLAB_PUBLISH_SOFT_LIMIT = env_int("MOECOLLAB_PUBLISH_SOFT_LIMIT", 1800)
+
+# --- Trying language-model compositions ------------------------------------------
+MOECOLLAB_MAX_NEW_TOKENS = env_int("MOECOLLAB_MAX_NEW_TOKENS", 128)  # per generation
+MOECOLLAB_GENERATE_RATE = env_str("MOECOLLAB_GENERATE_RATE", "30/h")  # per user, from the page
+MOECOLLAB_GENERATE_SOFT_LIMIT = env_int("MOECOLLAB_GENERATE_SOFT_LIMIT", 300)
 # Where model cards link back to (the site's public address).
 MOECOLLAB_SITE_URL = (env_str("MOECOLLAB_SITE_URL") or "http://127.0.0.1:8000").rstrip("/")
 

@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from experts import api
-from experts.views import compositions, domains, experts, mixtures
+from experts.views import compositions, domains, experts, generation, mixtures
 
 from . import accounts, views
 
@@ -42,6 +42,11 @@ urlpatterns = [
         name="composition-file",
     ),
     path("m/<slug:slug>/v<int:version>/pin/", compositions.composition_pin, name="composition-pin"),
+    path(
+        "m/<slug:slug>/v<int:version>/generate/",
+        generation.composition_generate,
+        name="composition-generate",
+    ),
     path(
         "m/<slug:slug>/v<int:version>/publish/",
         compositions.composition_publish,

@@ -110,6 +110,24 @@ def export_composition(job_id: int) -> None:
     )
 
 
+@shared_task(
+    name=task_names.GENERATE,
+    soft_time_limit=settings.MOECOLLAB_GENERATE_SOFT_LIMIT,
+    time_limit=settings.MOECOLLAB_GENERATE_SOFT_LIMIT + 30,
+    **COMMON,
+)
+def generate_text(job_id: int) -> None:
+    """Generate from a language-model composition for someone trying it."""
+    from experts.services import generation
+
+    _run_job(
+        job_id,
+        "generating",
+        settings.MOECOLLAB_GENERATE_SOFT_LIMIT,
+        lambda: generation.generate(job_id),
+    )
+
+
 @shared_task(name=task_names.RECOVER, soft_time_limit=60, time_limit=90, **COMMON)
 def recover_jobs() -> dict | None:
     """Requeue jobs whose worker died and send jobs whose message was lost; runs at

@@ -13,13 +13,15 @@ from django.db import transaction
 from routing.data import DatasetError, DomainData, Split, read_table, split_router_eval
 from routing.kinds import get_kind
 
-from ..models import Domain
+from ..models import Domain, Task
 
 
 def _jsonl(split: Split) -> bytes:
     lines = (
-        json.dumps({"text": t, "label": lab}, ensure_ascii=False)
-        for t, lab in zip(split.texts, split.labels, strict=True)
+        json.dumps(
+            {"text": t, "label": lab} if lab is not None else {"text": t}, ensure_ascii=False
+        )
+        for t, lab in split.rows()
     )
     return ("\n".join(lines) + "\n").encode()
 
@@ -34,8 +36,8 @@ def import_domain_data(domain: Domain, examples: Split, *, source: str = "") -> 
             f"{len(examples)} examples are too few to split into router and "
             "evaluation data; give at least 20"
         )
-    labels = sorted(set(examples.labels))
-    if domain.labels_declared:
+    labels = sorted(set(examples.labels))  # none in a text corpus
+    if domain.labels_declared and examples.labels:
         unknown = sorted(set(labels) - set(domain.labels))
         if unknown:
             raise DatasetError(
@@ -62,15 +64,17 @@ def data_labels(domain: Domain) -> list[str]:
     found: set[str] = set()
     for field in (domain.router_data, domain.eval_data):
         if field:
-            found.update(_read(field).labels)
+            found.update(_read(domain, field).labels)
     return sorted(found)
 
 
 def labels_lacking(domain: Domain) -> list[str]:
     """Declared labels that no held-out example of the domain carries."""
+    if not domain.labels:
+        return []
     if not domain.eval_data:
         return list(domain.labels)
-    present = set(_read(domain.eval_data).labels)
+    present = set(_read(domain, domain.eval_data).labels)
     return [label for label in domain.labels if label not in present]
 
 
@@ -80,9 +84,13 @@ def import_domain_file(domain: Domain, data: bytes, filename: str) -> Domain:
     return import_domain_data(domain, examples, source=f"upload {filename}")
 
 
-def _read(field) -> Split:
+def _read(domain: Domain, field) -> Split:
+    """A stored split: labelled rows, or texts for a language-model mixture's domain."""
     with field.open("rb") as f:
-        return read_table(f.read(), fmt="jsonl")
+        data = f.read()
+    if domain.mixture.task_type == Task.CAUSAL_LM:
+        return Split([json.loads(line)["text"] for line in data.decode().splitlines() if line])
+    return read_table(data, fmt="jsonl")
 
 
 def domain_data(domain: Domain) -> DomainData:
@@ -91,7 +99,7 @@ def domain_data(domain: Domain) -> DomainData:
         name=domain.name,
         labels=list(domain.labels),
         train=Split([], []),
-        router=_read(domain.router_data),
-        eval=_read(domain.eval_data),
+        router=_read(domain, domain.router_data),
+        eval=_read(domain, domain.eval_data),
         description=domain.description,
     )

@@ -30,7 +30,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from .. import task_names
-from ..models import Composition, Expert, Job, ScheduledRun
+from ..models import Composition, Expert, Job, Mixture, ScheduledRun
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
@@ -42,6 +42,7 @@ TASKS = {
     Job.Kind.RETRAIN: task_names.RETRAIN,
     Job.Kind.PUBLISH: task_names.PUBLISH,
     Job.Kind.EXPORT: task_names.EXPORT,
+    Job.Kind.GENERATE: task_names.GENERATE,
 }
 
 # A broker that does not answer costs a request at most about this long; the job
@@ -64,7 +65,8 @@ def dispatch(job: Job, countdown: int = 0) -> bool:
     from celery import current_app
 
     task = TASKS[job.kind]
-    queue = task_names.QUEUES[task]
+    task_type = Mixture.objects.filter(pk=job.mixture_id).values_list("task_type", flat=True)
+    queue = task_names.queue_for(task, task_type.first() or "")
     options = {"countdown": countdown} if countdown else {}
     try:
         current_app.send_task(

@@ -1,9 +1,10 @@
 """The leaderboard's rankings, computed in the database and bounded in size.
 
 A mixture may hold thousands of experts: each domain's board shows its top
-rows (or one page of a single domain's board), ranked by held-out accuracy in
-SQL and by measured contribution from the current composition's record, with
-a fixed number of queries whatever the number of experts.
+rows (or one page of a single domain's board), ranked by held-out score in SQL
+(the kind's metric: accuracy, highest first; perplexity, lowest first) and by
+measured contribution from the current composition's record, with a fixed
+number of queries whatever the number of experts.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from django.core.paginator import Paginator
 from django.db.models import Count, F, FloatField
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
+
+from routing.kinds import describe
 
 from ..models import Expert
 
@@ -26,9 +29,19 @@ def _accepted(mixture):
     )
 
 
+# The second figure a board shows beside the kind's metric.
+SECOND = {"classification": "macro_f1", "causal-lm": "base_perplexity"}
+
+
 def boards_for(mixture, domains, contributions: dict, *, rows: int, page=None) -> list[dict]:
     """For each domain: its experts by score and by contribution (top `rows`, or page
     `page` of `rows` each), with how many accepted experts it has."""
+    kind = describe(mixture.task_type)
+    score = (
+        F("score").desc(nulls_last=True)
+        if kind.higher_is_better
+        else F("score").asc(nulls_last=True)
+    )
     by_drop = sorted(
         ((pk, c) for pk, c in contributions.items() if c.get("drop") is not None),
         key=lambda item: -item[1]["drop"],
@@ -51,8 +64,8 @@ def boards_for(mixture, domains, contributions: dict, *, rows: int, page=None) -
         ranked = (
             _accepted(mixture)
             .filter(domain=domain)
-            .annotate(accuracy=Cast(KT("metrics__accuracy"), FloatField()))
-            .order_by(F("accuracy").desc(nulls_last=True), "pk")
+            .annotate(score=Cast(KT(f"metrics__{kind.metric}"), FloatField()))
+            .order_by(score, "pk")
         )
         paginator = Paginator(ranked, rows)
         paginator.count = counts.get(domain.pk, 0)  # counted above for every domain at once
@@ -62,33 +75,34 @@ def boards_for(mixture, domains, contributions: dict, *, rows: int, page=None) -
         wanted[domain.pk] = mine[start : start + rows]
         boards.append({"domain": domain, "page": paged, "by_score": [], "by_contribution": []})
         for expert in paged.object_list:
-            boards[-1]["by_score"].append(_row(expert, contributions))
+            boards[-1]["by_score"].append(_row(expert, contributions, kind))
     ids = [pk for chosen in wanted.values() for pk, _ in chosen]
     experts = {e.pk: e for e in _accepted(mixture).filter(pk__in=ids)}
     for board in boards:
         board["by_contribution"] = [
-            _row(experts[pk], contributions)
+            _row(experts[pk], contributions, kind)
             for pk, _ in wanted[board["domain"].pk]
             if pk in experts
         ]
     return boards
 
 
-def _row(expert, contributions: dict) -> dict:
+def _row(expert, contributions: dict, kind) -> dict:
     measured = contributions.get(str(expert.pk), {})
     return {
         "expert": expert,
-        "accuracy": expert.metrics.get("accuracy"),
-        "macro_f1": expert.metrics.get("macro_f1"),
+        "score": expert.metrics.get(kind.metric),
+        "second": expert.metrics.get(SECOND[kind.name]),
         "drop": measured.get("drop"),
         "share": measured.get("share"),
     }
 
 
 def score_history(mixture) -> tuple[list[str], dict[str, list[float | None]]]:
-    """Held-out accuracy per domain over every composition, oldest first: versions with
-    different domain sets stay comparable, domain by domain (None where a version has no
-    expert for the domain). Reads only the scores, not the rest of the metrics."""
+    """The held-out score (the kind's metric) per domain over every composition, oldest
+    first: versions with different domain sets stay comparable, domain by domain (None
+    where a version has no expert for the domain). Reads only the scores."""
+    metric = describe(mixture.task_type).metric
     rows = list(
         mixture.compositions.order_by("version")
         .annotate(scores=KT("metrics__domains"))
@@ -98,7 +112,7 @@ def score_history(mixture) -> tuple[list[str], dict[str, list[float | None]]]:
     per_version = [json.loads(scores) if scores else {} for _, scores in rows]
     names = sorted({name for scores in per_version for name in scores})
     series = {
-        name: [scores[name]["accuracy"] if name in scores else None for scores in per_version]
+        name: [scores[name][metric] if name in scores else None for scores in per_version]
         for name in names
     }
     return versions, series

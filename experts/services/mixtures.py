@@ -12,11 +12,15 @@ from dataclasses import fields
 from django.conf import settings
 from django.db import transaction
 
-from routing.config import GateConfig, LossWeights, from_dict, to_dict
+from routing.config import GateConfig, LMRouting, LossWeights, from_dict, to_dict
 
 from ..models import Expert, Mixture
+from .domains import data_labels
 
-ROUTING_KEYS = ("gate", "loss", "seed")
+ROUTING_KEYS = ("gate", "loss", "seed", "lm")
+LM_ROUTERS = ("learned", "centroid", "prefix-likelihood")
+LM_MIXINGS = ("mix", "merge")
+MAX_PREFIX_TOKENS = 120  # a text is scored on its tokens after the prefix, up to 128
 # The smallest value each routing setting may take (None: any finite number).
 GATE_MINIMUM = {"hidden": 0, "temperature": None, "top_k": 1, "train_top_k": 0, "noise_std": 0}
 MAX_LABELS = 1000
@@ -34,11 +38,16 @@ def _number(where: str, value, kind: type, minimum) -> int | float:
     return kind(value)
 
 
-def clean_routing(value) -> dict:
+def clean_routing(value, task_type: str = "classification") -> dict:
     """A mixture's routing settings, checked and completed with the defaults:
-    {"gate": GateConfig fields, "loss": LossWeights fields, "seed": int}."""
+    {"gate": GateConfig fields, "loss": LossWeights fields, "seed": int}, and for a
+    language-model mixture {"lm": LMRouting fields} (its gate is top-1 by default)."""
     if not isinstance(value, dict):
         raise ValueError("routing must be an object with the keys gate, loss and seed")
+    if task_type == "causal-lm":
+        value = {**value, "gate": {"top_k": 1, **(value.get("gate") or {})}}
+    elif "lm" in value:
+        raise ValueError("routing.lm is for language-model mixtures only")
     unknown = sorted(set(value) - set(ROUTING_KEYS))
     if unknown:
         raise ValueError(f"routing has unknown keys {unknown}; known: {list(ROUTING_KEYS)}")
@@ -60,7 +69,27 @@ def clean_routing(value) -> dict:
             raise ValueError("routing.gate.temperature must be above 0")
         parts[key] = to_dict(config)
     parts["seed"] = _number("routing.seed", value.get("seed", 0), int, 0)
+    if task_type == "causal-lm":
+        parts["lm"] = _clean_lm(value.get("lm") or {})
     return parts
+
+
+def _clean_lm(value) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError("routing.lm must be an object")
+    try:
+        lm = from_dict(LMRouting, value)
+    except ValueError as exc:
+        raise ValueError(f"routing.lm: {exc}") from None
+    lm.prefix_tokens = _number("routing.lm.prefix_tokens", lm.prefix_tokens, int, 1)
+    if lm.prefix_tokens > MAX_PREFIX_TOKENS:
+        raise ValueError(f"routing.lm.prefix_tokens must be at most {MAX_PREFIX_TOKENS}")
+    lm.layer = _number("routing.lm.layer", lm.layer, int, None)
+    if lm.router not in LM_ROUTERS:
+        raise ValueError(f"routing.lm.router must be one of {list(LM_ROUTERS)}")
+    if lm.mixing not in LM_MIXINGS:
+        raise ValueError(f"routing.lm.mixing must be one of {list(LM_MIXINGS)}")
+    return to_dict(lm)
 
 
 def clean_tolerance(value: float) -> float:
@@ -91,6 +120,18 @@ def clean_repo_id(value: str) -> str:
     except HFValidationError as exc:
         raise ValueError(str(exc).splitlines()[0]) from None
     return value
+
+
+def check_kind(mixture: Mixture | None, task_type: str, base) -> None:
+    """A mixture's kind matches its base model's, and changes only while it has no experts."""
+    if base is not None and base.task_type != task_type:
+        raise ValueError(
+            f"the base model {base.name!r} serves {base.get_task_type_display().lower()} "
+            f"mixtures, not {task_type!r} ones"
+        )
+    if mixture is not None and mixture.pk is not None and mixture.task_type != task_type:
+        if Expert.objects.filter(mixture=mixture).exists():
+            raise ValueError("the kind of mixture cannot change once experts were uploaded")
 
 
 def check_base_change(mixture: Mixture | None, base) -> None:
@@ -124,8 +165,10 @@ def clean_labels(value) -> list[str]:
 def check_domain_labels(domain, labels: list[str] | None) -> list[str]:
     """The labels a domain will have: the declared ones (None: those of its data, sorted).
     They change only while no expert was uploaded for the domain, and must cover its data."""
-    from .domains import data_labels
-
+    if domain.mixture.task_type == "causal-lm":
+        if labels:
+            raise ValueError("a language-model domain is text: it has no labels")
+        return []
     present = data_labels(domain) if domain.pk else []
     new = labels if labels is not None else sorted(present)
     if domain.pk and new != list(domain.labels) and domain.experts.exists():

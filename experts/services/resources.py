@@ -64,7 +64,7 @@ def loaded_expert(expert: Expert):
     mixture = expert.mixture
     loaded = kind_of(mixture).load_expert(
         expert.file.path,
-        base=mixture.base_model.spec(),
+        base=base_for(mixture).spec,  # the weights this worker loaded, fingerprint included
         labels=list(expert.domain.labels),
         adapter_config=expert.adapter_config,
         name=f"{expert.name} #{expert.pk}",
@@ -84,3 +84,19 @@ def load_model(composition: Composition):
     """A stored composition, loaded on its mixture's base model."""
     mixture = composition.mixture
     return kind_of(mixture).load_composition(stored_folder(composition), base_for(mixture))
+
+
+_compositions: OrderedDict[tuple, object] = OrderedDict()
+LOADED_COMPOSITIONS = 8
+
+
+def loaded_composition(composition: Composition):
+    """A stored composition loaded once per process (generation reuses it)."""
+    key = (composition.pk, composition.folder)
+    if key in _compositions:
+        _compositions.move_to_end(key)
+        return _compositions[key]
+    _compositions[key] = load_model(composition)
+    while len(_compositions) > LOADED_COMPOSITIONS:
+        _compositions.popitem(last=False)
+    return _compositions[key]

@@ -226,7 +226,8 @@ def accept_upload(user, req: UploadRequest, *, enqueue=None) -> Expert:
                     "labels": header.labels,
                     "kind": header.kind,
                     "source": header.source,
-                    "pooling": header.pooling,
+                    # classification lora experts: what their classifier reads
+                    **({"pooling": header.pooling} if hasattr(header, "pooling") else {}),
                 }
             },
         )

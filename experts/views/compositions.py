@@ -24,6 +24,7 @@ from ..services.exports import missing_domains, repo_id_for
 from ..services.publishing import hub_configured, publish_refusal
 from ..services.storage import download_ready, export_files, is_stored, zip_name, zip_path
 from ..tasks_api import enqueue_export, enqueue_publish
+from .generation import lm_score_rows, try_context
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 CHART_EXPERTS = 40  # the busiest experts, in the routing heatmap and the utilisation chart
@@ -101,6 +102,8 @@ def composition_detail(request, slug: str, version: int):
         if e is not None
     ]
     publish_job = composition.jobs.filter(kind=Job.Kind.PUBLISH).first()
+    kind = describe(mixture.task_type)
+    language = kind.name == "causal-lm"
     return render(
         request,
         "experts/composition.html",
@@ -120,6 +123,10 @@ def composition_detail(request, slug: str, version: int):
             "repo_id": composition.hub_repo or repo_id_for(mixture),
             "publish_job": publish_job,
             "snippets": snippets(composition),
+            "kind": kind,
+            "charted_names": names,
+            "lm_rows": lm_score_rows(metrics, names, charted) if language else [],
+            "try": try_context(request, composition) if language else None,
         },
     )
 

@@ -11,6 +11,10 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from routing.basemodels import gguf_file
+from routing.kinds import describe
+from routing.kinds.causal_lm.snippets import peft_training_snippet
+
 from ..charts import lines
 from ..forms import HubSettingsForm, MixtureForm, UploadForm
 from ..models import Composition, Expert, Mixture
@@ -40,7 +44,10 @@ def mixture_list(request):
         for c in Composition.objects.current()
         .filter(mixture_id__in=[m.pk for m in mixtures])
         .only("mixture_id", "version")
-        .annotate(overall_accuracy=KT("metrics__overall__accuracy"))
+        .annotate(
+            overall_accuracy=KT("metrics__overall__accuracy"),
+            overall_perplexity=KT("metrics__overall__perplexity"),
+        )
     }
     for mixture in mixtures:
         mixture.current = current.get(mixture.pk)
@@ -53,6 +60,8 @@ def mixture_detail(request, slug: str):
     shown = list(experts.defer("report", "adapter_config")[: MIXTURE_EXPERTS + 1])
     light = mixture.compositions.defer("metrics", "contributions", "expert_shas")
     hub_repo = repo_id_for(mixture)
+    kind = describe(mixture.task_type)
+    language = kind.name == "causal-lm"
     return render(
         request,
         "experts/mixture.html",
@@ -68,6 +77,10 @@ def mixture_detail(request, slug: str):
             "hub_form": HubSettingsForm(instance=mixture, default_repo=hub_repo),
             "hub_repo": hub_repo,
             "hub_configured": hub_configured(),
+            "kind": kind,
+            "language": language,
+            "peft_snippet": peft_training_snippet(mixture.base_model.name) if language else "",
+            "gguf_file": gguf_file(mixture.base_model.name) if language else None,
         },
     )
 
@@ -111,8 +124,11 @@ def leaderboard(request, slug: str):
             "boards": boards,
             "current": current,
             "one_domain": one,
+            "kind": describe(mixture.task_type),
             "chart": lines(
-                per_domain, versions, "Held-out accuracy per domain by composition version"
+                per_domain,
+                versions,
+                f"Held-out {describe(mixture.task_type).metric} per domain by composition version",
             ),
         },
     )

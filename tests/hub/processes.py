@@ -22,9 +22,11 @@ from pathlib import Path
 import psutil
 from django.db import connection
 
+from experts import task_names
+
 ROOT = Path(__file__).resolve().parents[2]
 REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
-QUEUES = "default,validation,training,publishing"
+QUEUES = ",".join(task_names.ALL_QUEUES)
 
 
 def wait_for(predicate, timeout=120, what="condition"):

@@ -14,6 +14,13 @@ import pytest
 from devtools.experts import make_head_file
 from experts.models import Domain, Expert, Mixture
 from tests.hub.published import REPO, hub_server, publish_now, stored  # noqa: F401 (fixtures)
+from tests.routing.lm_fixtures import (  # noqa: F401 (fixtures)
+    lm_domains,
+    lm_expert_files,
+    tiny_lm,
+    tiny_lm_export,
+    tiny_lm_folder,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLIC_BASE = "sentence-transformers/all-MiniLM-L6-v2"
@@ -45,7 +52,7 @@ def test_the_pipeline_sample_loads_a_published_composition(
     tmp_path,
 ):
     publish_now(stored)
-    (code,) = [s for s in samples(doc) if "pipeline(" in s]
+    (code,) = [s for s in samples(doc) if 'pipeline(\n    "text-classification"' in s]
     code = code.replace("your-name/news-and-reviews", REPO).replace(
         'revision="v2"', 'revision="v1"'
     )
@@ -83,8 +90,8 @@ def test_the_peft_samples_save_adapters_the_hub_accepts(pooling, tiny_encoder, t
     from routing.kinds.classification.contract import check_expert_file
 
     peft_samples = [s for s in samples("docs/expert-format.md") if "get_peft_model" in s]
-    assert len(peft_samples) == 2
-    code = peft_samples[0] if pooling == "cls_pooler" else peft_samples[1]
+    (code,) = [s for s in peft_samples if ("SEQ_CLS" in s) == (pooling == "cls_pooler")
+               and "CAUSAL_LM" not in s]  # fmt: skip
     code = code.replace(PUBLIC_BASE, tiny_encoder.location)
     result = run(code, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -99,3 +106,26 @@ def test_the_peft_samples_save_adapters_the_hub_accepts(pooling, tiny_encoder, t
         8,
         pooling,
     )
+
+
+@pytest.mark.smollm2
+def test_the_language_model_peft_sample_saves_an_adapter_the_hub_accepts(tmp_path):
+    """Run as shown: on the packaged SmolLM2."""
+    from routing.basemodels import DEFAULT_LM_BASE, BaseSpec
+    from routing.kinds.causal_lm.contract import check_lm_expert
+
+    (code,) = [s for s in samples("docs/expert-format.md") if "CAUSAL_LM" in s]
+    result = run(code, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    header = check_lm_expert(
+        tmp_path / "my-lm-expert" / "adapter_model.safetensors",
+        base=BaseSpec.read(DEFAULT_LM_BASE),
+    )
+    assert (header.source, header.base_model, header.lora.r) == ("peft", DEFAULT_LM_BASE, 8)
+
+
+def test_the_readme_language_model_sample_runs_an_exported_mixture(tiny_lm_export, tmp_path):
+    (code,) = [s for s in samples("README.md") if '"text-generation"' in s]
+    result = run(code.replace('"my-lm-mixture-hf"', repr(str(tiny_lm_export))), tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("def parse_args(argv):")

@@ -66,3 +66,14 @@ def composed(base, files, data, cache, *, top_k=1, router="learned", mixing="mix
         routing=LMRouting(prefix_tokens=PREFIX, router=router, mixing=mixing),
         gate_config=GateConfig(top_k=top_k, hidden=16),
     )
+
+
+@pytest.fixture
+def tiny_lm_export(tiny_lm, lm_expert_files, lm_domains, tmp_path):
+    """A tiny language-model mixture exported as a transformers folder."""
+    from routing.cache import TensorCache
+    from routing.kinds.causal_lm.export import export_lm_composition
+
+    files, _ = lm_expert_files
+    result = composed(tiny_lm, files, lm_domains, TensorCache(tmp_path / "cache"))
+    return export_lm_composition(result.model, tmp_path / "export")

@@ -1,0 +1,43 @@
+"""bench/lm.py --quick on a tiny subset of the real corpora and SmolLM2: the tables, the
+targets and the plots come out, and are sane."""
+
+import json
+
+import pytest
+
+from bench.lm import main
+
+pytestmark = pytest.mark.smollm2
+
+
+def test_the_quick_language_model_benchmark_writes_sane_tables(tmp_path):
+    out = tmp_path / "out"
+    argv = ["--quick", "--limit", "4", "--repeats", "1", "--out", str(out),
+            "--cache", str(tmp_path / "cache")]  # fmt: skip
+    main(argv)
+    results = json.loads((out / "results-lm.json").read_text())
+    summary = results["summary"]
+    for system in ("base model", "multitask LoRA (same budget)", "oracle routing",
+                   "uniform ensemble", "uniform merge", "centroid router top-1",
+                   "prefix-likelihood router top-1", "learned top-1", "learned top-2 mixed",
+                   "learned top-2 merged", "ablation: no entropy terms"):  # fmt: skip
+        assert system in summary, system
+        mean, _ = summary[system]["overall"]
+        assert 1.0 < mean < 1000.0, system
+        assert set(summary[system]["domains"]) == {"bbc", "rotten", "20news", "python"}
+    routed = summary["oracle routing"]["routing_accuracy"][0]
+    assert routed == 1.0
+    # the oracle and the experts it routes to are the same numbers, by construction
+    seed = results["per_seed"][0]["systems"]
+    assert seed["oracle routing"]["utilisation"]["entropy"] > 0.9  # four domains, one each
+    timing = results["timing"]
+    assert all(t["prefill"] > 0 and t["generate"] > 0 for t in timing.values())
+    assert results["flops"]["learned top-2 mixed"] > results["flops"]["learned top-1"]
+    assert results["gate_seconds"] > 0 and len(results["targets"]) == 7
+    report = (out / "results-lm.md").read_text()
+    assert "python bench/lm.py --quick --limit 4" in report
+    assert "| learned top-1 |" in report and "## Targets" in report
+    for plot in ("lm-perplexity.png", "lm-routing-matrix.png"):
+        data = (out / "img" / plot).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+        assert f"(img/{plot})" in report
