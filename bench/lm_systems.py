@@ -180,8 +180,8 @@ def _composition_forward(model: MoECausalLM, prompts, batch) -> None:
     selected experts' adapted passes (or one merged pass)."""
     weights = model.route(prompts)
     bank = model.base.bank
-    if model.routing.mixing == "merge":
-        with bank.mixed(model.names, weights):
+    if model.routing.mixing == "merge" or int((weights > 0).sum(-1).max()) == 1:
+        with bank.mixed(model.names, weights):  # top-1 or merged: one pass
             model.base.model(**batch)
         return
     for k, name in enumerate(model.names):

@@ -74,9 +74,9 @@ def build_tiny_lm(folder) -> str:
 
 
 def save_lm_peft_adapter(folder, base_location, *, seed=0, r=4, targets=("q_proj", "v_proj"),
-                         gguf_file=None):  # fmt: skip
-    """A plain PEFT CAUSAL_LM adapter of a base model with random (non-zero) LoRA weights,
-    saved the ordinary way (`save_pretrained`)."""
+                         gguf_file=None, scale=0.3):  # fmt: skip
+    """A plain PEFT CAUSAL_LM adapter of a base model with random (non-zero) LoRA weights
+    of standard deviation `scale`, saved the ordinary way (`save_pretrained`)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -89,7 +89,7 @@ def save_lm_peft_adapter(folder, base_location, *, seed=0, r=4, targets=("q_proj
     with torch.no_grad():
         for name, p in peft.named_parameters():
             if "lora_" in name:
-                p.copy_(torch.randn_like(p) * 0.3)
+                p.copy_(torch.randn_like(p) * scale)
     peft.save_pretrained(folder)
     return folder
 
@@ -103,3 +103,28 @@ def peft_lm(folder, base_location, gguf_file=None):
     kwargs = {"gguf_file": gguf_file, "dtype": torch.float32} if gguf_file else {}
     base = AutoModelForCausalLM.from_pretrained(base_location, **kwargs)
     return PeftModel.from_pretrained(base, folder).eval()
+
+
+def pretrain_tiny_lm(folder, *, steps=80, seed=0) -> str:
+    """Train the tiny Llama in `folder` (all its weights) on every synthetic domain's
+    texts, as a base model is pretrained before anyone adapts it: a random base predicts
+    nothing, so no adapter could make it worse."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    texts = [t for name in LM_DOMAINS for t in lm_texts(name, 200, words=60, seed=seed + 100)]
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        pick = torch.randint(len(texts), (16,), generator=g).tolist()
+        batch = tokenizer([texts[i] for i in pick], return_tensors="pt", padding=True)
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        loss = model(**batch, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.save_pretrained(folder)
+    return str(folder)

@@ -7,23 +7,29 @@ import json
 
 import pytest
 
-from devtools.tiny_lm import lm_texts
+from devtools.tiny_lm import build_tiny_lm, lm_texts, pretrain_tiny_lm
 from experts.models import BaseModel, Domain, Mixture
-from tests.routing.lm_fixtures import tiny_lm_folder  # noqa: F401 (fixtures)
 
 PREFIX = 6
 
 
+@pytest.fixture(scope="session")
+def hub_lm_folder(tmp_path_factory) -> str:
+    """The tiny Llama, pretrained on the synthetic domains: a base that predicts them a
+    little, so a trained expert improves on it and noise makes it worse."""
+    return pretrain_tiny_lm(build_tiny_lm(tmp_path_factory.mktemp("hub-lm")))
+
+
 @pytest.fixture
-def lm_mixture(db, media, tiny_lm_folder, charlie):
+def lm_mixture(db, media, hub_lm_folder, charlie):
     from experts.services.domains import import_domain_data
     from experts.services.mixtures import clean_routing
     from routing.basemodels import BaseSpec
     from routing.data import Split
 
-    spec = BaseSpec.read(tiny_lm_folder)
+    spec = BaseSpec.read(hub_lm_folder)
     base = BaseModel.objects.create(
-        name=tiny_lm_folder, task_type="causal-lm", hidden_size=spec.hidden_size,
+        name=hub_lm_folder, task_type="causal-lm", hidden_size=spec.hidden_size,
         num_layers=spec.num_layers, intermediate_size=spec.intermediate_size,
         q_size=spec.q_size, kv_size=spec.kv_size,
     )  # fmt: skip
@@ -43,19 +49,20 @@ def lm_mixture(db, media, tiny_lm_folder, charlie):
     return mixture
 
 
-def trained_adapter(folder, tiny_lm_folder, domain: str, *, epochs=2):
-    """A plain PEFT adapter folder of an expert trained on a domain's own texts (12 steps)."""
+def trained_adapter(folder, hub_lm_folder, domain: str, *, epochs=2, texts=None):
+    """A plain PEFT adapter folder of an expert trained on a domain's own texts (12 steps),
+    or on `texts`."""
     from routing.kinds.causal_lm.base import CausalBase
     from routing.kinds.causal_lm.experts import load_lm_expert, save_lm_expert
     from routing.kinds.causal_lm.training import train_lm_lora
 
-    base = CausalBase(tiny_lm_folder, device="cpu")
-    texts = lm_texts(domain, 96, words=60, seed=1)
+    base = CausalBase(hub_lm_folder, device="cpu")
+    texts = texts or lm_texts(domain, 96, words=60, seed=1)
     lora = train_lm_lora(base, texts, r=4, alpha=8, epochs=epochs, batch_size=16, lr=2e-2)
     path = folder.with_suffix(".safetensors")
     save_lm_expert(path, lora_tensors=lora, r=4, alpha=8, target_modules=["q_proj", "v_proj"],
-                   base_model=tiny_lm_folder, domain=domain)  # fmt: skip
-    return load_lm_expert(path, base=base.spec).save_peft(folder, tiny_lm_folder)
+                   base_model=hub_lm_folder, domain=domain)  # fmt: skip
+    return load_lm_expert(path, base=base.spec).save_peft(folder, hub_lm_folder)
 
 
 def upload_adapter(user, folder, domain, mixture="tiny-lm", name=None):
@@ -84,7 +91,7 @@ def adapter_config(folder) -> dict:
 
 
 @pytest.fixture
-def lm_stored(lm_mixture, alice, bob, tiny_lm_folder, tmp_path, settings):
+def lm_stored(lm_mixture, alice, bob, hub_lm_folder, tmp_path, settings):
     """v1 of the tiny language-model mixture, stored and exported by the retrain service:
     alice's weather expert and bob's food expert, plain PEFT adapters, accepted."""
     from experts.models import Expert, Job
@@ -93,7 +100,7 @@ def lm_stored(lm_mixture, alice, bob, tiny_lm_folder, tmp_path, settings):
 
     settings.MOECOLLAB_CACHE_DIR = tmp_path / "cache"
     for user, domain in ((alice, "weather"), (bob, "food")):
-        folder = trained_adapter(tmp_path / domain, tiny_lm_folder, domain)
+        folder = trained_adapter(tmp_path / domain, hub_lm_folder, domain)
         expert = accept_upload(
             user,
             UploadRequest(

@@ -12,9 +12,9 @@ from experts.models import BaseModel, Job
 from tests.hub.conftest import api_client
 from tests.hub.lm_mixture import (  # noqa: F401 (fixtures)
     adapter_config,
+    hub_lm_folder,
     lm_mixture,
     lm_stored,
-    tiny_lm_folder,
     trained_adapter,
     upload_adapter,
 )
@@ -62,13 +62,13 @@ def test_a_language_model_domain_takes_text_and_no_labels(charlie, lm_mixture, t
 
 
 def test_uploads_are_checked_against_the_language_model_contract_and_queued_for_lm_workers(
-    alice, lm_mixture, tiny_lm_folder, tmp_path, sent, django_capture_on_commit_callbacks
+    alice, lm_mixture, hub_lm_folder, tmp_path, sent, django_capture_on_commit_callbacks
 ):
     from devtools.experts import make_head_file
     from tests.hub.test_uploads import post_api
 
     with django_capture_on_commit_callbacks(execute=True):
-        expert = upload_adapter(alice, trained_adapter(tmp_path / "w", tiny_lm_folder, "weather"),
+        expert = upload_adapter(alice, trained_adapter(tmp_path / "w", hub_lm_folder, "weather"),
                                 "weather")  # fmt: skip
     job = Job.objects.get(expert=expert)
     assert sent == [("workers.tasks.validate_expert", {"args": [job.pk], "queue": "lm"})]

@@ -11,8 +11,8 @@ from devtools.tiny_lm import save_lm_peft_adapter
 from experts.models import Composition, Expert, Job
 from tests.hub.conftest import api_client, status_of
 from tests.hub.lm_mixture import (  # noqa: F401 (fixtures)
+    hub_lm_folder,
     lm_mixture,
-    tiny_lm_folder,
     trained_adapter,
     upload_adapter,
 )
@@ -23,14 +23,14 @@ PROMPT = "rain storm wet cloud umbrella"
 
 
 def test_a_peft_adapter_becomes_a_composition_that_generates_as_its_export_does(
-    alice, lm_mixture, tiny_lm_folder, workers, tmp_path
+    alice, lm_mixture, hub_lm_folder, workers, tmp_path
 ):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from experts.services.storage import export_folder
 
     workers().start()
-    weather = upload_adapter(alice, trained_adapter(tmp_path / "weather", tiny_lm_folder,
+    weather = upload_adapter(alice, trained_adapter(tmp_path / "weather", hub_lm_folder,
                                                     "weather"), "weather")  # fmt: skip
     wait_for(lambda: status_of(weather) in ("accepted", "rejected"), what="a verdict")
     weather.refresh_from_db()
@@ -65,10 +65,10 @@ def test_a_peft_adapter_becomes_a_composition_that_generates_as_its_export_does(
 
 
 def test_an_expert_that_makes_its_domain_worse_is_rejected_with_the_figures(
-    alice, lm_mixture, tiny_lm_folder, workers, tmp_path
+    alice, lm_mixture, hub_lm_folder, workers, tmp_path
 ):
     workers().start()
-    folder = save_lm_peft_adapter(tmp_path / "noise", tiny_lm_folder, r=4)  # random LoRA
+    folder = save_lm_peft_adapter(tmp_path / "noise", hub_lm_folder, r=4, scale=1.0)  # noise
     expert = upload_adapter(alice, folder, "food")
     wait_for(lambda: status_of(expert) in ("accepted", "rejected"), what="a verdict")
     expert = Expert.objects.get(pk=expert.pk)

@@ -3,8 +3,9 @@
 - Each prompt with one expert (top-1), or any prompts in `merge` mode: transformers'
   own `generate` on the whole batch (KV cache, greedy or sampled); each expert's LoRA
   branch runs on the group of prompts routed to it.
-- `mix` mode with several experts: a decoding loop that runs each selected expert on
-  its own KV cache and mixes their next-token distributions with the gate's weights.
+- `mix` mode with several experts: a decoding loop over a batch widened to one row per
+  (prompt, selected expert), one forward pass and one KV cache a step, that mixes each
+  prompt's experts' next-token distributions with the gate's weights.
 """
 
 from __future__ import annotations
@@ -72,56 +73,48 @@ def _next_token(probs: torch.Tensor, do_sample, temperature, top_p, generator) -
 
 def generate_mixed(base, prompts, names, weights, *, max_new_tokens, do_sample,
                    temperature, top_p, seed, min_new_tokens=0) -> list[str]:  # fmt: skip
-    """p(x_t) = sum_k g_k p_k(x_t | x_<t): each selected expert runs on the rows routed to
-    it, with its own KV cache; their next-token distributions are mixed every step."""
+    """p(x_t) = sum_k g_k p_k(x_t | x_<t): the batch is widened to one row per (prompt,
+    selected expert), each row with its expert's adapter, so every step is one forward
+    pass with one KV cache; each prompt's experts' next-token distributions are mixed."""
     batch = _left_padded(base, prompts)
-    ids, mask = batch["input_ids"], batch["attention_mask"]  # (B, L)
     w = weights.to(base.device)
+    pairs = (w > 0).nonzero()  # (P, 2): (prompt, expert) for every selected expert
+    rows, experts = pairs[:, 0], pairs[:, 1]
+    weight = w[rows, experts]  # (P,)
+    table = torch.zeros(len(rows), len(names), device=base.device)
+    table[torch.arange(len(rows)), experts] = 1.0  # each widened row: its one expert
+    mask = batch["attention_mask"][rows]  # (P, L)
     eos, pad = base.tokenizer.eos_token_id, base.tokenizer.pad_token_id
     generator = torch.Generator(device=base.device).manual_seed(seed)
-    states = {}
-    for k, name in enumerate(names):
-        rows = (w[:, k] > 0).nonzero().squeeze(1)
-        if rows.numel() == 0:
-            continue
-        m = mask[rows]
-        with base.bank.only(name, len(rows)):
-            out = base.model(
-                input_ids=ids[rows],
-                attention_mask=m,
-                position_ids=(m.cumsum(-1) - 1).clamp(min=0),
-                use_cache=True,
-            )
-        states[k] = {"rows": rows, "mask": m, "past": out.past_key_values,
-                     "logits": out.logits[:, -1].float()}  # fmt: skip
     finished = torch.zeros(len(prompts), dtype=torch.bool, device=base.device)
     new_tokens = []
-    for step in range(max_new_tokens):
-        probs = torch.zeros(len(prompts), states[next(iter(states))]["logits"].shape[-1],
-                            device=base.device)  # fmt: skip
-        for k, state in states.items():
-            rows = state["rows"]
-            probs[rows] += w[rows, k, None] * torch.softmax(state["logits"], -1)
-        if step < min_new_tokens:
-            probs[:, eos] = 0  # as transformers does: no end before the minimum
-        token = _next_token(probs, do_sample, temperature, top_p, generator)  # (B,)
-        token = torch.where(finished, torch.full_like(token, pad), token)
-        new_tokens.append(token)
-        finished |= token == eos
-        if bool(finished.all()):
-            break
-        for k, state in states.items():
-            rows = state["rows"]
-            state["mask"] = torch.cat([state["mask"], state["mask"].new_ones(len(rows), 1)], 1)
-            with base.bank.only(names[k], len(rows)):
-                out = base.model(
-                    input_ids=token[rows, None],
-                    attention_mask=state["mask"],
-                    position_ids=state["mask"].sum(-1, keepdim=True) - 1,
-                    past_key_values=state["past"],
-                    use_cache=True,
-                )
-            state["past"], state["logits"] = out.past_key_values, out.logits[:, -1].float()
+    with base.bank.mixed(names, table):
+        out = base.model(
+            input_ids=batch["input_ids"][rows],
+            attention_mask=mask,
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            use_cache=True,
+        )
+        for step in range(max_new_tokens):
+            per_row = weight[:, None] * torch.softmax(out.logits[:, -1].float(), -1)  # (P, V)
+            probs = torch.zeros(len(prompts), per_row.shape[1], device=base.device)
+            probs.index_add_(0, rows, per_row)  # (B, V): each prompt's mixture
+            if step < min_new_tokens:
+                probs[:, eos] = 0  # as transformers does: no end before the minimum
+            token = _next_token(probs, do_sample, temperature, top_p, generator)  # (B,)
+            token = torch.where(finished, torch.full_like(token, pad), token)
+            new_tokens.append(token)
+            finished |= token == eos
+            if bool(finished.all()):
+                break
+            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], 1)
+            out = base.model(
+                input_ids=token[rows, None],
+                attention_mask=mask,
+                position_ids=mask.sum(-1, keepdim=True) - 1,
+                past_key_values=out.past_key_values,
+                use_cache=True,
+            )
     if not new_tokens:
         return [""] * len(prompts)
     return _decode(base, torch.stack(new_tokens, 1))

@@ -73,8 +73,8 @@ class CausalLMKind(MixtureKind):
             problems.append(
                 f"held-out perplexity {ppl:.3f} on {len(texts)} texts of the domain against "
                 f"the base model's {base_ppl:.3f}: "
-                + (f"{100 * gain:.1f} % lower" if gain >= 0 else f"{-100 * gain:.1f} % higher")
-                + f", and the mixture asks for at least {100 * tolerance:.1f} % lower. Train "
+                + (f"{100 * gain:.2f} % lower" if gain >= 0 else f"{-100 * gain:.2f} % higher")
+                + f", and the mixture asks for at least {100 * tolerance:.2f} % lower. Train "
                 "on text like the domain's, for longer, or with a higher rank"
             )
         return ExpertScore(metrics, problems, f"held-out perplexity {ppl:.3f}")
