@@ -19,15 +19,12 @@ from .schema import ErrorSerializer
 from .serializers import (
     CompositionSerializer,
     CompositionSummarySerializer,
-    DomainDataSerializer,
     DomainSerializer,
-    DomainWriteSerializer,
     ExpertSerializer,
     ExpertUploadSerializer,
     GenerateSerializer,
     JobSerializer,
     MixtureSerializer,
-    MixtureWriteSerializer,
 )
 from .services.domains import import_domain_file
 from .services.experts import retire
@@ -35,6 +32,7 @@ from .services.mixtures import create_mixture
 from .services.publishing import publish_refusal
 from .services.uploads import UploadError, UploadRequest, accept_upload, stopped_body
 from .tasks_api import enqueue_generation, enqueue_publish, enqueue_validation
+from .writes import DomainDataSerializer, DomainWriteSerializer, MixtureWriteSerializer
 
 
 class UploadFailed(APIException):

@@ -17,6 +17,16 @@ from .gate import Gate
 from .losses import label_nll, routing_losses
 
 
+def domain_rows(
+    row_domains: list[torch.Tensor], domains: list[str], expert_domains: list[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n,) each row's domain index and (n, N) whether each expert is its domain's own, from
+    the per-domain index tensors of a split."""
+    domain_idx = torch.cat(row_domains)
+    owner = torch.tensor([domains.index(d) for d in expert_domains])  # (N,)
+    return domain_idx, domain_idx[:, None] == owner[None, :]
+
+
 def shuffled_batches(n: int, batch_size: int, generator: torch.Generator):
     order = torch.randperm(n, generator=generator)
     for start in range(0, n, batch_size):

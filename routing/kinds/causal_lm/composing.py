@@ -16,7 +16,7 @@ import torch
 from ...cache import TensorCache, texts_hash
 from ...config import GateConfig, LMRouting, TrainConfig, to_dict
 from ...data import DomainData
-from ...gate_training import fit_gate, warm_start
+from ...gate_training import domain_rows, fit_gate, warm_start
 from .base import CausalBase, prefix_log_likelihood
 from .experts import LMExpert
 from .model import MoECausalLM
@@ -107,14 +107,13 @@ def cached_split(experts, expert_domains, data, split, base, cache, routing, pro
         domain_idx.append(torch.full((len(texts),), d))
         if routing.router == "prefix-likelihood":
             prefix.append(prefix_likelihoods(experts, base, texts, cache, routing))
-    domain_idx_t = torch.cat(domain_idx)
-    owner = torch.tensor([domains.index(d) for d in expert_domains])  # (N,)
+    domain_idx_t, domain_experts = domain_rows(domain_idx, domains, expert_domains)
     return LMSplit(
         features=torch.cat(feats),
         token_lp=torch.cat(lps),
         base_lp=torch.cat(base_lps),
         domain_idx=domain_idx_t,
-        domain_experts=domain_idx_t[:, None] == owner[None, :],
+        domain_experts=domain_experts,
         domains=domains,
         prefix_ll=torch.cat(prefix) if prefix else None,
     )

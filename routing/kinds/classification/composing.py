@@ -19,7 +19,7 @@ from ...cache import TensorCache, texts_hash
 from ...config import GateConfig, TrainConfig, to_dict
 from ...data import DomainData
 from ...gate import Gate
-from ...gate_training import train_gate, warm_start
+from ...gate_training import domain_rows, train_gate, warm_start
 from ...losses import mixture_probs
 from .encoder import BaseEncoder
 from .experts import ClassifierExpert
@@ -95,14 +95,13 @@ def cached_split(
         probs.append(block)
         targets.append(torch.tensor([index.get(x, -1) for x in part.labels]))
         domain_idx.append(torch.full((len(part),), d))
-    domain_idx_t = torch.cat(domain_idx)
-    owner = torch.tensor([domains.index(d) for d in expert_domains])  # (N,)
+    domain_idx_t, domain_experts = domain_rows(domain_idx, domains, expert_domains)
     return CachedSplit(
         features=torch.cat(feats),
         expert_probs=torch.cat(probs),
         targets=torch.cat(targets),
         domain_idx=domain_idx_t,
-        domain_experts=domain_idx_t[:, None] == owner[None, :],
+        domain_experts=domain_experts,
         domains=domains,
         domain_labels=[[index[x] for x in data[d].labels if x in index] for d in domains],
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from ...basemodels import BaseSpec
+from ...lora_layout import check_lora_pairs
 from ...peft_config import LoraSpec
 from ...safetensors_header import ContractError, Header
 
@@ -137,38 +138,7 @@ def check_lora(
     _check_shape(header, classifier["weight"], (len(labels), hidden), "one row per label")
     _check_shape(header, classifier["bias"], (len(labels),), "one bias per label")
     check_pooler(header, pooler, hidden, lora)
-    for canonical, slot in sorted(lora.modules.items()):
-        for ab in "AB":
-            if ab not in slot:
-                raise ContractError("missing_tensor", f"LoRA {ab} of {canonical} is missing")
-        module = canonical.split(".", 3)[3]
-        if module.split(".")[-1] not in lora.target_modules:
-            raise ContractError(
-                "bad_lora",
-                f"{canonical} is not among the declared target modules {lora.target_modules}",
-            )
-        layer = int(canonical.split(".")[2])
-        a, b = header.tensors[slot["A"]].shape, header.tensors[slot["B"]].shape
-        if base is not None:
-            if layer >= base.num_layers:
-                raise ContractError(
-                    "wrong_base_model",
-                    f"{canonical}: the base model {base.name} has {base.num_layers} layers",
-                )
-            fan_in, fan_out = _module_dims(module, base)
-        else:
-            fan_in, fan_out = a[-1], b[0]
-        if a != (lora.r, fan_in):
-            raise ContractError(
-                "bad_shape" if base is None or a[0] != lora.r else "wrong_base_model",
-                f"tensor {slot['A']!r} has shape {list(a)}, expected {[lora.r, fan_in]} "
-                f"(rank {lora.r} over the base model's {fan_in} inputs)",
-            )
-        if b != (fan_out, lora.r):
-            raise ContractError(
-                "bad_shape" if base is None or b[1] != lora.r else "wrong_base_model",
-                f"tensor {slot['B']!r} has shape {list(b)}, expected {[fan_out, lora.r]}",
-            )
+    check_lora_pairs(header, lora, base, _module_dims)
     return classifier, pooler
 
 

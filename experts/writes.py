@@ -1,0 +1,118 @@
+"""API serializers of the maintainers' writes: mixtures, domains and their data."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from .models import BaseModel, Domain, Mixture
+from .serializers import NOT_BLANK, _checked
+from .services import mixtures
+
+
+class MixtureWriteSerializer(serializers.ModelSerializer):
+    """Open a mixture (its creator maintains it) or change its settings."""
+
+    base_model = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=BaseModel.objects.all(),
+        help_text="a base model this hub knows (see the mixtures' `base_model`)",
+    )
+    routing = serializers.JSONField(
+        required=False,
+        help_text="{gate: {top_k, temperature, hidden, train_top_k, noise_std}, loss: "
+        "{routing, balance, entropy_example, entropy_batch, z}, seed} and, for a "
+        "language-model mixture, lm: {prefix_tokens, layer, router, mixing}; missing keys "
+        "take their defaults",
+    )
+    name = serializers.CharField(max_length=200, validators=[NOT_BLANK])
+
+    class Meta:
+        model = Mixture
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "task_type",
+            "base_model",
+            "routing",
+            "tolerance",
+            "upload_quota",
+            "max_upload_bytes",
+            "hub_repo_id",
+            "publish_automatically",
+        ]
+
+    def get_fields(self):
+        fields = super().get_fields()
+        if self.instance is not None:
+            fields["slug"].read_only = True  # addresses and Hub links keep working
+        return fields
+
+    def validate(self, data):
+        instance = self.instance
+        task_type = data.get("task_type") or (instance.task_type if instance else "classification")
+        base = data.get("base_model") or (instance.base_model if instance else None)
+        _checked(lambda _: mixtures.check_kind(instance, task_type, base), None)
+        routing = data.get("routing", instance.routing if instance else {})
+        if "routing" in data or "task_type" in data or instance is None:
+            data["routing"] = _checked(lambda r: mixtures.clean_routing(r, task_type), routing)
+        return data
+
+    def validate_tolerance(self, value):
+        return _checked(mixtures.clean_tolerance, value)
+
+    def validate_max_upload_bytes(self, value):
+        return _checked(mixtures.clean_max_upload, value)
+
+    def validate_hub_repo_id(self, value):
+        return _checked(mixtures.clean_repo_id, value)
+
+    def validate_base_model(self, value):
+        return _checked(lambda base: mixtures.check_base_change(self.instance, base) or base, value)
+
+
+class DomainWriteSerializer(serializers.ModelSerializer):
+    """Add a domain to a mixture you maintain, or change its description and labels."""
+
+    mixture = serializers.SlugRelatedField(slug_field="slug", queryset=Mixture.objects.all())
+    labels = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="the labels in their documented order; null takes them from the data, sorted",
+    )
+
+    class Meta:
+        model = Domain
+        fields = ["mixture", "name", "description", "labels"]
+
+    def get_fields(self):
+        fields = super().get_fields()
+        if self.instance is not None:
+            fields["mixture"].read_only = True
+            fields["name"].read_only = True  # experts and compositions name it
+        return fields
+
+    def validate_name(self, value):
+        if value == "new":
+            raise serializers.ValidationError("'new' is reserved; pick another name")
+        return value
+
+    def validate_labels(self, value):
+        return None if value is None else _checked(mixtures.clean_labels, value)
+
+    def validate(self, data):
+        domain = self.instance or Domain(mixture=data.get("mixture"), name=data.get("name"))
+        if (
+            self.instance is None
+            and Domain.objects.filter(mixture=data["mixture"], name=data["name"]).exists()
+        ):
+            raise serializers.ValidationError({"name": "the mixture has a domain of that name"})
+        if "labels" in data:
+            labels = data["labels"]
+            data["labels"] = _checked(lambda x: mixtures.check_domain_labels(domain, x), labels)
+            data["labels_declared"] = labels is not None
+        return data
+
+
+class DomainDataSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="CSV with a text,label header, or JSONL")
