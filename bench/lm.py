@@ -134,6 +134,12 @@ def main(argv=None) -> dict:
     per_text = expert_seconds / trained_on  # scaled to a contributor's 200 texts below
     results = {
         "meta": {
+            "command": "python bench/lm.py"
+            + (" --quick" if args.quick else "")
+            + (f" --limit {args.limit}" if args.limit else "")
+            + (f" --seeds {args.seeds}" if args.seeds else "")
+            + (f" --repeats {args.repeats}" if args.repeats != 3 else "")
+            + (f" --device {args.device}" if args.device != "cpu" else ""),
             "quick": args.quick,
             "seeds": seeds,
             "base": base.name,

@@ -106,7 +106,11 @@ def markdown(results: dict) -> str:
         f"{meta['train']} texts of at most 128 tokens; every system is scored on the same "
         f"{meta['eval']} held-out texts per domain: perplexity of each text's continuation "
         f"after its first {meta['prefix_tokens']} tokens (the router reads only those). "
-        "Mean ± standard deviation over the seeds; lower is better.",
+        "Mean ± standard deviation over the seeds; lower is better. Regenerate with:",
+        "",
+        "```bash",
+        f".venv/bin/{meta['command']}",
+        "```",
         "",
         "## Perplexity",
         "",
