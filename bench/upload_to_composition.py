@@ -1,12 +1,14 @@
-"""Time from upload to a new composition on the demo mixture, step by step, on the CPU.
+"""Time from upload to a new composition on a demo mixture, step by step, on the CPU.
 
 Runs the hub's own services in this process (SQLite in a temporary folder,
 no broker): the upload service, then the validation and retraining that a
-worker runs, twice: a BBC `head` expert, then a Rotten Tomatoes one. It
-prints each step's seconds and the feature cache's hits and misses, which
-show that base features are computed once per dataset.
+worker runs, twice. For the classification demo (`--kind classification`): a
+BBC `head` expert, then a Rotten Tomatoes one. For the language-model demo
+(`--kind causal-lm`, on SmolLM2): a BBC LoRA expert, then a Python one, each
+trained as the demo's are. It prints each step's seconds and the cache's hits
+and misses, which show that base features and outputs are computed once.
 
-    .venv/bin/python bench/upload_to_composition.py [--threads 2]
+    .venv/bin/python bench/upload_to_composition.py [--kind causal-lm] [--threads 2]
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ sys.path.insert(0, str(ROOT))
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--train", type=int, default=600, help="training examples per expert")
+    parser.add_argument("--kind", choices=("classification", "causal-lm"), default="classification")
+    parser.add_argument(
+        "--train",
+        type=int,
+        help="training examples per expert (default: 600; a language model: the demo's 32)",
+    )
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="moecollab-bench-"))
     os.environ.update(
@@ -48,27 +55,21 @@ def main(argv=None) -> None:
     from experts.models import Job, Mixture
     from experts.services import compositions, resources, validation
     from experts.services.uploads import LocalFile, UploadRequest, accept_upload
-    from routing.cache import TensorCache
-    from routing.data import load_domain
-    from routing.kinds.classification.encoder import BaseEncoder
-    from routing.kinds.classification.training import train_expert_file
 
     call_command("migrate", verbosity=0)
-    call_command("seed_demo", verbosity=0)
-    mixture = Mixture.objects.get(slug="news-and-reviews")
+    call_command("seed_demo", verbosity=0, no_language_model=args.kind == "classification")
+    slug = "news-and-reviews" if args.kind == "classification" else "news-and-code"
+    mixture = Mixture.objects.get(slug=slug)
     user = User.objects.get(username="contributor")
     print(
-        f"{args.threads} CPU threads, torch {torch.__version__}; demo mixture with "
+        f"{args.threads} CPU threads, torch {torch.__version__}; demo mixture {slug} with "
         f"{mixture.domains.count()} domains"
     )
     # The contributor's side (not timed as the hub's work): train two experts.
-    files = {}
-    encoder = BaseEncoder(device="cpu")
-    for name in ("bbc", "rotten"):
-        data = load_domain(name)
-        data.train, data.eval = data.train.limited(args.train), data.eval.limited(50)
-        files[name] = tmp / f"{name}.safetensors"
-        train_expert_file(encoder, data, files[name], cache=TensorCache(tmp / "contributor"))
+    if args.kind == "classification":
+        files = classification_experts(tmp, args.train or 600)
+    else:
+        files = language_experts(tmp, mixture, args.train or 32)
 
     cache = resources.tensor_cache()
     for name, path in files.items():
@@ -86,7 +87,7 @@ def main(argv=None) -> None:
             UploadRequest(
                 mixture=mixture,
                 domain=mixture.domains.get(name=name),
-                name=f"{name} head",
+                name=f"{name} {'head' if args.kind == 'classification' else 'lora'}",
                 description="",
                 licence="apache-2.0",
                 file=LocalFile(path),
@@ -121,6 +122,38 @@ def main(argv=None) -> None:
             f"  feature and output cache: {cache.hits - hits} hits, {cache.misses - misses} "
             "misses (in the validating process)"
         )
+
+
+def classification_experts(tmp: Path, train: int) -> dict[str, Path]:
+    from routing.cache import TensorCache
+    from routing.data import load_domain
+    from routing.kinds.classification.encoder import BaseEncoder
+    from routing.kinds.classification.training import train_expert_file
+
+    files = {}
+    encoder = BaseEncoder(device="cpu")
+    for name in ("bbc", "rotten"):
+        data = load_domain(name)
+        data.train, data.eval = data.train.limited(train), data.eval.limited(50)
+        files[name] = tmp / f"{name}.safetensors"
+        train_expert_file(encoder, data, files[name], cache=TensorCache(tmp / "contributor"))
+    return files
+
+
+def language_experts(tmp: Path, mixture, train: int) -> dict[str, Path]:
+    """LoRA experts for the language-model demo's two domains, trained as the demo's are."""
+    from experts.services.demo import LM_DOMAINS, train_demo_lm_expert
+    from routing.kinds.causal_lm.base import CausalBase
+
+    base = CausalBase(mixture.base_model.name)
+    files = {}
+    for name in LM_DOMAINS:
+        started = time.perf_counter()
+        files[name] = tmp / f"{name}.safetensors"
+        n = train_demo_lm_expert(base, name, files[name], train)
+        print(f"(contributor) trained the {name} expert on {n} texts in "
+              f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+    return files
 
 
 if __name__ == "__main__":

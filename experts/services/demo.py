@@ -166,12 +166,31 @@ def classification_experts(mixture, contributor, train_limit: int, enqueue, say=
             )
 
 
-def language_experts(mixture, contributor, enqueue, say=print):
-    """Train and upload a small LoRA expert for each language-model domain without one."""
-    from routing.kinds.causal_lm.base import CausalBase
+def train_demo_lm_expert(base, domain: str, path: Path, texts: int = LM_TRAIN) -> int:
+    """A small LoRA (r=8 on q_proj and v_proj, 2 epochs) on a packaged corpus's first
+    training texts, written as the project's single file. Returns how many texts."""
     from routing.kinds.causal_lm.corpora import load_corpus
     from routing.kinds.causal_lm.experts import save_lm_expert
     from routing.kinds.causal_lm.training import DEFAULT_TARGETS, train_lm_lora
+
+    train = load_corpus(domain).train.limited(texts).texts
+    lora = train_lm_lora(base, train, r=8, alpha=16.0, epochs=2, lr=2e-3)
+    save_lm_expert(
+        path,
+        lora_tensors=lora,
+        r=8,
+        alpha=16.0,
+        target_modules=list(DEFAULT_TARGETS),
+        base_model=base.name,
+        base_fingerprint=base.weights_fingerprint,
+        domain=domain,
+    )
+    return len(train)
+
+
+def language_experts(mixture, contributor, enqueue, say=print):
+    """Train and upload a small LoRA expert for each language-model domain without one."""
+    from routing.kinds.causal_lm.base import CausalBase
 
     todo = _todo(mixture, contributor, LM_DOMAINS)
     if not todo:
@@ -179,26 +198,15 @@ def language_experts(mixture, contributor, enqueue, say=print):
     base = CausalBase(mixture.base_model.name)
     with tempfile.TemporaryDirectory() as tmp:
         for domain in todo:
-            texts = load_corpus(domain.name).train.limited(LM_TRAIN).texts
-            lora = train_lm_lora(base, texts, r=8, alpha=16.0, epochs=2, lr=2e-3)
             path = Path(tmp) / f"{domain.name}.safetensors"
-            save_lm_expert(
-                path,
-                lora_tensors=lora,
-                r=8,
-                alpha=16.0,
-                target_modules=list(DEFAULT_TARGETS),
-                base_model=base.name,
-                base_fingerprint=base.weights_fingerprint,
-                domain=domain.name,
-            )
+            n = train_demo_lm_expert(base, domain.name, path)
             expert = _upload(
                 contributor,
                 mixture,
                 domain,
                 path,
                 f"demo {domain.name} lora",
-                f"A LoRA (r=8, q_proj and v_proj) trained on {len(texts)} "
+                f"A LoRA (r=8, q_proj and v_proj) trained on {n} "
                 f"packaged {domain.name} texts by `seed_demo --experts`.",
                 enqueue,
             )
