@@ -135,6 +135,8 @@ class MixtureForm(forms.ModelForm):
                 required=False,
                 **options,
             )
+        # Left out, the kind stays what it is (classification for a new mixture).
+        self.fields["task_type"].required = False
         if self.instance.pk:
             self.fields["slug"].disabled = True  # addresses and Hub links keep working
 
@@ -193,7 +195,7 @@ class DomainForm(forms.ModelForm):
 
     def __init__(self, *args, mixture, **kwargs):
         super().__init__(*args, **kwargs)
-        self.mixture = mixture
+        self.mixture = self.instance.mixture = mixture
         if self.instance.pk:
             self.fields["name"].disabled = True  # experts and compositions name it
             if self.instance.labels_declared:

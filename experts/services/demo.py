@@ -166,14 +166,14 @@ def classification_experts(mixture, contributor, train_limit: int, enqueue, say=
             )
 
 
-def train_demo_lm_expert(base, domain: str, path: Path, texts: int = LM_TRAIN) -> int:
+def train_demo_lm_expert(base, domain: str, path: Path, texts: int | None = None) -> int:
     """A small LoRA (r=8 on q_proj and v_proj, 2 epochs) on a packaged corpus's first
     training texts, written as the project's single file. Returns how many texts."""
     from routing.kinds.causal_lm.corpora import load_corpus
     from routing.kinds.causal_lm.experts import save_lm_expert
     from routing.kinds.causal_lm.training import DEFAULT_TARGETS, train_lm_lora
 
-    train = load_corpus(domain).train.limited(texts).texts
+    train = load_corpus(domain).train.limited(texts or LM_TRAIN).texts
     lora = train_lm_lora(base, train, r=8, alpha=16.0, epochs=2, lr=2e-3)
     save_lm_expert(
         path,

@@ -5,6 +5,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from experts.models import Domain, Expert, Mixture
+from experts.services import demo
 
 
 def test_seed_demo_creates_a_living_site_and_is_idempotent(db, media):
@@ -29,16 +30,27 @@ def test_seed_demo_creates_a_living_site_and_is_idempotent(db, media):
 
 
 @pytest.mark.minilm
+@pytest.mark.smollm2
 def test_seed_demo_trains_and_uploads_one_expert_per_domain_once(
-    db, media, sent, django_capture_on_commit_callbacks
+    db, media, sent, django_capture_on_commit_callbacks, monkeypatch
 ):
+    monkeypatch.setattr(demo, "LM_TRAIN", 4)  # texts per demo LoRA: the path, not the quality
     with django_capture_on_commit_callbacks(execute=True):
         call_command("seed_demo", per_domain=120, experts=True, train_limit=40)
         call_command("seed_demo", per_domain=120, experts=True, train_limit=40)
-    experts = Expert.objects.filter(owner__username="contributor").select_related("domain")
-    assert sorted(e.domain.name for e in experts) == ["20news", "bbc", "reuters8", "rotten"]
-    assert {e.kind for e in experts} == {"head"} and {e.status for e in experts} == {"uploaded"}
-    assert [name for name, _ in sent] == ["workers.tasks.validate_expert"] * 4
+    experts = Expert.objects.filter(owner__username="contributor").select_related(
+        "domain", "mixture"
+    )
+    by_mixture = {}
+    for e in experts:
+        by_mixture.setdefault(e.mixture.slug, []).append((e.domain.name, e.kind, e.status))
+    assert sorted(by_mixture["news-and-reviews"]) == [
+        (name, "head", "uploaded") for name in ("20news", "bbc", "reuters8", "rotten")
+    ]
+    assert sorted(by_mixture["news-and-code"]) == [
+        (name, "lora", "uploaded") for name in ("bbc", "python")
+    ]
+    assert [name for name, _ in sent] == ["workers.tasks.validate_expert"] * 6
 
 
 def test_the_openapi_schema_and_its_docs_are_served_offline(db):
