@@ -84,6 +84,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="1 seed, small subsets")
     parser.add_argument("--limit", type=int, help="at most this many texts per split")
     parser.add_argument("--seeds", type=int)
+    parser.add_argument("--train", type=int, help="training texts per expert (default: profile)")
+    parser.add_argument("--eval", type=int, help="router and held-out texts per domain")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, help="tensor cache (default: a new folder)")
@@ -93,6 +95,8 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     profile = dict(PROFILES["quick" if args.quick else "full"])
+    profile["train"] = args.train or profile["train"]
+    profile["router"] = profile["eval"] = args.eval or profile["eval"]
     seeds = args.seeds or profile["seeds"]
     folder = Path(tempfile.mkdtemp(prefix="moecollab-lm-bench-"))
     cache = TensorCache(args.cache or folder / "cache")
@@ -121,7 +125,9 @@ def main(argv=None) -> dict:
             ]
             log("timing prefill and generation")
             texts = [t for d in data.values() for t in d.eval.texts[: profile["prompts"] // 4 or 1]]
-            timing = timings(base, learned.model, experts[0], texts, prompts, profile["new_tokens"])
+            timing = timings(
+                base, learned.model, experts[0], texts, prompts, profile["new_tokens"], args.repeats
+            )
             for g in learned.model.generate(
                 prompts[:: max(1, len(prompts) // 4)], max_new_tokens=24
             ):
@@ -138,6 +144,8 @@ def main(argv=None) -> dict:
             + (" --quick" if args.quick else "")
             + (f" --limit {args.limit}" if args.limit else "")
             + (f" --seeds {args.seeds}" if args.seeds else "")
+            + (f" --train {args.train}" if args.train else "")
+            + (f" --eval {args.eval}" if args.eval else "")
             + (f" --repeats {args.repeats}" if args.repeats != 3 else "")
             + (f" --device {args.device}" if args.device != "cpu" else ""),
             "quick": args.quick,

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.smollm2
 
 def test_the_quick_language_model_benchmark_writes_sane_tables(tmp_path):
     out = tmp_path / "out"
-    argv = ["--quick", "--limit", "4", "--repeats", "1", "--out", str(out),
+    argv = ["--quick", "--limit", "2", "--repeats", "1", "--out", str(out),
             "--cache", str(tmp_path / "cache")]  # fmt: skip
     main(argv)
     results = json.loads((out / "results-lm.json").read_text())
@@ -35,7 +35,7 @@ def test_the_quick_language_model_benchmark_writes_sane_tables(tmp_path):
     assert results["flops"]["learned top-2 mixed"] > results["flops"]["learned top-1"]
     assert results["gate_seconds"] > 0 and len(results["targets"]) == 7
     report = (out / "results-lm.md").read_text()
-    assert "python bench/lm.py --quick --limit 4" in report
+    assert "python bench/lm.py --quick --limit 2 --repeats 1" in report
     assert "| learned top-1 |" in report and "## Targets" in report
     for plot in ("lm-perplexity.png", "lm-routing-matrix.png"):
         data = (out / "img" / plot).read_bytes()
