@@ -42,6 +42,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the web process itself (compressed, cached for ever by name).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -104,7 +106,18 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(env_str("MOECOLLAB_STATIC_ROOT", str(VAR_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise serves it (collectstatic fills it)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # With DJANGO_DEBUG off, `manage.py collectstatic` writes hashed, compressed copies
+    # that whitenoise serves with far-future caching; in development they are served as is.
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 MEDIA_ROOT = Path(env_str("MOECOLLAB_MEDIA_ROOT", str(VAR_DIR / "media")))
 
 # Uploads: every file goes to a temporary file on disk (never held in memory),
@@ -175,6 +188,8 @@ SPECTACULAR_SETTINGS = {
 
 # The routing library's caches of base features and expert outputs.
 MOECOLLAB_CACHE_DIR = Path(env_str("MOECOLLAB_CACHE", str(VAR_DIR / "cache")))
+# A worker's copies of stored files that are not on its disk (object storage), by sha256.
+MOECOLLAB_BLOB_CACHE_BYTES = env_int("MOECOLLAB_BLOB_CACHE_BYTES", 10 * 1024**3)
 
 # --- Publishing to the Hugging Face Hub ---------------------------------------
 # The token is read from MOECOLLAB_HF_TOKEN, the file MOECOLLAB_HF_TOKEN_FILE names,
@@ -281,9 +296,17 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# LOG_FORMAT=json writes one JSON object a line (for a log collector); text otherwise.
+LOG_FORMAT = env_str("LOG_FORMAT", "text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} is not one of: text, json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d: %(message)s"},
+        "json": {"()": "hub.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }

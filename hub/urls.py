@@ -6,7 +6,7 @@ from rest_framework.routers import DefaultRouter
 from experts import api
 from experts.views import compositions, domains, experts, generation, mixtures
 
-from . import accounts, views
+from . import accounts, health, views
 
 router = DefaultRouter()
 router.register("mixtures", api.MixtureViewSet)
@@ -74,5 +74,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("health/", health.health, name="health"),
     path("admin/", admin.site.urls),
 ]

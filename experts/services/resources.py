@@ -16,6 +16,7 @@ from django.conf import settings
 from routing.kinds import MixtureKind, get_kind
 
 from ..models import Composition, Expert, Mixture
+from .blobs import local_copy
 from .domains import domain_data
 from .storage import stored_folder
 
@@ -63,7 +64,7 @@ def loaded_expert(expert: Expert):
         return _experts[key]
     mixture = expert.mixture
     loaded = kind_of(mixture).load_expert(
-        expert.file.path,
+        local_copy(expert.file, expert.sha256),
         base=base_for(mixture).spec,  # the weights this worker loaded, fingerprint included
         labels=list(expert.domain.labels),
         adapter_config=expert.adapter_config,

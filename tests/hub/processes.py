@@ -155,6 +155,45 @@ class WebServer(Process):
             return False
 
 
+class Gunicorn(WebServer):
+    """The hub as production runs it: gunicorn (hub/gunicorn.conf.py) with DJANGO_DEBUG
+    off and the static files collected for whitenoise. Requests must carry
+    `X-Forwarded-Proto: https`, as they do behind the TLS proxy."""
+
+    SECRET = "test-only-secret-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFG"
+
+    def __init__(self, tmp_path, media, workers=1, **env):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        prod = {
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": self.SECRET,
+            "MOECOLLAB_STATIC_ROOT": str(tmp_path / "static"),
+            "WEB_BIND": f"127.0.0.1:{self.port}",
+            "WEB_WORKERS": str(workers),
+            **env,
+        }
+        self.env_for_commands = hub_env(tmp_path, media, **prod)
+        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+        args = [gunicorn, "hub.wsgi", "-c", "hub/gunicorn.conf.py"]
+        log = tmp_path / f"gunicorn-{self.port}.log"
+        Process.__init__(self, args, self.env_for_commands, log, "Booting worker")
+
+    def start(self, timeout=60):
+        self.manage("collectstatic", "--noinput")
+        return super().start(timeout)
+
+    def _answers(self):
+        try:
+            request = urllib.request.Request(
+                self.url + "/health/", headers={"X-Forwarded-Proto": "https"}
+            )
+            with urllib.request.urlopen(request, timeout=5):
+                return True
+        except (OSError, urllib.error.HTTPError):
+            return False
+
+
 class RedisServer:
     """A redis-server of the test's own on a free port, to stop and start at will."""
 
