@@ -15,7 +15,7 @@ from django.conf import settings
 from routing.model_card import CardInfo, Contributor
 
 from ..models import Composition, Job
-from .jobs import end_job, heartbeat, progress, start_job
+from .jobs import end_job, heartbeat, job_composition, progress, start_job
 from .resources import kind_of, load_model
 from .storage import download_ready, export_files, export_folder, is_stored, zip_path
 
@@ -136,9 +136,7 @@ def export(job_id: int) -> Composition | None:
     if job is None:
         return None
     with heartbeat(job):
-        composition = Composition.objects.select_related("mixture__base_model").get(
-            pk=job.composition_id
-        )
+        composition = job_composition(job)
         progress(job, 10, "exporting the composition as a transformers model")
         try:
             ensure_export(composition)

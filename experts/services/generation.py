@@ -8,8 +8,8 @@ import time
 
 from django.conf import settings
 
-from ..models import Composition, Job
-from .jobs import end_job, heartbeat, progress, start_job
+from ..models import Job
+from .jobs import end_job, heartbeat, job_composition, progress, start_job
 from .resources import loaded_composition
 
 MAX_PROMPT_CHARS = 2000
@@ -49,9 +49,7 @@ def generate(job_id: int) -> Job | None:
     if job is None:
         return None
     with heartbeat(job):
-        composition = Composition.objects.select_related("mixture__base_model").get(
-            pk=job.composition_id
-        )
+        composition = job_composition(job)
         progress(job, 10, "loading the composition")
         model = loaded_composition(composition)
         request = dict(job.request)

@@ -144,6 +144,11 @@ def holder_alive(job: Job, now=None) -> bool:
 # --- claiming, progress, ending ---------------------------------------------------
 
 
+def job_composition(job: Job) -> Composition:
+    """The composition a job works on, with what loading its model needs."""
+    return Composition.objects.select_related("mixture__base_model").get(pk=job.composition_id)
+
+
 def start_job(job_id: int) -> Job | None:
     """Claim a job for this delivery; None when there is nothing (more) to do here."""
     with transaction.atomic():

@@ -21,7 +21,7 @@ from django.db import transaction
 
 from ..models import Composition, Job
 from .exports import ExportError, ensure_export, public_url, repo_id_for
-from .jobs import end_job, heartbeat, progress, start_job
+from .jobs import end_job, heartbeat, job_composition, progress, start_job
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +130,7 @@ def publish(job_id: int, *, sleep=time.sleep) -> Composition | None:
 
 
 def _publish(job: Job, sleep, constants) -> Composition | None:
-    composition = Composition.objects.select_related("mixture__base_model").get(
-        pk=job.composition_id
-    )
+    composition = job_composition(job)
     if composition.hub_status == Composition.Publish.PUBLISHED and composition.hub_commit:
         end_job(job, Job.Status.SUCCEEDED, f"already published as {composition.hub_commit[:12]}")
         return composition
