@@ -13,12 +13,13 @@ from .services.generation import clean_request
 from .services.uploads import parse_adapter_config
 
 
-def _checked(check, value):
-    """A service check's ValueError as the serializer's validation error."""
+def _checked(check, value, field: str | None = None):
+    """A service check's ValueError as the serializer's validation error (under `field`
+    when given, for checks made in `validate()`)."""
     try:
         return check(value)
     except ValueError as exc:
-        raise serializers.ValidationError(str(exc)) from None
+        raise serializers.ValidationError({field: str(exc)} if field else str(exc)) from None
 
 
 NOT_BLANK = RegexValidator(r"\S", "may not be blank")

@@ -52,16 +52,12 @@ class MixtureWriteSerializer(serializers.ModelSerializer):
         instance = self.instance
         task_type = data.get("task_type") or (instance.task_type if instance else "classification")
         base = data.get("base_model") or (instance.base_model if instance else None)
-        try:
-            mixtures.check_kind(instance, task_type, base)
-        except ValueError as exc:
-            raise serializers.ValidationError({"task_type": str(exc)}) from None
+        _checked(lambda _: mixtures.check_kind(instance, task_type, base), None, "task_type")
         routing = data.get("routing", instance.routing if instance else {})
         if "routing" in data or "task_type" in data or instance is None:
-            try:
-                data["routing"] = mixtures.clean_routing(routing, task_type)
-            except ValueError as exc:
-                raise serializers.ValidationError({"routing": str(exc)}) from None
+            data["routing"] = _checked(
+                lambda r: mixtures.clean_routing(r, task_type), routing, "routing"
+            )
         return data
 
     def validate_tolerance(self, value):
