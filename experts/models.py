@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from django.core.files.storage import FileSystemStorage
+from django.core.files.storage import Storage, default_storage
 from django.db import models
 from django.urls import reverse
 
@@ -13,12 +13,10 @@ from routing.basemodels import BaseSpec
 from routing.config import GateConfig, LossWeights, to_dict
 
 
-def private_storage() -> FileSystemStorage:
-    """Files under MEDIA_ROOT, which no URL serves: downloads go through views that check.
-
-    No location is fixed here, so the storage follows the MEDIA_ROOT setting.
-    """
-    return FileSystemStorage()
+def private_storage() -> Storage:
+    """The hub's storage (STORAGES["default"]: files under MEDIA_ROOT, or a bucket), which
+    no URL serves by itself: downloads go through views that check who asks."""
+    return default_storage
 
 
 def expert_upload_to(instance, filename: str) -> str:
@@ -213,7 +211,7 @@ class Composition(models.Model):
     version = models.PositiveIntegerField()
     experts = models.ManyToManyField(Expert, related_name="compositions")
     expert_shas = models.JSONField(default=list, help_text="the exact expert set, in gate order")
-    folder = models.CharField(max_length=300, blank=True, help_text="under MEDIA_ROOT")
+    folder = models.CharField(max_length=300, blank=True, help_text="prefix in the storage")
     metrics = models.JSONField(default=dict, blank=True)
     contributions = models.JSONField(default=dict, blank=True)
     is_current = models.BooleanField(default=False)

@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from experts import task_names
 
 from .env import env_bool, env_float, env_int, env_list, env_secret, env_str
+from .object_storage import default_storage, redirect_downloads
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("MOECOLLAB_VAR_DIR", str(BASE_DIR / "var")))
@@ -109,7 +110,9 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("MOECOLLAB_STATIC_ROOT", str(VAR_DIR / "static")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise serves it (collectstatic fills it)
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Expert files, domain data, compositions and exports: local files under MEDIA_ROOT,
+    # or an S3-compatible bucket (MOECOLLAB_STORAGE=s3; see hub/object_storage.py).
+    "default": default_storage(),
     # With DJANGO_DEBUG off, `manage.py collectstatic` writes hashed, compressed copies
     # that whitenoise serves with far-future caching; in development they are served as is.
     "staticfiles": {
@@ -119,6 +122,7 @@ STORAGES = {
     },
 }
 MEDIA_ROOT = Path(env_str("MOECOLLAB_MEDIA_ROOT", str(VAR_DIR / "media")))
+MOECOLLAB_REDIRECT_DOWNLOADS = redirect_downloads()
 
 # Uploads: every file goes to a temporary file on disk (never held in memory),
 # and the streaming handler refuses a body over the cap as it arrives.

@@ -10,17 +10,14 @@ accepted in between, the retrain finds that candidate's gate already trained.
 from __future__ import annotations
 
 import logging
-import shutil
-from pathlib import Path
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from ..models import Composition, Expert, Job, Mixture
 from .exports import export_now
 from .jobs import end_job, heartbeat, progress, start_job
 from .resources import base_for, kind_of, load_model, loaded_expert, mixture_data, tensor_cache
-from .storage import folder_name, stored_folder
+from .storage import delete_prefix, folder_name, is_stored, put_folder, staging_folder
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +40,7 @@ def compose_experts(mixture: Mixture, experts: list[Expert], data: dict | None =
     kind = kind_of(mixture)
     current = mixture.compositions.current().first()
     previous = None
-    if current is not None and stored_folder(current).is_dir():
+    if current is not None and is_stored(current):
         previous = load_model(current)
     return kind.compose(
         base_for(mixture),
@@ -106,28 +103,25 @@ def _store(job, mixture, experts, composed, contributions) -> Composition | None
     version = (
         mixture.compositions.order_by("-version").values_list("version", flat=True).first() or 0
     ) + 1
-    relative = folder_name(mixture, version)
-    folder = Path(settings.MEDIA_ROOT) / relative
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    kind_of(mixture).save_composition(composed.model, tmp)
+    prefix = folder_name(mixture, version)
+    staging = staging_folder()
+    kind_of(mixture).save_composition(composed.model, staging)
+    manifest = put_folder(staging, prefix)  # stored before the row that points at it
     try:
         with transaction.atomic():
             composition = Composition.objects.create(
                 mixture=mixture,
                 version=version,
                 expert_shas=[e.sha256 for e in experts],
-                folder=relative,
+                folder=prefix,
                 metrics=composed.report,
                 contributions=contributions,
                 is_current=False,
             )
             composition.experts.set(experts)
             _make_current(composition)
-            shutil.rmtree(folder, ignore_errors=True)
-            tmp.rename(folder)
     except IntegrityError:
-        shutil.rmtree(tmp, ignore_errors=True)
+        delete_prefix(prefix, manifest)
         end_job(job, Job.Status.SUCCEEDED, "another worker stored this composition")
         return None
     return composition

@@ -4,8 +4,6 @@ a web request), its zip, and what its model card says about the composition."""
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,7 +15,15 @@ from routing.model_card import CardInfo, Contributor
 from ..models import Composition, Job
 from .jobs import end_job, heartbeat, job_composition, progress, start_job
 from .resources import kind_of, load_model
-from .storage import download_ready, export_files, export_folder, is_stored, zip_path
+from .storage import (
+    EXPORT_MANIFEST,
+    download_ready,
+    export_folder,
+    is_stored,
+    put_folder,
+    staging_folder,
+    zip_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,30 +101,28 @@ def repo_id_for(mixture) -> str:
 
 
 def ensure_export(composition: Composition, model=None) -> Path:
-    """The composition's export folder and zip, written first if missing or incomplete
-    (in a worker: it loads the composition)."""
-    folder = export_folder(composition)
+    """The composition's export as a local folder, written and stored first (with its zip)
+    when the storage has none (in a worker: it loads the composition)."""
     if download_ready(composition):
-        return folder
+        return export_folder(composition)
     if not is_stored(composition):
         raise ExportError("this composition has no stored files to export")
-    if not export_files(composition):
-        model = model if model is not None else load_model(composition)
-        kind_of(composition.mixture).export(model, folder, card_info(composition))
-    _write_zip(composition, folder)
-    return folder
+    if model is None:
+        model = load_model(composition)
+    staging = staging_folder()
+    kind_of(composition.mixture).export(model, staging / "hf", card_info(composition))
+    _write_zip(composition, staging / "hf", staging / zip_name(composition))
+    put_folder(staging, composition.folder, EXPORT_MANIFEST)  # the manifest last
+    return export_folder(composition)
 
 
-def _write_zip(composition: Composition, folder: Path) -> None:
-    """The export as one zip (stored, not compressed: weights do not shrink), beside it."""
-    archive = zip_path(composition)
+def _write_zip(composition: Composition, folder: Path, archive: Path) -> None:
+    """The export as one zip (stored, not compressed: weights do not shrink)."""
     name = archive.stem
-    tmp = archive.with_name(f".{archive.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
         for path in sorted(folder.iterdir()):
             if path.is_file():
                 zf.write(path, f"{name}/{path.name}")
-    os.replace(tmp, archive)
 
 
 def export_now(composition: Composition, model=None) -> None:

@@ -18,7 +18,7 @@ from routing.kinds import MixtureKind, get_kind
 from ..models import Composition, Expert, Mixture
 from .blobs import local_copy
 from .domains import domain_data
-from .storage import stored_folder
+from .storage import composition_folder
 
 LOADED_EXPERTS = 256  # experts kept loaded per process (each a few MB at most)
 
@@ -84,7 +84,7 @@ def mixture_data(mixture: Mixture) -> dict:
 def load_model(composition: Composition):
     """A stored composition, loaded on its mixture's base model."""
     mixture = composition.mixture
-    return kind_of(mixture).load_composition(stored_folder(composition), base_for(mixture))
+    return kind_of(mixture).load_composition(composition_folder(composition), base_for(mixture))
 
 
 _compositions: OrderedDict[tuple, object] = OrderedDict()

@@ -1,50 +1,220 @@
-"""Where the files of compositions and their downloads live (paths only: no model is
-loaded here)."""
+"""Where the files of compositions and their downloads live: in the hub's storage
+(STORAGES["default"]: local files under MEDIA_ROOT, or an S3-compatible bucket), never
+at a path a process assumes is shared. No model is loaded here.
+
+A composition is a prefix of the storage, `compositions/<mixture>/v<N>-<token>/`:
+- the kind's own files, then `files.json` (name → size, sha256), written last: a
+  composition is stored once its manifest is there;
+- its Hugging Face export under `hf/`, its zip beside it, then `export.json` (the export's
+  files and the zip), written last: the download is ready once that manifest is there.
+
+Writers build the files in a local staging folder and `put_folder` them (moved into place
+on the local disk, uploaded to a bucket). Readers get a local folder with `local_folder`:
+the stored folder itself on the local disk, else a checked copy in the worker's bounded
+cache (see services.blobs).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
+import time
+import uuid
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files import File
+from django.core.files.base import ContentFile
 
-from ..models import Composition, Mixture
+from ..models import Composition, Mixture, private_storage
+from .blobs import BlobError, cached_folder, local_path
+
+MANIFEST = "files.json"
+EXPORT_MANIFEST = "export.json"
+CHUNK = 1 << 20
+STALE_STAGING_SECONDS = 24 * 3600
 
 
 def folder_name(mixture: Mixture, version: int) -> str:
-    """A composition's folder, relative to MEDIA_ROOT (what `Composition.folder` stores)."""
-    return f"compositions/{mixture.slug}/v{version}"
+    """A new composition's prefix in the storage (what `Composition.folder` stores); the
+    token keeps two workers that race for one version from writing over each other."""
+    return f"compositions/{mixture.slug}/v{version}-{uuid.uuid4().hex[:8]}"
 
 
-def stored_folder(composition: Composition) -> Path:
-    return Path(settings.MEDIA_ROOT) / composition.folder
+def staging_folder() -> Path:
+    """An empty local folder to build files in before `put_folder` (on the storage's own
+    disk where it is local, so that putting them is a rename)."""
+    local = local_path("")
+    root = (local / ".staging") if local else Path(settings.MOECOLLAB_CACHE_DIR) / "staging"
+    if root.is_dir():  # what a killed worker left behind a day ago
+        for old in root.iterdir():
+            if time.time() - old.stat().st_mtime > STALE_STAGING_SECONDS:
+                shutil.rmtree(old, ignore_errors=True)
+    folder = root / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _manifest_of(folder: Path) -> dict:
+    return {
+        p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def put_file(path: Path, name: str) -> None:
+    """Store a local file under `name` (moved on the local disk, uploaded to a bucket)."""
+    storage = private_storage()
+    target = local_path(name)
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, target)
+        return
+    with open(path, "rb") as f:
+        storage.save(name, File(f, name=path.name))
+
+
+def put_json(name: str, data: dict) -> None:
+    storage = private_storage()
+    body = json.dumps(data, indent=1, sort_keys=True).encode()
+    target = local_path(name)
+    if target is not None:  # written beside and renamed: a reader never sees half of it
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_bytes(body)
+        tmp.replace(target)
+        return
+    storage.save(name, ContentFile(body, name=Path(name).name))
+
+
+def read_json(name: str) -> dict | None:
+    storage = private_storage()
+    try:
+        with storage.open(name, "rb") as f:
+            return json.loads(f.read())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def put_folder(folder: Path, prefix: str, manifest_name: str = MANIFEST, extra=None) -> dict:
+    """Store every file of a local folder under `prefix/`, then its manifest (last).
+
+    The local folder is used up: moved into place, or, after an upload, kept as this
+    worker's cached copy of what it stored (so the next reader here fetches nothing)."""
+    files = _manifest_of(folder)
+    manifest = {"files": files, **(extra or {})}
+    for name in files:
+        put_file(folder / name, f"{prefix}/{name}")
+    if local_path(prefix) is None:
+        cached_folder(_key(manifest), adopt=folder)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+    put_json(f"{prefix}/{manifest_name}", manifest)
+    return manifest
+
+
+def _key(manifest: dict) -> str:
+    return hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode()).hexdigest()
+
+
+def delete_prefix(prefix: str, manifest: dict | None, manifest_name: str = MANIFEST) -> int:
+    """Delete what `put_folder` stored (the manifest first); the bytes freed."""
+    storage = private_storage()
+    storage.delete(f"{prefix}/{manifest_name}")
+    freed = 0
+    for name, entry in ((manifest or {}).get("files") or {}).items():
+        storage.delete(f"{prefix}/{name}")
+        freed += entry["size"]
+    local = local_path(prefix)
+    if local is not None and local.is_dir():  # and the folders left empty
+        for folder in sorted((p for p in local.rglob("*") if p.is_dir()), reverse=True):
+            if not any(folder.iterdir()):
+                folder.rmdir()
+    return freed
+
+
+def local_folder(prefix: str, manifest_name: str = MANIFEST) -> Path:
+    """A local folder with the files stored under `prefix/` (see the module docstring)."""
+    manifest = read_json(f"{prefix}/{manifest_name}")
+    if manifest is None:
+        raise BlobError(f"nothing is stored under {prefix}/ (no {manifest_name})")
+    local = local_path(prefix)
+    if local is not None:
+        return local
+    return cached_folder(
+        _key(manifest),
+        fetch=lambda tmp: _fetch_all(prefix, manifest["files"], tmp),
+    )
+
+
+def _fetch_all(prefix: str, files: dict, into: Path) -> None:
+    storage = private_storage()
+    for name, entry in files.items():
+        target = into / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        with storage.open(f"{prefix}/{name}", "rb") as src, open(target, "wb") as out:
+            for chunk in iter(lambda src=src: src.read(CHUNK), b""):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != entry["sha256"]:
+            raise BlobError(f"the stored file {prefix}/{name} is not what was stored")
+
+
+# --- compositions and their exports -------------------------------------------------
 
 
 def is_stored(composition: Composition) -> bool:
     """Whether the composition's own files are there (an export is made from them)."""
-    return bool(composition.folder) and stored_folder(composition).is_dir()
+    return bool(composition.folder) and read_json(f"{composition.folder}/{MANIFEST}") is not None
+
+
+def composition_folder(composition: Composition) -> Path:
+    """The composition's own files, as a local folder (see `local_folder`)."""
+    return local_folder(composition.folder)
+
+
+def export_prefix(composition: Composition) -> str:
+    """The composition as a Hugging Face model folder, in the storage."""
+    return f"{composition.folder}/hf"
+
+
+def export_manifest(composition: Composition) -> dict | None:
+    """The export's manifest, once the export and its zip are stored; None before."""
+    if not composition.folder:
+        return None
+    return read_json(f"{composition.folder}/{EXPORT_MANIFEST}")
+
+
+def export_files(composition: Composition) -> list[tuple[str, int]]:
+    """The export's files (name, bytes) once it is complete; [] otherwise."""
+    manifest = export_manifest(composition) or {}
+    return sorted((name[3:], e["size"]) for name, e in manifest.get("files", {}).items()
+                  if name.startswith("hf/"))  # fmt: skip
 
 
 def export_folder(composition: Composition) -> Path:
-    """The composition as a Hugging Face model folder (see services.exports)."""
-    return stored_folder(composition) / "hf"
-
-
-def export_files(composition: Composition) -> list[Path]:
-    """The export's files, when the export is complete; [] otherwise (a kind's export
-    appears whole: it is written beside and renamed into place)."""
-    folder = export_folder(composition)
-    if not composition.folder or not (folder / "config.json").is_file():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file())
+    """The stored export, as a local folder (see `local_folder`)."""
+    return local_folder(composition.folder, EXPORT_MANIFEST) / "hf"
 
 
 def zip_name(composition: Composition) -> str:
     return f"{composition.mixture.slug}-v{composition.version}.zip"
 
 
-def zip_path(composition: Composition) -> Path:
-    return stored_folder(composition) / zip_name(composition)
+def zip_key(composition: Composition) -> str:
+    return f"{composition.folder}/{zip_name(composition)}"
 
 
 def download_ready(composition: Composition) -> bool:
-    return bool(export_files(composition)) and zip_path(composition).is_file()
+    return export_manifest(composition) is not None

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -17,12 +17,20 @@ from routing.kinds import describe
 from routing.report import matrix_rows
 
 from ..charts import bars, heatmap
+from ..downloads import stored_file_response
 from ..models import Job
 from ..queries import get_composition
 from ..services.compositions import pin
 from ..services.exports import missing_domains, repo_id_for
 from ..services.publishing import hub_configured, publish_refusal
-from ..services.storage import download_ready, export_files, is_stored, zip_name, zip_path
+from ..services.storage import (
+    download_ready,
+    export_files,
+    export_prefix,
+    is_stored,
+    zip_key,
+    zip_name,
+)
 from ..tasks_api import enqueue_export, enqueue_publish
 from .generation import lm_score_rows, try_context
 
@@ -118,7 +126,7 @@ def composition_detail(request, slug: str, version: int):
             "missing_domains": missing,
             "domain_count": len(metrics.get("domains", {})) + len(missing),
             "is_maintainer": mixture.is_maintainer(request.user),
-            "files": [(p.name, p.stat().st_size) for p in export_files(composition)],
+            "files": export_files(composition),
             "hub_configured": hub_configured(),
             "repo_id": composition.hub_repo or repo_id_for(mixture),
             "publish_job": publish_job,
@@ -145,24 +153,22 @@ def _preparing(request, composition):
 
 
 def composition_download(request, slug: str, version: int):
-    """The export as one zip, written by a worker and streamed from disk."""
+    """The export as one zip, written by a worker (from the storage)."""
     composition = get_composition(slug, version)
     if not download_ready(composition):
         return _preparing(request, composition)
-    return FileResponse(
-        open(zip_path(composition), "rb"), as_attachment=True, filename=zip_name(composition)
-    )
+    return stored_file_response(zip_key(composition), zip_name(composition))
 
 
 def composition_file(request, slug: str, version: int, name: str):
     """One file of the export, by its name in the model repository."""
     composition = get_composition(slug, version)
-    files = {p.name: p for p in export_files(composition)}
+    files = dict(export_files(composition))
     if not files:
         return _preparing(request, composition)
     if name not in files:
         raise Http404(f"the export has no file named {name!r}")
-    return FileResponse(open(files[name], "rb"), as_attachment=True, filename=name)
+    return stored_file_response(f"{export_prefix(composition)}/{name}", name)
 
 
 def download_status(request, slug: str, version: int):

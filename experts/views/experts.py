@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from ..downloads import stored_file_response
 from ..forms import UploadForm
 from ..models import Expert, Mixture
 from ..queries import get_expert, visible_jobs
@@ -76,11 +77,7 @@ def expert_download(request, pk: int):
     expert = get_expert(request.user, pk)
     if not expert.file:
         raise Http404("no file")
-    return FileResponse(
-        expert.file.open("rb"),
-        as_attachment=True,
-        filename=f"{expert.name}-{expert.sha256[:12]}.safetensors",
-    )
+    return stored_file_response(expert.file.name, f"{expert.name}-{expert.sha256[:12]}.safetensors")
 
 
 @login_required

@@ -106,11 +106,11 @@ class Process:
 
 
 class Worker(Process):
-    """A prefork Celery worker with one child, serving every queue."""
+    """A prefork Celery worker with one child, serving every queue (or those named)."""
 
-    def __init__(self, tmp_path, media, *, beat=False, name="worker", **env):
+    def __init__(self, tmp_path, media, *, beat=False, name="worker", queues=QUEUES, **env):
         args = [sys.executable, "-m", "celery", "-A", "hub", "worker", "--pool", "prefork"]
-        args += ["--concurrency", "1", "--queues", QUEUES, "--loglevel", "INFO"]
+        args += ["--concurrency", "1", "--queues", queues, "--loglevel", "INFO"]
         args += ["--without-gossip", "--without-mingle", "--hostname", f"{name}@%h"]
         if beat:
             args += ["--beat", "--schedule", str(tmp_path / f"{name}-beat-schedule")]

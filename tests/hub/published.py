@@ -35,6 +35,16 @@ def hub_server(settings, hub_online):
     server.stop()
 
 
+def store_model(model, prefix: str) -> str:
+    """A composition's files stored as a worker stores them (staged, then put)."""
+    from experts.services.storage import put_folder, staging_folder
+
+    staging = staging_folder()
+    model.save(staging)
+    put_folder(staging, prefix)
+    return prefix
+
+
 def _accepted(user, mixture, path, domain, name, licence):
     expert = accept_upload(
         user,
@@ -78,8 +88,7 @@ def stored(tmp_path, mixture, alice, bob, tiny_encoder, media, settings):
         gate_config=GateConfig(top_k=1, hidden=16),
     )
     routed, report = composed.model, composed.report
-    folder = "compositions/weather-food/v1"
-    routed.save(Path(settings.MEDIA_ROOT) / folder)
+    folder = store_model(routed, "compositions/weather-food/v1")
     composition = Composition.objects.create(
         mixture=mixture,
         version=1,

@@ -59,7 +59,7 @@ def test_pruned_exports_come_back_identical_on_the_next_download(stored, setting
     Composition.objects.filter(pk=stored.pk).update(is_current=False)
     out = io.StringIO()
     call_command("prune_exports", keep=0, stdout=out)
-    assert "2 exports and zips" in out.getvalue()
+    assert "the exports of 1 compositions" in out.getvalue()
     assert not folder.exists() and not folder.with_name("weather-food-v1.zip").exists()
     prepared_by_a_worker(stored, "/m/weather-food/v1/files/model.safetensors")
     again = Client().get("/m/weather-food/v1/files/model.safetensors")
@@ -133,3 +133,34 @@ def test_the_download_waits_for_its_export_in_a_browser(live_server, page, store
         exports.export(options["args"][0])  # the worker; the page polls and then downloads
     names = zipfile.ZipFile(download.value.path()).namelist()
     assert "weather-food-v1/config.json" in names
+
+
+def test_compositions_stored_before_the_storage_manifests_still_load_and_download(
+    stored, media, sent
+):
+    """An upgrade: folders written by an older hub (no manifests) read as before once the
+    migration has run."""
+    import importlib
+    import shutil
+
+    from django.apps import apps
+
+    from experts.services import exports
+    from experts.services.resources import load_model
+    from experts.services.storage import EXPORT_MANIFEST, MANIFEST, export_files, is_stored
+
+    exports.ensure_export(stored)
+    folder = media / stored.folder
+    (folder / MANIFEST).unlink()
+    (folder / EXPORT_MANIFEST).unlink()
+    old = media / "compositions/weather-food/v1"  # where an older hub put version 1
+    shutil.move(folder, old)
+    Composition.objects.filter(pk=stored.pk).update(folder="compositions/weather-food/v1")
+    stored.refresh_from_db()
+    assert not is_stored(stored)
+    migration = importlib.import_module("experts.migrations.0007_storage_manifests")
+    migration.write_manifests(apps, None)
+    assert is_stored(stored) and export_files(stored)
+    response = Client().get("/m/weather-food/v1/files/config.json")
+    assert response.status_code == 200 and json.loads(b"".join(response.streaming_content))
+    assert load_model(stored).labels[:2] == ["rainy", "sunny"]

@@ -34,3 +34,25 @@ def test_a_malformed_value_names_the_variable(parse, raw, monkeypatch):
     monkeypatch.setenv("SOME_SETTING", raw)
     with pytest.raises(ImproperlyConfigured, match=f"SOME_SETTING='{raw}'"):
         parse("SOME_SETTING", 1)
+
+
+def test_the_storage_is_chosen_by_the_environment_and_refuses_what_it_cannot_use(monkeypatch):
+    from hub.object_storage import default_storage
+
+    for name in ("MOECOLLAB_STORAGE", "MOECOLLAB_S3_BUCKET", "MOECOLLAB_S3_PREFIX"):
+        monkeypatch.delenv(name, raising=False)
+    assert default_storage()["BACKEND"].endswith("FileSystemStorage")
+    monkeypatch.setenv("MOECOLLAB_STORAGE", "ftp")
+    with pytest.raises(ImproperlyConfigured, match="'ftp' is not a storage"):
+        default_storage()
+    monkeypatch.setenv("MOECOLLAB_STORAGE", "S3")
+    with pytest.raises(ImproperlyConfigured, match="needs MOECOLLAB_S3_BUCKET"):
+        default_storage()
+    monkeypatch.setenv("MOECOLLAB_S3_BUCKET", "models")
+    monkeypatch.setenv("MOECOLLAB_S3_PREFIX", "/hub/")
+    chosen = default_storage()
+    assert chosen["BACKEND"] == "storages.backends.s3.S3Storage"
+    assert chosen["OPTIONS"]["bucket_name"] == "models" and chosen["OPTIONS"]["location"] == "hub"
+    assert (
+        chosen["OPTIONS"]["querystring_auth"] is True and chosen["OPTIONS"]["default_acl"] is None
+    )

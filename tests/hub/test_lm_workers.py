@@ -27,7 +27,7 @@ def test_a_peft_adapter_becomes_a_composition_that_generates_as_its_export_does(
 ):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from experts.services.storage import export_folder
+    from experts.services.storage import download_ready, export_folder
 
     workers().start()
     weather = upload_adapter(alice, trained_adapter(tmp_path / "weather", hub_lm_folder,
@@ -44,7 +44,7 @@ def test_a_peft_adapter_becomes_a_composition_that_generates_as_its_export_does(
         v1.metrics["domains"]["weather"]["perplexity"]
         < v1.metrics["domains"]["weather"]["base_perplexity"]
     )
-    wait_for(lambda: (export_folder(v1) / "config.json").is_file(), what="the export")
+    wait_for(lambda: download_ready(v1), what="the export")
     response = api_client(alice).post(
         f"/api/compositions/{v1.pk}/generate/", {"prompt": PROMPT, "max_new_tokens": 6},
         format="json",

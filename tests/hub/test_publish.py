@@ -26,6 +26,7 @@ from tests.hub.published import (  # noqa: F401 (fixtures)
     hubs_own_model,
     our_commits,
     publish_now,
+    store_model,
     stored,
     texts_50,
 )
@@ -243,7 +244,7 @@ def test_each_version_is_its_own_commit_and_tag(stored, hub_server, sent, settin
 
     routed = hubs_own_model(stored)
     routed.gate.config.top_k = 2  # v2: the same experts, routed dense
-    routed.save(Path(settings.MEDIA_ROOT) / "compositions/weather-food/v2")
+    store_model(routed, "compositions/weather-food/v2")
     v2 = Composition.objects.create(
         mixture=stored.mixture,
         version=2,

@@ -5,7 +5,6 @@ hub does, and waits for the database to show the outcome.
 """
 
 import time
-from pathlib import Path
 
 import pytest
 
@@ -36,12 +35,11 @@ def test_an_upload_is_validated_and_a_composition_appears(
     job = Job.objects.filter(expert=food).get()
     assert (job.status, job.progress, job.attempts) == ("succeeded", 100, 1)
     assert Expert.objects.get(pk=food.pk).metrics["accuracy"] > 0.9
+    from experts.services.storage import composition_folder
     from routing.kinds.classification.model import MoEClassifier as Routed
 
-    folder = Path(living_mixture.compositions.get(version=2).folder)
-    from django.conf import settings
-
-    assert Routed.load(Path(settings.MEDIA_ROOT) / folder, device="cpu").labels[:2] == [
+    folder = composition_folder(living_mixture.compositions.get(version=2))
+    assert Routed.load(folder, device="cpu").labels[:2] == [
         "rainy",
         "sunny",
     ]

@@ -1,18 +1,16 @@
 """Free disk space: remove the Hugging Face exports (and their zips) of old compositions.
 
 An export is rebuilt from the composition's own files by a worker when it is next
-downloaded, and byte for byte the same, so pruning loses nothing. Kept: each mixture's current
-composition and its newest `--keep` versions.
+downloaded, so pruning loses nothing. It works on either storage (local files or a
+bucket). Kept: each mixture's current composition and its newest `--keep` versions.
 """
 
 from __future__ import annotations
 
-import shutil
-
 from django.core.management.base import BaseCommand
 
 from ...models import Mixture
-from ...services.storage import export_folder, zip_path
+from ...services.storage import EXPORT_MANIFEST, delete_prefix, export_manifest
 
 
 class Command(BaseCommand):
@@ -29,14 +27,14 @@ class Command(BaseCommand):
             for composition in compositions[keep:]:
                 if composition.is_current or not composition.folder:
                     continue
-                targets = [export_folder(composition), zip_path(composition)]
-                for path in targets:
-                    if not path.exists():
-                        continue
-                    files = [path] if path.is_file() else list(path.rglob("*"))
-                    freed += sum(p.stat().st_size for p in files if p.is_file())
-                    removed += 1
-                    if not dry_run:
-                        shutil.rmtree(path) if path.is_dir() else path.unlink()
+                manifest = export_manifest(composition)
+                if manifest is None:
+                    continue
+                removed += 1
+                if dry_run:
+                    freed += sum(e["size"] for e in manifest["files"].values())
+                else:
+                    freed += delete_prefix(composition.folder, manifest, EXPORT_MANIFEST)
         verb = "would free" if dry_run else "freed"
-        self.stdout.write(f"{removed} exports and zips, {verb} {freed / 1e6:.1f} MB")
+        self.stdout.write(f"removed the exports of {removed} compositions, {verb} "
+                          f"{freed / 1e6:.1f} MB")  # fmt: skip

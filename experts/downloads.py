@@ -1,0 +1,34 @@
+"""A stored file as a download, once a view has checked who asks.
+
+From the local disk the web process streams it. From a bucket it answers with a
+pre-signed link to the object, valid for MOECOLLAB_S3_LINK_SECONDS, so that no byte of a
+large file passes through the web process; with MOECOLLAB_S3_REDIRECT_DOWNLOADS off (a
+store the users cannot reach) it streams the object through instead.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import FileResponse, Http404, HttpResponseRedirect
+
+from .models import private_storage
+
+
+def stored_file_response(name: str, filename: str):
+    storage = private_storage()
+    try:
+        storage.path(name)
+        local = True
+    except NotImplementedError:
+        local = False
+    if not local and settings.MOECOLLAB_REDIRECT_DOWNLOADS:
+        disposition = f'attachment; filename="{filename}"'
+        url = storage.url(name, parameters={"ResponseContentDisposition": disposition})
+        response = HttpResponseRedirect(url)
+        response["Cache-Control"] = "private, no-store"  # the link is for this request only
+        return response
+    try:
+        handle = storage.open(name, "rb")
+    except FileNotFoundError:
+        raise Http404(f"{filename} is missing from the storage") from None
+    return FileResponse(handle, as_attachment=True, filename=filename)
