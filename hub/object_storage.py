@@ -30,6 +30,8 @@ def default_storage() -> dict:
         # No location: it follows MEDIA_ROOT. No URL serves it: downloads go through
         # views that check who asks.
         return {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    from boto3.s3.transfer import TransferConfig
+
     bucket = env_str("MOECOLLAB_S3_BUCKET", "")
     if not bucket:
         raise ImproperlyConfigured("MOECOLLAB_STORAGE=s3 needs MOECOLLAB_S3_BUCKET (the bucket)")
@@ -52,8 +54,20 @@ def default_storage() -> dict:
             # A file read back larger than this goes to a temporary file, not memory.
             "max_memory_size": 8 * 1024 * 1024,
             "verify": env_bool("MOECOLLAB_S3_VERIFY_TLS", True),
+            # A large file goes up in 8 MiB parts, two at a time: a web process holds
+            # about 16 MiB of it in memory, whatever its size.
+            "transfer_config": _transfer_config(TransferConfig),
         },
     }
+
+
+def _transfer_config(cls):
+    config = cls(
+        multipart_threshold=8 * 1024 * 1024, multipart_chunksize=8 * 1024 * 1024, max_concurrency=2
+    )
+    # read from a file object, parts are held in memory until sent: at most two of them
+    config.max_in_memory_upload_chunks = 2
+    return config
 
 
 def redirect_downloads() -> bool:

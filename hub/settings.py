@@ -77,7 +77,7 @@ TEMPLATES = [
 _conn_max_age = env_int("DATABASE_CONN_MAX_AGE", 0)
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+        env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}",  # '' as unset
         conn_max_age=_conn_max_age,
         conn_health_checks=_conn_max_age > 0,
     )
