@@ -4,6 +4,7 @@ and uploaded as a contributor would (what `manage.py seed_demo` runs). Idempoten
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -13,7 +14,7 @@ from django.db import transaction
 from routing.basemodels import DEFAULT_BASE_MODEL, DEFAULT_LM_BASE
 from routing.data import PACKAGED, Split, load_domain
 
-from ..models import Domain, Mixture, Task
+from ..models import Domain, Expert, Mixture, Task
 from .basemodels import register_base_model
 from .domains import import_domain_data
 from .mixtures import clean_routing
@@ -110,12 +111,31 @@ def language_demo(maintainer, say=print) -> Mixture:
     return mixture
 
 
-def _todo(mixture, contributor, names) -> list[Domain]:
-    return [
+def _todo(mixture, contributor, names, limit=None) -> list[Domain]:
+    todo = [
         d
         for d in mixture.domains.order_by("name")
         if d.name in names and not d.experts.filter(owner=contributor).exists()
     ]
+    return todo[:limit]
+
+
+def wait_for_first_composition(mixture, expert, say=print, timeout=900.0, poll=2.0) -> None:
+    """Hold the next demo expert back until the worker has composed the mixture's first
+    composition from `expert` (or judged it otherwise), so that on a small machine nothing
+    competes with that first composition for the cores."""
+    say(f"waiting for the worker to compose {mixture.slug} v1 before training more experts")
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if mixture.compositions.exists():
+            say(f"{mixture.slug} v1 composed {time.monotonic() - started:.0f} s after the upload")
+            return
+        status = Expert.objects.filter(pk=expert.pk).values_list("status", flat=True).first()
+        if status in (Expert.Status.REJECTED, Expert.Status.FAILED, None):
+            say(f"{expert.name!r} was not accepted ({status}); going on")
+            return
+        time.sleep(poll)
+    say(f"no {mixture.slug} composition after {timeout:.0f} s; going on")
 
 
 def _upload(contributor, mixture, domain, path, name, description, enqueue):
@@ -133,15 +153,19 @@ def _upload(contributor, mixture, domain, path, name, description, enqueue):
     )
 
 
-def classification_experts(mixture, contributor, train_limit: int, enqueue, say=print):
-    """Train and upload a head expert for each domain that has none from the contributor."""
+def classification_experts(
+    mixture, contributor, train_limit: int, enqueue, say=print, limit=None
+) -> list[Expert]:
+    """Train and upload a head expert for each domain that has none from the contributor
+    (the first `limit` of them); the experts uploaded."""
     from routing.cache import TensorCache
     from routing.kinds.classification.encoder import BaseEncoder
     from routing.kinds.classification.training import train_expert_file
 
-    todo = _todo(mixture, contributor, PACKAGED)
+    todo = _todo(mixture, contributor, PACKAGED, limit)
     if not todo:
-        return
+        return []
+    uploaded = []
     encoder = BaseEncoder(DEFAULT_BASE_MODEL)
     cache = TensorCache(settings.MOECOLLAB_CACHE_DIR)
     with tempfile.TemporaryDirectory() as tmp:
@@ -164,6 +188,8 @@ def classification_experts(mixture, contributor, train_limit: int, enqueue, say=
                 f"{summary['train_seconds']:.1f} s, held-out accuracy "
                 f"{summary['eval_accuracy']:.3f})"
             )
+            uploaded.append(expert)
+    return uploaded
 
 
 def train_demo_lm_expert(base, domain: str, path: Path, texts: int | None = None) -> int:
@@ -188,13 +214,15 @@ def train_demo_lm_expert(base, domain: str, path: Path, texts: int | None = None
     return len(train)
 
 
-def language_experts(mixture, contributor, enqueue, say=print):
-    """Train and upload a small LoRA expert for each language-model domain without one."""
+def language_experts(mixture, contributor, enqueue, say=print, limit=None) -> list[Expert]:
+    """Train and upload a small LoRA expert for each language-model domain without one
+    (the first `limit` of them); the experts uploaded."""
     from routing.kinds.causal_lm.base import CausalBase
 
-    todo = _todo(mixture, contributor, LM_DOMAINS)
+    todo = _todo(mixture, contributor, LM_DOMAINS, limit)
     if not todo:
-        return
+        return []
+    uploaded = []
     base = CausalBase(mixture.base_model.name)
     with tempfile.TemporaryDirectory() as tmp:
         for domain in todo:
@@ -211,3 +239,5 @@ def language_experts(mixture, contributor, enqueue, say=print):
                 enqueue,
             )
             say(f"expert {expert.name!r} uploaded for validation")
+            uploaded.append(expert)
+    return uploaded

@@ -35,9 +35,17 @@ def test_seed_demo_trains_and_uploads_one_expert_per_domain_once(
     db, media, sent, django_capture_on_commit_callbacks, monkeypatch
 ):
     monkeypatch.setattr(demo, "LM_TRAIN", 4)  # texts per demo LoRA: the path, not the quality
+    waits = []  # (mixture, experts uploaded by then): one first expert per mixture, then wait
+
+    def wait(mixture, expert, say):
+        waits.append((mixture.slug, expert.domain.name, Expert.objects.count()))
+
+    monkeypatch.setattr(demo, "wait_for_first_composition", wait)
     with django_capture_on_commit_callbacks(execute=True):
+        call_command("seed_demo", per_domain=120, experts=True, train_limit=40,
+                     first_compositions_first=True)  # fmt: skip
         call_command("seed_demo", per_domain=120, experts=True, train_limit=40)
-        call_command("seed_demo", per_domain=120, experts=True, train_limit=40)
+    assert waits == [("news-and-reviews", "20news", 1), ("news-and-code", "bbc", 2)]
     experts = Expert.objects.filter(owner__username="contributor").select_related(
         "domain", "mixture"
     )
@@ -68,3 +76,19 @@ def test_the_openapi_schema_and_its_docs_are_served_offline(db):
     page = client.get("/api/docs/").content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
     assert finders.find("drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
+
+
+def test_the_demo_waits_for_a_first_composition_but_not_for_ever(alice, mixture, expert_file):
+    from experts.models import Composition
+    from tests.hub.test_experts_access import make_expert
+
+    expert = make_expert(alice, mixture, expert_file, status="validating")
+    said = []
+    demo.wait_for_first_composition(mixture, expert, said.append, timeout=0.3, poll=0.05)
+    assert said[-1] == "no weather-food composition after 0 s; going on"
+    Expert.objects.filter(pk=expert.pk).update(status="rejected")
+    demo.wait_for_first_composition(mixture, expert, said.append, timeout=60, poll=0.05)
+    assert said[-1] == "'expert 0' was not accepted (rejected); going on"
+    Composition.objects.create(mixture=mixture, version=1, expert_shas=[expert.sha256])
+    demo.wait_for_first_composition(mixture, expert, said.append, timeout=60, poll=0.05)
+    assert said[-1].startswith("weather-food v1 composed")

@@ -5,7 +5,10 @@
 
 With `--experts`, also train a small expert per domain (as a contributor would, with
 the routing library) and upload it as the demo contributor, so that the workers
-validate them and compose the demos' first compositions.
+validate them and compose the demos' first compositions. With `--first-compositions-first`
+(what `./run start` does) it uploads one expert per mixture and waits for the worker to
+compose it before training the others, so that a small machine shows each demo's first
+composition as soon as it can.
 
 Idempotent: running it again changes nothing that exists.
 """
@@ -33,6 +36,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--train-limit", type=int, default=TRAIN_LIMIT)
         parser.add_argument(
+            "--first-compositions-first",
+            action="store_true",
+            help="after each mixture's first expert, wait for its composition before "
+            "training the others (a worker must be running)",
+        )
+        parser.add_argument(
             "--no-language-model",
             action="store_true",
             help="leave out the language-model demo (its experts take minutes on a CPU)",
@@ -44,11 +53,25 @@ class Command(BaseCommand):
         news = demo.classification_demo(users["maintainer"], per_domain, say)
         code = None if no_language_model else demo.language_demo(users["maintainer"], say)
         if experts:
-            demo.classification_experts(
-                news, users["contributor"], train_limit, enqueue_validation, say
-            )
+            contributor = users["contributor"]
+            steps = [
+                (
+                    news,
+                    lambda limit: demo.classification_experts(
+                        news, contributor, train_limit, enqueue_validation, say, limit=limit
+                    ),
+                )
+            ]
             if code is not None:
-                demo.language_experts(code, users["contributor"], enqueue_validation, say)
+                steps.append((code, lambda limit: demo.language_experts(
+                    code, contributor, enqueue_validation, say, limit=limit)))  # fmt: skip
+            if options["first_compositions_first"]:
+                for mixture, step in steps:
+                    first = step(1)
+                    if first and not mixture.compositions.exists():
+                        demo.wait_for_first_composition(mixture, first[0], say)
+            for _, step in steps:
+                step(None)
         self.stdout.write(
             self.style.SUCCESS(
                 "demo mixtures ready; log in as maintainer / demo-maintainer or "
