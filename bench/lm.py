@@ -87,6 +87,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--train", type=int, help="training texts per expert (default: profile)")
     parser.add_argument("--eval", type=int, help="router and held-out texts per domain")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--base", help="the base causal LM, a Hub id or a folder "
+                        "(default: SmolLM2-135M-Instruct from its PyPI package)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, help="tensor cache (default: a new folder)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (the median counts)")
@@ -100,7 +102,9 @@ def main(argv=None) -> dict:
     seeds = args.seeds or profile["seeds"]
     folder = Path(tempfile.mkdtemp(prefix="moecollab-lm-bench-"))
     cache = TensorCache(args.cache or folder / "cache")
-    base = CausalBase(device=args.device)
+    base = (
+        CausalBase(args.base, device=args.device) if args.base else CausalBase(device=args.device)
+    )
     routing = LMRouting()
     log(f"base {base.name} on {base.device}; {seeds} seed(s); sizes {profile}")
     per_seed, timing, generations, matrix = [], None, [], None
@@ -147,7 +151,8 @@ def main(argv=None) -> dict:
             + (f" --train {args.train}" if args.train else "")
             + (f" --eval {args.eval}" if args.eval else "")
             + (f" --repeats {args.repeats}" if args.repeats != 3 else "")
-            + (f" --device {args.device}" if args.device != "cpu" else ""),
+            + (f" --device {args.device}" if args.device != "cpu" else "")
+            + (f" --base {args.base}" if args.base else ""),
             "quick": args.quick,
             "seeds": seeds,
             "base": base.name,
