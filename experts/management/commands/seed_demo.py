@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand
 from ...services import demo
 from ...tasks_api import enqueue_validation
 
-PER_DOMAIN = 600  # examples per domain kept for router + eval, so the demo stays quick
+PER_DOMAIN = 1200  # examples per domain kept for router + eval, so the demo stays quick
 TRAIN_LIMIT = 600  # training (and scoring) examples per demo classification expert
 
 
