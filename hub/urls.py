@@ -37,7 +37,7 @@ urlpatterns = [
         name="composition-download-status",
     ),
     path(
-        "m/<slug:slug>/v<int:version>/files/<str:name>",
+        "m/<slug:slug>/v<int:version>/files/<path:name>",
         compositions.composition_file,
         name="composition-file",
     ),

@@ -120,9 +120,9 @@ def _write_zip(composition: Composition, folder: Path, archive: Path) -> None:
     """The export as one zip (stored, not compressed: weights do not shrink)."""
     name = archive.stem
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
-        for path in sorted(folder.iterdir()):
+        for path in sorted(folder.rglob("*")):  # an LM export has its experts' folders
             if path.is_file():
-                zf.write(path, f"{name}/{path.name}")
+                zf.write(path, f"{name}/{path.relative_to(folder).as_posix()}")
 
 
 def export_now(composition: Composition, model=None) -> None:

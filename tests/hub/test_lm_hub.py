@@ -4,6 +4,11 @@ perplexity, and anyone logged in tries a composition (a worker generates)."""
 
 # ruff: noqa: F811 -- fixtures are imported to be used here
 
+import io
+import json
+import re
+import zipfile
+
 import pytest
 from django.test import Client
 
@@ -91,6 +96,14 @@ def test_the_pages_say_how_to_train_and_show_perplexity(alice, lm_stored):
     page = client_for(alice).get("/m/tiny-lm/v1/").content.decode()
     assert 'id="lm-scores"' in page and "Held-out perplexity" in page
     assert 'id="try-form"' in page and "pipeline(&quot;text-generation&quot;" in page
+    # the export's experts' adapter folders are listed, served and in the zip
+    nested = re.findall(r'href="(/m/tiny-lm/v1/files/experts/[^"]+/adapter_config\.json)"', page)
+    assert len(nested) == 2, page
+    adapter = client_for(alice).get(nested[0])
+    assert json.loads(b"".join(adapter.streaming_content))["peft_type"] == "LORA"
+    archive = client_for(alice).get("/m/tiny-lm/v1/download/")
+    names = zipfile.ZipFile(io.BytesIO(b"".join(archive.streaming_content))).namelist()
+    assert nested[0].replace("/m/tiny-lm/v1/files/", "tiny-lm-v1/") in names
     board = client_for(alice).get("/m/tiny-lm/leaderboard/").content.decode()
     assert "Perplexity" in board and "lowest first" in board
 
