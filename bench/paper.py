@@ -240,6 +240,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="small subsets, a few minutes")
     parser.add_argument("--limit", type=int, help="cap every split at this many examples")
     parser.add_argument("--kinds", default="head,lora")
+    parser.add_argument("--seeds", type=int, help="seeds of every kind (default: the profile's)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
     parser.add_argument("--cache", default=None, help="feature cache (default: shared cache)")
     parser.add_argument("--device", default="cpu")
@@ -262,6 +263,9 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     profile = dict(PROFILES["quick" if args.quick else "full"])
+    if args.seeds:
+        profile = {k: {**v, "seeds": args.seeds} if isinstance(v, dict) else v
+                   for k, v in profile.items()}  # fmt: skip
     if args.timing_texts:
         profile["timing_texts"] = args.timing_texts
     started = time.perf_counter()
@@ -270,7 +274,8 @@ def main(argv=None) -> dict:
     results = {
         "command": "python bench/paper.py"
         + (" --quick" if args.quick else "")
-        + (f" --limit {args.limit}" if args.limit else ""),
+        + (f" --limit {args.limit}" if args.limit else "")
+        + (f" --seeds {args.seeds}" if args.seeds else ""),
         "machine": {
             "cpu": platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(),

@@ -111,6 +111,16 @@ def language_demo(maintainer, say=print) -> Mixture:
     return mixture
 
 
+_bases: dict = {}
+
+
+def _loaded(cls, name: str):
+    """A base model loaded once per process (the seeder trains in two rounds)."""
+    if (cls, name) not in _bases:
+        _bases[(cls, name)] = cls(name)
+    return _bases[(cls, name)]
+
+
 def _todo(mixture, contributor, names, limit=None) -> list[Domain]:
     todo = [
         d
@@ -166,7 +176,7 @@ def classification_experts(
     if not todo:
         return []
     uploaded = []
-    encoder = BaseEncoder(DEFAULT_BASE_MODEL)
+    encoder = _loaded(BaseEncoder, DEFAULT_BASE_MODEL)
     cache = TensorCache(settings.MOECOLLAB_CACHE_DIR)
     with tempfile.TemporaryDirectory() as tmp:
         for domain in todo:
@@ -223,7 +233,7 @@ def language_experts(mixture, contributor, enqueue, say=print, limit=None) -> li
     if not todo:
         return []
     uploaded = []
-    base = CausalBase(mixture.base_model.name)
+    base = _loaded(CausalBase, mixture.base_model.name)
     with tempfile.TemporaryDirectory() as tmp:
         for domain in todo:
             path = Path(tmp) / f"{domain.name}.safetensors"

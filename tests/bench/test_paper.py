@@ -17,6 +17,8 @@ def test_the_quick_benchmark_writes_sane_tables(tmp_path):
             "--quick",
             "--limit",
             "12",
+            "--seeds",
+            "1",
             "--timing-texts",
             "8",
             "--out",
