@@ -148,7 +148,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     import psutil
 
-    from devtools.seaweed import SeaweedS3
+    from devtools.seaweed import SeaweedS3, free_ports
 
     work = Path(tempfile.mkdtemp(prefix="moecollab-upload-bench-"))
     small = expert_file(work / "small.safetensors", "small")
@@ -160,7 +160,7 @@ def main(argv=None) -> None:
     print(f"header check: {small_check * 1000:.2f} ms (small), {big_check * 1000:.2f} ms (large)")
 
     with SeaweedS3(work / "s3") as s3:
-        port = _free_port()
+        (port,) = free_ports(1)
         env = {**os.environ, **s3.hub_env(), "DJANGO_DEBUG": "0", "REDIS_URL": "",
                "DJANGO_SECRET_KEY": "bench-only-secret-" + "x" * 40, "DATABASE_URL": "",
                "MOECOLLAB_VAR_DIR": str(work / "var"), "WEB_BIND": f"127.0.0.1:{port}",
@@ -203,14 +203,6 @@ def main(argv=None) -> None:
           f"(target < 64 MiB)")  # fmt: skip
     print(f"header check, large / small: {big_check / small_check:.2f}x")
     shutil.rmtree(work, ignore_errors=True)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for_port(port: int, timeout: float = 60) -> None:

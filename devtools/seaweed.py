@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports on 127.0.0.1 (held together while chosen)."""
     sockets = []
     try:
         for _ in range(n):
@@ -50,7 +51,7 @@ class SeaweedS3:
         self.bucket = bucket
         self.access_key = "hub-" + secrets.token_hex(6)
         self.secret_key = secrets.token_urlsafe(24)
-        self.ports = _free_ports(8)
+        self.ports = free_ports(8)
         self.url = f"http://127.0.0.1:{self.ports[6]}"
         self.proc = None
 

@@ -12,16 +12,12 @@ from django.conf import settings
 from django.http import FileResponse, Http404, HttpResponseRedirect
 
 from .models import private_storage
+from .services.blobs import local_path
 
 
 def stored_file_response(name: str, filename: str):
     storage = private_storage()
-    try:
-        storage.path(name)
-        local = True
-    except NotImplementedError:
-        local = False
-    if not local and settings.MOECOLLAB_REDIRECT_DOWNLOADS:
+    if local_path(name) is None and settings.MOECOLLAB_REDIRECT_DOWNLOADS:
         disposition = f'attachment; filename="{filename}"'
         url = storage.url(name, parameters={"ResponseContentDisposition": disposition})
         response = HttpResponseRedirect(url)

@@ -53,24 +53,31 @@ def local_copy(field, sha256: str) -> Path:
         return target
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{sha256}.{uuid.uuid4().hex[:8]}.tmp"
-    digest = hashlib.sha256()
     try:
-        with field.storage.open(field.name, "rb") as src, open(tmp, "wb") as out:
-            for chunk in iter(lambda: src.read(CHUNK), b""):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != sha256:
-            raise BlobError(
-                f"the stored file {field.name} has sha256 {digest.hexdigest()[:12]}…, "
-                f"not the {sha256[:12]}… recorded at upload: the storage changed it"
-            )
+        copy_checked(field.storage, field.name, tmp, sha256)
         os.replace(tmp, target)
-    except FileNotFoundError as exc:
-        raise BlobError(f"the stored file {field.name} is missing from the storage") from exc
     finally:
         tmp.unlink(missing_ok=True)
     trim(root, settings.MOECOLLAB_BLOB_CACHE_BYTES, keep=target)
     return target
+
+
+def copy_checked(storage, name: str, target: Path, sha256: str) -> None:
+    """Copy a stored file to a local path, checking its bytes against the hash the hub
+    recorded when it stored them."""
+    digest = hashlib.sha256()
+    try:
+        with storage.open(name, "rb") as src, open(target, "wb") as out:
+            for chunk in iter(lambda: src.read(CHUNK), b""):
+                digest.update(chunk)
+                out.write(chunk)
+    except FileNotFoundError as exc:
+        raise BlobError(f"the stored file {name} is missing from the storage") from exc
+    if digest.hexdigest() != sha256:
+        raise BlobError(
+            f"the stored file {name} has sha256 {digest.hexdigest()[:12]}…, "
+            f"not the {sha256[:12]}… recorded at upload: the storage changed it"
+        )
 
 
 def cached_folder(
@@ -92,10 +99,7 @@ def cached_folder(
             shutil.move(adopt, tmp)
         else:
             tmp.mkdir()
-            try:
-                fetch(tmp)
-            except FileNotFoundError as exc:
-                raise BlobError(f"a stored file is missing from the storage: {exc}") from exc
+            fetch(tmp)
         try:
             tmp.rename(target)
         except OSError:  # another process of this worker fetched it first

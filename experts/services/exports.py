@@ -111,12 +111,12 @@ def ensure_export(composition: Composition, model=None) -> Path:
         model = load_model(composition)
     staging = staging_folder()
     kind_of(composition.mixture).export(model, staging / "hf", card_info(composition))
-    _write_zip(composition, staging / "hf", staging / zip_name(composition))
+    _write_zip(staging / "hf", staging / zip_name(composition))
     put_folder(staging, composition.folder, EXPORT_MANIFEST)  # the manifest last
     return export_folder(composition)
 
 
-def _write_zip(composition: Composition, folder: Path, archive: Path) -> None:
+def _write_zip(folder: Path, archive: Path) -> None:
     """The export as one zip (stored, not compressed: weights do not shrink)."""
     name = archive.stem
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:

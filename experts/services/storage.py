@@ -27,12 +27,13 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 
+from routing.files import file_sha256
+
 from ..models import Composition, Mixture, private_storage
-from .blobs import BlobError, cached_folder, local_path
+from .blobs import BlobError, cached_folder, copy_checked, local_path
 
 MANIFEST = "files.json"
 EXPORT_MANIFEST = "export.json"
-CHUNK = 1 << 20
 STALE_STAGING_SECONDS = 24 * 3600
 
 
@@ -56,17 +57,9 @@ def staging_folder() -> Path:
     return folder
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _manifest_of(folder: Path) -> dict:
     return {
-        p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
+        p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": file_sha256(p)}
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
@@ -106,13 +99,13 @@ def read_json(name: str) -> dict | None:
         return None
 
 
-def put_folder(folder: Path, prefix: str, manifest_name: str = MANIFEST, extra=None) -> dict:
+def put_folder(folder: Path, prefix: str, manifest_name: str = MANIFEST) -> dict:
     """Store every file of a local folder under `prefix/`, then its manifest (last).
 
     The local folder is used up: moved into place, or, after an upload, kept as this
     worker's cached copy of what it stored (so the next reader here fetches nothing)."""
     files = _manifest_of(folder)
-    manifest = {"files": files, **(extra or {})}
+    manifest = {"files": files}
     for name in files:
         put_file(folder / name, f"{prefix}/{name}")
     if local_path(prefix) is None:
@@ -158,17 +151,9 @@ def local_folder(prefix: str, manifest_name: str = MANIFEST) -> Path:
 
 
 def _fetch_all(prefix: str, files: dict, into: Path) -> None:
-    storage = private_storage()
     for name, entry in files.items():
-        target = into / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        with storage.open(f"{prefix}/{name}", "rb") as src, open(target, "wb") as out:
-            for chunk in iter(lambda src=src: src.read(CHUNK), b""):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != entry["sha256"]:
-            raise BlobError(f"the stored file {prefix}/{name} is not what was stored")
+        (into / name).parent.mkdir(parents=True, exist_ok=True)
+        copy_checked(private_storage(), f"{prefix}/{name}", into / name, entry["sha256"])
 
 
 # --- compositions and their exports -------------------------------------------------
