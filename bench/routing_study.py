@@ -2,13 +2,15 @@
 on the multi-domain benchmark's data, splits, experts and baseline (bench/paper.py's
 `full` profile), over seeds. Every variant trains only on the router split.
 
-- `gate`: the hub's gate today (top-2, mean-pooled features).
+Every variant is the hub's own `compose` (top-2) with other `ClassifierRouting` settings:
+
+- `gate (features only)`: the hub's gate before it read its experts (mean-pooled features).
 - `balanced`: router examples drawn with equal weight per domain.
 - `reads experts`: the gate also reads what each expert says about the input: its top
   probability and its normalised entropy (free for `head` experts, whose outputs come
   from the shared features).
 - `calibrated`: each expert's temperature fitted on the router split before mixing.
-- combinations of those, and a wider gate.
+- combinations of those (all three: the hub's default), and a wider gate.
 
     .venv/bin/python bench/routing_study.py [--seeds 3] [--quick]
 """
@@ -20,7 +22,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,71 +37,44 @@ from bench.paper_systems import (  # noqa: E402
     train_monolithic,
 )
 from routing.cache import TensorCache  # noqa: E402
-from routing.config import GateConfig, TrainConfig  # noqa: E402
-from routing.gate import top_k_weights  # noqa: E402
-from routing.gate_training import train_gate  # noqa: E402
-from routing.kinds.classification.composing import cached_split  # noqa: E402
+from routing.config import ClassifierRouting, GateConfig, TrainConfig, from_dict  # noqa: E402
+from routing.kinds.classification.composing import cached_split, compose  # noqa: E402
 from routing.kinds.classification.encoder import BaseEncoder  # noqa: E402
 from routing.kinds.classification.model import union_labels  # noqa: E402
 from routing.kinds.classification.scoring import evaluate_predictions  # noqa: E402
 from routing.losses import mixture_probs  # noqa: E402
 
-
-def expert_stats(probs: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
-    """(n, N, U) expert distributions -> (n, 2N): each expert's top probability and its
-    entropy divided by log(its label count)."""
-    top = probs.max(-1).values
-    entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1) / sizes.log().clamp_min(1e-6)
-    return torch.cat([top, entropy], dim=1)
-
-
-def calibrate(router, masks) -> torch.Tensor:
-    """Each expert's temperature: the grid value with the lowest NLL on its own domain's
-    router examples."""
-    grid = torch.tensor([0.5, 0.7, 0.85, 1.0, 1.2, 1.5, 2.0, 2.5, 3.0])
-    temps = []
-    for k, mask in enumerate(masks):
-        rows = (router.domain_idx == k) & (router.targets >= 0)
-        lp = router.expert_probs[rows, k].clamp_min(1e-12).log()
-        target = router.targets[rows]
-        nll = []
-        for t in grid:
-            scaled = torch.log_softmax((lp / t).masked_fill(~mask, -1e9), -1)
-            nll.append(-scaled.gather(1, target[:, None]).mean())
-        temps.append(float(grid[int(torch.stack(nll).argmin())]))
-    return torch.tensor(temps)
-
-
-def scaled(probs, temps, masks) -> torch.Tensor:
-    lp = probs.clamp_min(1e-12).log() / temps[None, :, None]
-    lp = lp.masked_fill(~torch.stack(masks)[None], -1e9)
-    return torch.softmax(lp, -1) * torch.stack(masks)[None]
+VARIANTS = {  # name: (ClassifierRouting fields, gate hidden width)
+    "gate (features only)": (
+        {"read_experts": False, "calibrate": False, "balance_domains": False},
+        128,
+    ),  # noqa: E501
+    "balanced": ({"read_experts": False, "calibrate": False}, 128),
+    "reads experts": ({"calibrate": False, "balance_domains": False}, 128),
+    "reads experts, balanced": ({"calibrate": False}, 128),
+    "calibrated": ({"read_experts": False, "balance_domains": False}, 128),
+    "reads calibrated experts, balanced (the hub's default)": ({}, 128),
+    "wider gate (512), reads calibrated experts, balanced": ({}, 512),
+}
 
 
 def run_seed(seed, data, names, encoder, cache, folder) -> dict:
     experts, _ = train_experts("head", encoder, data, cache, folder, seed, 1)
     labels = union_labels([e.labels for e in experts])
-    index = {label: i for i, label in enumerate(labels)}
     budget = sum(e.header.num_parameters for e in experts)
     mono, _, _ = train_monolithic("head", encoder, data, labels, cache, folder, seed, 1, budget)
-    router = cached_split(experts, names, data, "router", encoder, cache)
     ev = cached_split(experts, names, data, "eval", encoder, cache)
     n = len(experts)
-    masks = [torch.zeros(len(labels), dtype=torch.bool) for _ in experts]
-    for mask, e in zip(masks, experts, strict=True):
-        mask[[index[x] for x in e.labels]] = True
-    sizes = torch.tensor([float(len(e.labels)) for e in experts])
+    bbc = names.index("bbc")
 
-    def score(probs, weights):
-        report = evaluate_predictions(
+    def score(probs, weights, report=None):
+        report = report or evaluate_predictions(
             probs, weights, ev.targets, ev.domain_idx, ev.domains, ev.domain_labels
         )
-        bbc = names.index("bbc")
-        routed = weights.shape[1] == n
         return {
             "accuracy": report["overall"]["accuracy"],
             "domains": {d: v["accuracy"] for d, v in report["domains"].items()},
-            "bbc_kept": report["routing_matrix"][bbc][bbc] if routed else None,
+            "bbc_kept": report["routing_matrix"][bbc][bbc] if weights.shape[1] == n else None,
         }
 
     systems = {}
@@ -109,43 +83,23 @@ def run_seed(seed, data, names, encoder, cache, folder) -> dict:
     systems["monolithic"] = score(mono_p, torch.ones(len(ev.targets), 1))
     oracle = torch.nn.functional.one_hot(ev.domain_idx, n).float()
     systems["oracle"] = score(mixture_probs(oracle, ev.expert_probs), oracle)
-
-    temps = calibrate(router, masks)
-    calibrated = {"router": scaled(router.expert_probs, temps, masks),
-                  "eval": scaled(ev.expert_probs, temps, masks)}  # fmt: skip
-    variants = {
-        "gate": {},
-        "balanced": {"balance": True},
-        "reads experts": {"reads": True},
-        "reads experts, balanced": {"reads": True, "balance": True},
-        "calibrated": {"calibrated": True},
-        "reads calibrated experts, balanced": {"reads": True, "balance": True, "calibrated": True},
-        "wider gate (512), reads experts, balanced": {
-            "reads": True,
-            "balance": True,
-            "hidden": 512,
-        },  # fmt: skip
-    }
-    keep = router.targets >= 0
-    for name, v in variants.items():
-        r_probs = calibrated["router"] if v.get("calibrated") else router.expert_probs
-        e_probs = calibrated["eval"] if v.get("calibrated") else ev.expert_probs
-        r_in, e_in = router.features, ev.features
-        if v.get("reads"):
-            r_in = torch.cat([r_in, expert_stats(r_probs, sizes)], 1)
-            e_in = torch.cat([e_in, expert_stats(e_probs, sizes)], 1)
-        started = time.perf_counter()
-        gate, _ = train_gate(
-            r_in[keep], r_probs[keep], router.targets[keep], router.domain_experts[keep],
-            gate_config=GateConfig(top_k=2, hidden=v.get("hidden", 128)),
-            train_config=TrainConfig(seed=seed, balance_domains=v.get("balance", False)),
-            domain_idx=router.domain_idx[keep],
+    temperatures = None
+    for name, (options, hidden) in VARIANTS.items():
+        composed = compose(
+            encoder, experts, names, data, cache=cache,
+            gate_config=GateConfig(top_k=2, hidden=hidden),
+            train_config=TrainConfig(seed=seed),
+            routing=from_dict(ClassifierRouting, options),
         )  # fmt: skip
-        seconds = time.perf_counter() - started
-        with torch.inference_mode():
-            w = top_k_weights(gate(e_in, top_k=n).probs, 2)
-        systems[name] = {**score(mixture_probs(w, e_probs), w), "gate_seconds": seconds}
-    return {"seed": seed, "temperatures": temps.tolist(), "systems": systems}
+        model = composed.model
+        _, weights = model.mix_cached(ev.features, ev.expert_probs)
+        systems[name] = {
+            **score(None, weights, composed.report),
+            "gate_seconds": model.info["gate_seconds"],
+        }
+        if model.reads_experts and temperatures is None:
+            temperatures = model.temperatures.tolist()
+    return {"seed": seed, "temperatures": temperatures, "systems": systems}
 
 
 def main(argv=None) -> None:

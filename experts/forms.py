@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
-from routing.config import LMRouting, to_dict
+from routing.config import ClassifierRouting, LMRouting, to_dict
 
 from .models import Domain, Expert, Mixture, default_routing
 from .services import mixtures
@@ -83,6 +83,11 @@ LM_FIELDS = {
                "LoRA deltas (one pass)"),
 }  # fmt: skip
 LM_CHOICES = {"router": mixtures.LM_ROUTERS, "mixing": mixtures.LM_MIXINGS}
+CLASSIFIER_FIELDS = {
+    "read_experts": "the gate also reads each head expert's confidence and entropy",
+    "calibrate": "one temperature per expert, fitted on its domain's router data",
+    "balance_domains": "the gate learns from every domain equally, whatever its size",
+}
 
 
 class MixtureForm(forms.ModelForm):
@@ -135,6 +140,14 @@ class MixtureForm(forms.ModelForm):
                 required=False,
                 **options,
             )
+        classifier = routing.get("classifier") or to_dict(ClassifierRouting())
+        for name, help_text in CLASSIFIER_FIELDS.items():
+            self.fields[f"classifier_{name}"] = forms.BooleanField(
+                label=f"Classifier: {name.replace('_', ' ')}",
+                help_text=help_text + " (classification mixtures)",
+                initial=classifier.get(name),
+                required=False,
+            )
         # Left out, the kind stays what it is (classification for a new mixture).
         self.fields["task_type"].required = False
         if self.instance.pk:
@@ -169,6 +182,8 @@ class MixtureForm(forms.ModelForm):
         if task_type == "causal-lm":
             lm = {n: data.get(f"lm_{n}") for n in LM_FIELDS}
             given["lm"] = {n: v for n, v in lm.items() if v not in (None, "")}
+        else:
+            given["classifier"] = {n: bool(data.get(f"classifier_{n}")) for n in CLASSIFIER_FIELDS}
         if None not in given["gate"].values() and None not in given["loss"].values():
             try:
                 self.instance.routing = mixtures.clean_routing(given, task_type)

@@ -81,7 +81,8 @@ class TensorCache:
                 meta = f.metadata()
                 state = {k: f.get_tensor(k) for k in f.keys()}
             config = from_dict(GateConfig, json.loads(meta["config"]))
-            gate = Gate(int(meta["in_dim"]), int(meta["n_experts"]), config)
+            side = int(meta.get("side_dim", 0))
+            gate = Gate(int(meta["in_dim"]), int(meta["n_experts"]), config, side)
             gate.load_state_dict(state)
             return gate.eval().requires_grad_(False), json.loads(meta["log"]), True
         self.misses += 1
@@ -91,6 +92,7 @@ class TensorCache:
             "config": json.dumps(to_dict(gate.config)),
             "in_dim": str(gate.in_dim),
             "n_experts": str(gate.n_experts),
+            "side_dim": str(gate.side_dim),
             "log": json.dumps(log),
         }
         self._write(path, state, meta)

@@ -75,3 +75,16 @@ class LMRouting:
     layer: int = -1  # the base's hidden layer the router mean-pools (-1: the last)
     router: str = "learned"  # learned | centroid | prefix-likelihood (training-free)
     mixing: str = "mix"  # mix: p = sum_k g_k p_k; merge: one pass with sum_k g_k dW_k
+
+
+@dataclass
+class ClassifierRouting:
+    """How a classification mixture's gate reads and mixes its experts (docs/routing.md).
+
+    The defaults are the variant that beat the monolithic model on the multi-domain
+    benchmark (docs/results.md, "Routing variants for head experts").
+    """
+
+    read_experts: bool = True  # the gate also reads each head expert's confidence and entropy
+    calibrate: bool = True  # one temperature per expert, fitted on its domain's router split
+    balance_domains: bool = True  # router examples drawn with equal total weight per domain

@@ -1,4 +1,5 @@
-"""The gate (router): a small MLP over the base model's pooled embedding."""
+"""The gate (router): a small MLP over the base model's pooled embedding and, for a
+mixture whose gate reads its experts, a few signals per expert (`side_dim` inputs)."""
 
 from __future__ import annotations
 
@@ -27,19 +28,29 @@ def top_k_weights(probs: torch.Tensor, k: int) -> torch.Tensor:
 
 
 class Gate(nn.Module):
-    def __init__(self, in_dim: int, n_experts: int, config: GateConfig | None = None):
+    """Reads (B, in_dim + side_dim) inputs: `in_dim` features, layer-normalised, then
+    `side_dim` side signals read as they are (each expert's confidence, already in [0, 1]),
+    so that signals added for a new expert leave the old ones' normalisation alone."""
+
+    def __init__(
+        self, in_dim: int, n_experts: int, config: GateConfig | None = None, side_dim: int = 0
+    ):
         super().__init__()
         self.config = config or GateConfig()
         self.in_dim = in_dim
+        self.side_dim = side_dim
         self.n_experts = n_experts
         self.norm = nn.LayerNorm(in_dim)
         hidden = self.config.hidden
-        self.hidden = nn.Linear(in_dim, hidden) if hidden else None
-        self.out = nn.Linear(hidden or in_dim, n_experts)
+        width = in_dim + side_dim
+        self.hidden = nn.Linear(width, hidden) if hidden else None
+        self.out = nn.Linear(hidden or width, n_experts)
 
-    def represent(self, features: torch.Tensor) -> torch.Tensor:
+    def represent(self, inputs: torch.Tensor) -> torch.Tensor:
         """The representation the output layer reads, (B, H)."""
-        h = self.norm(features)  # (B, D)
+        h = self.norm(inputs[:, : self.in_dim])  # (B, D)
+        if self.side_dim:
+            h = torch.cat([h, inputs[:, self.in_dim :]], dim=-1)  # (B, D + S)
         if self.hidden is not None:
             h = torch.nn.functional.gelu(self.hidden(h))  # (B, H)
         return h
@@ -61,11 +72,26 @@ class Gate(nn.Module):
 
         `new_rows` is (n_new, H) and `new_biases` (n_new,).
         """
-        gate = Gate(self.in_dim, self.n_experts + new_rows.shape[0], self.config)
+        gate = Gate(self.in_dim, self.n_experts + new_rows.shape[0], self.config, self.side_dim)
         state = {k: v for k, v in self.state_dict().items() if not k.startswith("out.")}
         gate.load_state_dict(state, strict=False)
         gate.out.weight[: self.n_experts] = self.out.weight
         gate.out.bias[: self.n_experts] = self.out.bias
         gate.out.weight[self.n_experts :] = new_rows
         gate.out.bias[self.n_experts :] = new_biases
+        return gate
+
+    @torch.no_grad()
+    def widened(self, side_dim: int) -> Gate:
+        """The same gate reading `side_dim` side signals, the new ones (appended) with zero
+        weight: its outputs on the old inputs do not change."""
+        if side_dim < self.side_dim:
+            raise ValueError(f"a gate reading {self.side_dim} side signals cannot read fewer")
+        gate = Gate(self.in_dim, self.n_experts, self.config, side_dim)
+        first = gate.hidden if gate.hidden is not None else gate.out
+        state = self.state_dict()
+        weight_key = "hidden.weight" if gate.hidden is not None else "out.weight"
+        gate.load_state_dict({k: v for k, v in state.items() if k != weight_key}, strict=False)
+        first.weight.zero_()
+        first.weight[:, : self.in_dim + self.side_dim] = state[weight_key]
         return gate

@@ -117,6 +117,7 @@ def fit_gate(
     train_config: TrainConfig | None = None,
     init: Gate | None = None,
     domain_idx: torch.Tensor | None = None,  # (n,) needed for `balance_domains`
+    side_dim: int = 0,  # the last `side_dim` input columns are side signals (see `Gate`)
     progress: bool = False,
 ) -> tuple[Gate, dict]:
     """Train (or fine-tune `init`) a gate on cached tensors only; experts stay frozen.
@@ -136,9 +137,14 @@ def fit_gate(
         if gate_config is not None:
             gate.config = gate_config
     else:
-        gate = Gate(features.shape[1], n_experts, gate_config)
+        gate = Gate(features.shape[1] - side_dim, n_experts, gate_config, side_dim)
     if gate.n_experts != n_experts:
         raise ValueError(f"the gate has {gate.n_experts} outputs for {n_experts} experts")
+    if (gate.in_dim + gate.side_dim, gate.side_dim) != (features.shape[1], side_dim):
+        raise ValueError(
+            f"the gate reads {gate.in_dim} features and {gate.side_dim} side signals, not "
+            f"{features.shape[1] - side_dim} and {side_dim}"
+        )
     opt = torch.optim.AdamW(gate.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     domain_experts = domain_experts.float()
     history = []

@@ -12,12 +12,12 @@ from dataclasses import fields
 from django.conf import settings
 from django.db import transaction
 
-from routing.config import GateConfig, LMRouting, LossWeights, from_dict, to_dict
+from routing.config import ClassifierRouting, GateConfig, LMRouting, LossWeights, from_dict, to_dict
 
 from ..models import Expert, Mixture
 from .domains import data_labels
 
-ROUTING_KEYS = ("gate", "loss", "seed", "lm")
+ROUTING_KEYS = ("gate", "loss", "seed", "lm", "classifier")
 LM_ROUTERS = ("learned", "centroid", "prefix-likelihood")
 LM_MIXINGS = ("mix", "merge")
 MAX_PREFIX_TOKENS = 120  # a text is scored on its tokens after the prefix, up to 128
@@ -41,11 +41,14 @@ def _number(where: str, value, kind: type, minimum) -> int | float:
 def clean_routing(value, task_type: str = "classification") -> dict:
     """A mixture's routing settings, checked and completed with the defaults:
     {"gate": GateConfig fields, "loss": LossWeights fields, "seed": int}, and for a
-    language-model mixture {"lm": LMRouting fields} (its gate is top-1 by default)."""
+    language-model mixture {"lm": LMRouting fields} (its gate is top-1 by default), for a
+    classification mixture {"classifier": ClassifierRouting fields}."""
     if not isinstance(value, dict):
         raise ValueError("routing must be an object with the keys gate, loss and seed")
     if task_type == "causal-lm":
         value = {**value, "gate": {"top_k": 1, **(value.get("gate") or {})}}
+        if "classifier" in value:
+            raise ValueError("routing.classifier is for classification mixtures only")
     elif "lm" in value:
         raise ValueError("routing.lm is for language-model mixtures only")
     unknown = sorted(set(value) - set(ROUTING_KEYS))
@@ -71,7 +74,28 @@ def clean_routing(value, task_type: str = "classification") -> dict:
     parts["seed"] = _number("routing.seed", value.get("seed", 0), int, 0)
     if task_type == "causal-lm":
         parts["lm"] = _clean_lm(value.get("lm") or {})
+    else:
+        parts["classifier"] = _clean_classifier(value.get("classifier") or {})
     return parts
+
+
+def classifier_routing(routing: dict | None) -> ClassifierRouting:
+    """A classification mixture's `routing.classifier`, with today's defaults for a mixture
+    saved before it existed."""
+    return from_dict(ClassifierRouting, (routing or {}).get("classifier"))
+
+
+def _clean_classifier(value) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError("routing.classifier must be an object")
+    try:
+        options = to_dict(from_dict(ClassifierRouting, value))
+    except ValueError as exc:
+        raise ValueError(f"routing.classifier: {exc}") from None
+    for name, given in options.items():
+        if not isinstance(given, bool):
+            raise ValueError(f"routing.classifier.{name} must be true or false, not {given!r}")
+    return options
 
 
 def _clean_lm(value) -> dict:

@@ -21,7 +21,7 @@ from ..models import Composition, Expert, Mixture
 from ..queries import get_maintained_mixture, maintained_mixture_ids, visible_experts
 from ..services.exports import repo_id_for
 from ..services.leaderboard import boards_for, score_history
-from ..services.mixtures import create_mixture
+from ..services.mixtures import classifier_routing, create_mixture
 from ..services.publishing import hub_configured
 from ..tasks_api import enqueue_retrain
 
@@ -79,6 +79,7 @@ def mixture_detail(request, slug: str):
             "hub_configured": hub_configured(),
             "kind": kind,
             "language": language,
+            "classifier": None if language else classifier_routing(mixture.routing),
             "peft_snippet": peft_training_snippet(mixture.base_model.name) if language else "",
             "gguf_file": gguf_file(mixture.base_model.name) if language else None,
         },

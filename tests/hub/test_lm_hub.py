@@ -45,6 +45,8 @@ def test_maintainers_open_a_language_model_mixture_on_a_causal_lm_base(alice, lm
     bad_routing = client.patch("/api/mixtures/my-lm/", {"routing": {"lm": {"router": "magic"}}},
                                format="json")  # fmt: skip
     assert bad_routing.status_code == 400 and "routing.lm.router" in str(bad_routing.json())
+    not_lm = client.patch("/api/mixtures/my-lm/", {"routing": {"classifier": {}}}, format="json")
+    assert "routing.classifier is for classification" in str(not_lm.json()), not_lm.json()
 
 
 def test_a_language_model_domain_takes_text_and_no_labels(charlie, lm_mixture, tmp_path):

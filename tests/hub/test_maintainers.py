@@ -71,6 +71,23 @@ def test_maintainers_change_settings_and_bad_routing_is_refused_with_why(charlie
         4,
         64,
     )
+    # unticked, the classifier's routing options are off, and the mixture's page says so
+    assert mixture.routing["classifier"] == {
+        "read_experts": False,
+        "calibrate": False,
+        "balance_domains": False,
+    }
+    page = client.get("/m/weather-food/").content.decode()
+    assert "the gate reads the text's features only; experts not calibrated" in page
+    ticked = {"classifier_read_experts": "on", "classifier_calibrate": "on"}
+    assert (
+        client.post("/m/weather-food/settings/", {**base, **routing_fields(), **ticked}).status_code
+        == 302
+    )
+    mixture.refresh_from_db()
+    assert mixture.routing["classifier"]["read_experts"] is True
+    page = client.get("/m/weather-food/").content.decode()
+    assert "reads each head expert's confidence" in page and "domains weigh by" in page
     bad = client.post("/m/weather-food/settings/", {**base, **routing_fields(gate_temperature=0)})
     assert bad.status_code == 400 and "temperature must be above 0" in bad.content.decode()
     assert client_for(bob).get("/m/weather-food/settings/").status_code == 404
@@ -131,6 +148,11 @@ def test_the_api_opens_and_changes_mixtures_and_their_domains(alice, bob, mixtur
     assert made.status_code == 201, made.content
     body = made.json()
     assert body["routing"]["gate"]["top_k"] == 1 and body["routing"]["gate"]["temperature"] == 1.0
+    assert body["routing"]["classifier"] == {
+        "read_experts": True,
+        "calibrate": True,
+        "balance_domains": True,
+    }
     assert Mixture.objects.get(slug="alices").is_maintainer(alice)
 
     changed = client.patch("/api/mixtures/alices/", {"tolerance": 0.1}, format="json")
@@ -140,6 +162,14 @@ def test_the_api_opens_and_changes_mixtures_and_their_domains(alice, bob, mixtur
         "/api/mixtures/alices/", {"routing": {"gate": {"top_k": "two"}}}, format="json"
     )
     assert bad.status_code == 400 and "must be a number" in str(bad.json()["routing"])
+    for wrong, why in (
+        ({"read_experts": "yes"}, "routing.classifier.read_experts must be true or false"),
+        ({"sharpen": True}, "unknown ClassifierRouting keys: sharpen"),
+    ):
+        bad = client.patch(
+            "/api/mixtures/alices/", {"routing": {"classifier": wrong}}, format="json"
+        )
+        assert bad.status_code == 400 and why in str(bad.json()["routing"]), bad.json()
 
     domain = client.post(
         "/api/domains/",

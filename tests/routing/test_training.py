@@ -2,16 +2,14 @@
 
 import math
 
-import pytest
 import torch
 
 from devtools.tiny import synthetic_domain
-from routing.config import GateConfig, LossWeights, TrainConfig
+from routing.config import ClassifierRouting, GateConfig, LossWeights, TrainConfig
 from routing.gate import Gate, GateOutput
 from routing.gate_training import warm_start
 from routing.kinds.classification.composing import cached_split, compose, evaluate_cached
 from routing.kinds.classification.experts import load_expert
-from routing.kinds.classification.training import train_expert_file
 from routing.losses import gate_losses
 
 
@@ -66,30 +64,6 @@ def test_the_entropy_terms_have_the_documented_signs():
     assert math.isclose(float(terms(vague)["entropy_example"]), 1.0, rel_tol=1e-5)
 
 
-@pytest.fixture
-def trained(tmp_path, tiny_encoder, cache):
-    data = {name: synthetic_domain(name) for name in ("weather", "food", "sport")}
-    experts = []
-    for i, name in enumerate(data):
-        path = tmp_path / f"{name}.safetensors"
-        summary = train_expert_file(
-            tiny_encoder,
-            data[name],
-            path,
-            kind="head",
-            cache=cache,
-            seed=i,
-            epochs=40,
-            hidden=32,
-            lr=1e-2,
-        )
-        assert summary["eval_accuracy"] > 0.9, summary
-        experts.append(
-            load_expert(path, base=tiny_encoder.spec, labels=data[name].labels, name=name)
-        )
-    return data, experts
-
-
 def test_the_gate_learns_to_route_each_domain_to_its_expert(trained, tiny_encoder, cache):
     data, experts = trained
     composed = compose(
@@ -115,6 +89,7 @@ def test_the_gate_learns_to_route_each_domain_to_its_expert(trained, tiny_encode
 def test_a_warm_started_gate_keeps_the_old_experts_routing(trained, tiny_encoder, cache):
     data, experts = trained
     old_data = {k: data[k] for k in ("weather", "food")}
+    features_only = ClassifierRouting(read_experts=False)  # the gate reads the features
     composed = compose(
         tiny_encoder,
         experts[:2],
@@ -122,6 +97,7 @@ def test_a_warm_started_gate_keeps_the_old_experts_routing(trained, tiny_encoder
         old_data,
         cache=cache,
         gate_config=GateConfig(top_k=1, hidden=64),
+        routing=features_only,
     )
     old, _ = composed.model, composed.report
     split = cached_split(experts, list(data), data, "eval", tiny_encoder, cache)
@@ -134,7 +110,9 @@ def test_a_warm_started_gate_keeps_the_old_experts_routing(trained, tiny_encoder
     assert kept > 0.95
     assert (new_route[~old_domains] == 2).float().mean() > 0.8
     # And after retraining from the warm start, the old domains still go home.
-    composed = compose(tiny_encoder, experts, list(data), data, cache=cache, previous=old)
+    composed = compose(
+        tiny_encoder, experts, list(data), data, cache=cache, previous=old, routing=features_only
+    )
     new, report = composed.model, composed.report
     assert new.info["warm_start"] is True
     matrix = torch.tensor(report["routing_matrix"])
@@ -143,7 +121,8 @@ def test_a_warm_started_gate_keeps_the_old_experts_routing(trained, tiny_encoder
 
 def test_entropy_regularisation_raises_load_balance(trained, tiny_encoder, cache):
     data, experts = trained
-    # Unbalanced router data: weather dominates; the batch-entropy term pushes back.
+    # Unbalanced router data: weather dominates; the batch-entropy term pushes back
+    # (drawn as they come, not in balance).
     skewed = {k: v.limited(None) for k, v in data.items()}
     skewed["food"].router = skewed["food"].router.limited(10)
     skewed["sport"].router = skewed["sport"].router.limited(10)
@@ -160,6 +139,7 @@ def test_entropy_regularisation_raises_load_balance(trained, tiny_encoder, cache
             cache=cache,
             gate_config=GateConfig(top_k=3, hidden=16),
             train_config=TrainConfig(epochs=30, loss=weights),
+            routing=ClassifierRouting(balance_domains=False),
         )
         comp, _ = composed.model, composed.report
         split = cached_split(experts, names, skewed, "router", tiny_encoder, cache)

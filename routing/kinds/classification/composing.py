@@ -9,6 +9,7 @@ trains is the gate the next retrain stores when the accepted set is the same.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -16,11 +17,18 @@ from dataclasses import dataclass
 import torch
 
 from ...cache import TensorCache, texts_hash
-from ...config import GateConfig, TrainConfig, to_dict
+from ...config import ClassifierRouting, GateConfig, TrainConfig, to_dict
 from ...data import DomainData
 from ...gate import Gate
 from ...gate_training import domain_rows, train_gate, warm_start
 from ...losses import mixture_probs
+from .calibration import (
+    SIGNALS_PER_EXPERT,
+    calibrated,
+    fit_temperatures,
+    gate_inputs,
+    label_masks,
+)
 from .encoder import BaseEncoder
 from .experts import ClassifierExpert
 from .model import MoEClassifier, union_labels
@@ -133,19 +141,37 @@ def compose(
     cache: TensorCache,
     gate_config: GateConfig | None = None,
     train_config: TrainConfig | None = None,
+    routing: ClassifierRouting | None = None,
     previous: MoEClassifier | None = None,
     progress=False,
 ) -> Composed:
     """Train a gate over `experts` on the router splits and score it on the eval splits.
 
-    With `previous` whose experts are the first ones of `experts` (by sha256),
-    the gate warm-starts from its gate; otherwise it starts fresh.
+    `routing` says whether the experts are calibrated, whether the gate reads them (only
+    when every expert is a `head`) and whether router examples are drawn in balance
+    across domains (it sets `train_config.balance_domains`). With `previous` whose
+    experts are the first ones of `experts` (by sha256) and whose gate reads the same
+    inputs, the gate warm-starts from its gate; otherwise it starts fresh.
     """
     gate_config = gate_config or (previous.gate.config if previous else GateConfig())
-    train_config = train_config or TrainConfig()
+    routing = routing or ClassifierRouting()
+    train_config = dataclasses.replace(
+        train_config or TrainConfig(), balance_domains=routing.balance_domains
+    )
+    reads = routing.read_experts and all(e.kind == "head" for e in experts)
     router = cached_split(experts, expert_domains, data, "router", encoder, cache, progress)
     keep = router.targets >= 0
+    index = {label: i for i, label in enumerate(union_labels([e.labels for e in experts]))}
+    masks = label_masks([torch.tensor([index[x] for x in e.labels]) for e in experts], len(index))
+    temps = torch.ones(len(experts))
+    if routing.calibrate:
+        temps = fit_temperatures(router.expert_probs, router.targets, router.domain_experts, masks)
+    probs = calibrated(router.expert_probs, temps, masks)
+    inputs = gate_inputs(router.features, probs, masks, reads)
+    side_dim = SIGNALS_PER_EXPERT * len(experts) if reads else 0
     old = [e.sha256 for e in previous.experts] if previous else []
+    if previous is not None and previous.reads_experts != reads:
+        old = []  # the previous gate read other inputs: start fresh
     start = None  # how the gate starts: fresh, warm-started from `previous`, or `previous`
     if old and [e.sha256 for e in experts[: len(old)]] == old and len(experts) > len(old):
         start = "warm"
@@ -156,28 +182,30 @@ def compose(
         init = None
         if start == "warm":
             new = range(len(old), len(experts))
-            new_feats = [router.features[router.domain_experts[:, k]] for k in new]
+            new_inputs = [inputs[router.domain_experts[:, k]] for k in new]
             old_rows = router.domain_experts[:, : len(old)].any(-1)
-            init = warm_start(previous.gate, new_feats, router.features[old_rows])
+            init = warm_start(previous.gate.widened(side_dim), new_inputs, inputs[old_rows])
         elif start == "previous":
             init = previous.gate
         return train_gate(
-            router.features[keep],
-            router.expert_probs[keep],
+            inputs[keep],
+            probs[keep],
             router.targets[keep],
             router.domain_experts[keep],
             domain_idx=router.domain_idx[keep],
             gate_config=gate_config,
             train_config=train_config,
             init=init,
+            side_dim=side_dim,
             progress=progress,
         )
 
-    key = _gate_key(encoder, experts, expert_domains, data, gate_config, train_config)
+    key = _gate_key(encoder, experts, expert_domains, data, gate_config, train_config, routing)
     origin = "" if start is None else f"{start}:{_gate_digest(previous.gate)}"
     gate, log, reused = cache.trained_gate((key, origin), train)
     info = {
         "train": to_dict(train_config),
+        "routing": to_dict(routing),
         "warm_start": start is not None,
         "gate_seconds": log["seconds"],
         "gate_reused": reused,
@@ -190,6 +218,8 @@ def compose(
         gate,
         domain_labels={d: data[d].labels for d in router.domains},
         info=info,
+        temperatures=temps,
+        reads_experts=reads,
     )
     evaluation = cached_split(experts, expert_domains, data, "eval", encoder, cache, progress)
     report = evaluate_cached(model, evaluation)
@@ -197,7 +227,7 @@ def compose(
     return Composed(model, report, evaluation)
 
 
-def _gate_key(encoder, experts, expert_domains, data, gate_config, train_config) -> str:
+def _gate_key(encoder, experts, expert_domains, data, gate_config, train_config, routing) -> str:
     """Everything a trained gate depends on, by the cache keys of its inputs."""
     domains = list(dict.fromkeys(expert_domains))
     return json.dumps(
@@ -213,6 +243,7 @@ def _gate_key(encoder, experts, expert_domains, data, gate_config, train_config)
             ],
             "gate": to_dict(gate_config),
             "train": to_dict(train_config),
+            "routing": to_dict(routing),
         },
         sort_keys=True,
     )
@@ -235,7 +266,7 @@ def contributions(composed: Composed) -> list[dict]:
     _, weights = model.mix_cached(split.features, split.expert_probs)
     full = report["overall"]["accuracy"]
     n_experts = len(model.experts)
-    gate_probs = model.gate(split.features.to(model.encoder.device), top_k=n_experts).probs.cpu()
+    gate_probs = model.gate_probs(split.features, split.expert_probs)
     out = []
     for k in range(n_experts):
         w = weights.clone()
@@ -246,7 +277,7 @@ def contributions(composed: Composed) -> list[dict]:
         dense[:, k] = 0
         left = dense.sum(-1, keepdim=True)
         w = torch.where(total > 0, w / total.clamp(min=1e-12), dense / left.clamp(min=1e-12))
-        pred = mixture_probs(w, split.expert_probs).argmax(-1)
+        pred = mixture_probs(w, model.calibrated(split.expert_probs)).argmax(-1)
         pred[w.sum(-1) == 0] = -1  # no expert left for these examples: no answer
         without = accuracy(pred, split.targets)
         out.append({"drop": full - without, "share": report["utilisation"]["load"][k]})

@@ -59,7 +59,13 @@ def hf_config(composition: MoEClassifier, tokenizer, info: dict | None = None):
     return MoECollabConfig(
         base_encoder=encoder_config,
         experts=experts,
-        gate={"hidden": gate.hidden, "temperature": gate.temperature, "top_k": gate.top_k},
+        gate={
+            "hidden": gate.hidden,
+            "temperature": gate.temperature,
+            "top_k": gate.top_k,
+            "reads_experts": composition.reads_experts,
+            "expert_temperatures": [round(float(t), 6) for t in composition.temperatures],
+        },
         max_input_tokens=composition.encoder.max_length,
         special_tokens_tail=special_tokens_tail(tokenizer),
         composition={"base_model": composition.encoder.name, **(info or {})},

@@ -10,19 +10,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ...config import GateConfig, LossWeights, TrainConfig, from_dict
+from ...config import ClassifierRouting, GateConfig, LossWeights, TrainConfig, from_dict
 from ...data import read_table
 from .. import KINDS
 from ..interface import ExpertScore, MixtureKind
 from .contract import check_expert_file
 
 
-def routing_configs(routing: dict | None) -> tuple[GateConfig, TrainConfig]:
-    """A mixture's routing settings ({"gate", "loss", "seed"}) as the gate's configs."""
+def routing_configs(routing: dict | None) -> tuple[GateConfig, TrainConfig, ClassifierRouting]:
+    """A mixture's routing settings ({"gate", "loss", "seed", "classifier"}) as the gate's
+    configs; a mixture saved before "classifier" existed gets today's defaults."""
     routing = routing or {}
     gate = from_dict(GateConfig, routing.get("gate"))
     loss = from_dict(LossWeights, routing.get("loss"))
-    return gate, TrainConfig(seed=int(routing.get("seed", 0)), loss=loss)
+    options = from_dict(ClassifierRouting, routing.get("classifier"))
+    train = TrainConfig(seed=int(routing.get("seed", 0)), loss=loss)
+    return gate, train, options
 
 
 class ClassificationKind(MixtureKind):
@@ -84,7 +87,7 @@ class ClassificationKind(MixtureKind):
     def compose(self, base, experts, expert_domains, data, *, cache, routing: dict, previous=None):
         from .composing import compose
 
-        gate_config, train_config = routing_configs(routing)
+        gate_config, train_config, options = routing_configs(routing)
         return compose(
             base,
             experts,
@@ -93,6 +96,7 @@ class ClassificationKind(MixtureKind):
             cache=cache,
             gate_config=gate_config,
             train_config=train_config,
+            routing=options,
             previous=previous,
         )
 

@@ -14,6 +14,7 @@ from ...config import GateConfig, from_dict, to_dict
 from ...gate import Gate
 from ...losses import mixture_probs
 from ...peft_config import LoraSpec
+from .calibration import SIGNALS_PER_EXPERT, calibrated, gate_inputs, label_masks
 from .contract import ExpertHeader
 from .encoder import BaseEncoder
 from .experts import ClassifierExpert, expert_from_tensors
@@ -35,8 +36,11 @@ class MoEClassifier:
     """Experts (frozen) + a gate over the base model's pooled features.
 
     p(y|x) = sum over the top-k experts of g_k(x) * p_k(y|x), with each p_k
-    placed into the union label space. Prediction runs sparse: an expert runs
-    only on the examples routed to it.
+    placed into the union label space and, when calibrated, sharpened or
+    flattened by the expert's temperature. Prediction runs sparse: an expert
+    runs only on the examples routed to it, except that a gate that reads its
+    experts (`reads_experts`, `head` experts only, whose heads cost next to
+    nothing on the shared features) needs every head's answer first.
     """
 
     def __init__(
@@ -48,9 +52,15 @@ class MoEClassifier:
         *,
         domain_labels: dict[str, list[str]] | None = None,
         info: dict | None = None,
+        temperatures: torch.Tensor | None = None,
+        reads_experts: bool = False,
     ):
         if len(experts) != len(expert_domains) or len(experts) != gate.n_experts:
             raise ValueError("one domain per expert and one gate output per expert are needed")
+        if reads_experts and any(e.kind != "head" for e in experts):
+            raise ValueError("a gate that reads its experts needs head experts only")
+        if gate.side_dim != (SIGNALS_PER_EXPERT * len(experts) if reads_experts else 0):
+            raise ValueError(f"the gate reads {gate.side_dim} expert signals, which does not fit")
         self.encoder = encoder
         self.experts = experts
         self.expert_domains = expert_domains
@@ -62,6 +72,11 @@ class MoEClassifier:
         self.labels = union_labels([e.labels for e in experts])
         index = {label: i for i, label in enumerate(self.labels)}
         self.label_index = [torch.tensor([index[x] for x in e.labels]) for e in experts]
+        self.masks = label_masks(self.label_index, len(self.labels))  # (N, U)
+        self.temperatures = (
+            torch.ones(len(experts)) if temperatures is None else temperatures.float().cpu()
+        )
+        self.reads_experts = reads_experts
         self.info = info or {}
         self.adapter_names: list[str | None] = []
         for expert in experts:
@@ -99,7 +114,11 @@ class MoEClassifier:
         """Sparse execution on one batch -> (probs (B, U), weights (B, N))."""
         batch = self.encoder.tokenize(texts)
         features = self.encoder.pooled(batch)  # (B, D) frozen base pass
-        weights = self.gate(features, top_k=top_k if top_k is not None else self.top_k).weights
+        top = top_k if top_k is not None else self.top_k
+        if self.reads_experts:  # every head answers on the shared features
+            heads = [expert.head(features).softmax(-1) for expert in self.experts]  # [(B, L_k)]
+            return self.mix_cached(features, self.to_union(heads), top)
+        weights = self.gate(features, top_k=top).weights
         probs = torch.zeros(len(texts), len(self.labels), device=features.device)  # (B, U)
         for k, expert in enumerate(self.experts):
             rows = weights[:, k].nonzero().squeeze(1)  # examples routed to expert k
@@ -113,9 +132,9 @@ class MoEClassifier:
                     sub, adapter=self.adapter_names[k], pool=expert.pool
                 )  # (b, D)
                 logits = expert.classifier(pooled)  # (b, L_k)
-            contribution = weights[rows, k, None] * logits.softmax(-1)  # (b, L_k)
+            expert_p = (logits / float(self.temperatures[k])).softmax(-1)  # (b, L_k)
             cols = self.label_index[k].to(features.device)
-            probs[rows[:, None], cols[None, :]] += contribution
+            probs[rows[:, None], cols[None, :]] += weights[rows, k, None] * expert_p
         return probs.cpu(), weights.cpu()
 
     def predict_proba(self, texts: list[str], *, top_k=None, batch_size=64, progress=False):
@@ -153,12 +172,30 @@ class MoEClassifier:
             )
         return out
 
+    def gate_inputs(self, features: torch.Tensor, expert_probs: torch.Tensor) -> torch.Tensor:
+        """What the gate reads: the features (n, D) and, if it reads its experts, their
+        signals from the calibrated expert_probs (n, N, U)."""
+        return gate_inputs(features, expert_probs, self.masks, self.reads_experts)
+
+    def calibrated(self, expert_probs: torch.Tensor) -> torch.Tensor:
+        """The experts' distributions (n, N, U) with their temperatures applied."""
+        return calibrated(expert_probs.float().cpu(), self.temperatures, self.masks)
+
+    @torch.inference_mode()
+    def gate_probs(self, features: torch.Tensor, expert_probs: torch.Tensor) -> torch.Tensor:
+        """The gate's full softmax (n, N) from cached tensors (uncalibrated expert_probs)."""
+        x = self.gate_inputs(features.to(self.encoder.device), self.calibrated(expert_probs))
+        return self.gate(x, top_k=len(self.experts)).probs.cpu()
+
     def mix_cached(self, features: torch.Tensor, expert_probs: torch.Tensor, top_k=None):
-        """The same mixture from cached tensors: features (n, D), expert_probs (n, N, U)."""
+        """The same mixture from cached tensors: features (n, D), expert_probs (n, N, U) as
+        the experts give them (the temperatures are applied here)."""
         k = self.top_k if top_k is None else top_k
+        probs = self.calibrated(expert_probs)
         with torch.inference_mode():
-            weights = self.gate(features.to(self.encoder.device), top_k=k).weights.cpu()  # (n, N)
-        return mixture_probs(weights, expert_probs), weights
+            x = self.gate_inputs(features.to(self.encoder.device), probs)
+            weights = self.gate(x, top_k=k).weights.cpu()  # (n, N)
+        return mixture_probs(weights, probs), weights
 
     # --- files ----------------------------------------------------------------
 
@@ -176,6 +213,8 @@ class MoEClassifier:
             "domains": {d: self.domain_labels[d] for d in self.domains},
             "experts": experts,
             "gate": to_dict(self.gate.config),
+            "gate_reads_experts": self.reads_experts,
+            "temperatures": [round(float(t), 6) for t in self.temperatures],
             "info": self.info,
         }
 
@@ -242,8 +281,12 @@ class MoEClassifier:
                 )
             experts.append(expert_from_tensors(entry["name"], header, entry["sha256"], own))
         gate_state = {k[len("gate.") :]: v for k, v in tensors.items() if k.startswith("gate.")}
-        gate = Gate(config["hidden_size"], len(experts), from_dict(GateConfig, config["gate"]))
+        reads = bool(config.get("gate_reads_experts", False))  # older compositions: no
+        side = SIGNALS_PER_EXPERT * len(experts) if reads else 0
+        gate_config = from_dict(GateConfig, config["gate"])
+        gate = Gate(config["hidden_size"], len(experts), gate_config, side)
         gate.load_state_dict(gate_state)
+        temps = config.get("temperatures")
         return cls(
             encoder,
             experts,
@@ -251,4 +294,6 @@ class MoEClassifier:
             gate,
             domain_labels=config["domains"],
             info=config.get("info"),
+            temperatures=torch.tensor(temps) if temps else None,
+            reads_experts=reads,
         )

@@ -11,7 +11,9 @@ class MoECollabConfig(PretrainedConfig):
         experts: one entry per expert, in gate order: `name`, `kind` (`head` or `lora`),
             `domain`, `labels` (the expert's label names, a subset of `id2label`),
             `head_hidden` for heads, `lora` (`r`, `alpha`, `target_modules`) for LoRA.
-        gate: `hidden` (0 = linear gate), `temperature`, `top_k` (experts run per input).
+        gate: `hidden` (0 = linear gate), `temperature`, `top_k` (experts run per input),
+            `reads_experts` (the gate also reads each head expert's top probability and
+            normalised entropy), `expert_temperatures` (one per expert, divides its logits).
         max_input_tokens: inputs are cut to this many tokens, as the hub cut them in training.
         special_tokens_tail: special tokens the tokenizer puts at the end (BERT: [SEP]);
             they are kept when a longer input is cut.

@@ -1,8 +1,11 @@
 """A MoECollab composition as a transformers model (shipped with every exported model).
 
 p(y|x) = sum over the gate's top-k experts of g_k(x) * p_k(y|x), each expert's
-distribution placed into the union label space. Only the experts the gate
-selects for an input run on it: `head` experts read the frozen encoder's
+distribution placed into the union label space and, when the hub calibrated it,
+divided by its temperature before the softmax. A gate that reads its experts
+(`head` experts only) sees, beside the pooled features, each expert's top
+probability and normalised entropy, so every head runs first; otherwise only the
+experts the gate selects for an input run on it: `head` experts read the frozen encoder's
 mean-pooled output; `lora` experts run the encoder again with their LoRA
 matrices switched on, and read its mean-pooled output or, for an expert that
 was a PEFT `SEQ_CLS` adapter, BERT's pooler over [CLS] (its own copy), as
@@ -10,6 +13,7 @@ was a PEFT `SEQ_CLS` adapter, BERT's pooler over [CLS] (its own copy), as
 (what `pipeline("text-classification")` applies) gives back p(y|x).
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -66,14 +70,16 @@ class MultiLoRALinear(nn.Linear):
 
 
 class Gate(nn.Module):
-    def __init__(self, dim, n_experts, hidden):
+    def __init__(self, dim, n_experts, hidden, side_dim=0):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.hidden = nn.Linear(dim, hidden) if hidden else None
-        self.out = nn.Linear(hidden or dim, n_experts)
+        self.hidden = nn.Linear(dim + side_dim, hidden) if hidden else None
+        self.out = nn.Linear(hidden or dim + side_dim, n_experts)
 
-    def forward(self, features):
+    def forward(self, features, signals=None):
         h = self.norm(features)  # (B, D)
+        if signals is not None:
+            h = torch.cat([h, signals], dim=-1)  # (B, D + 2N)
         if self.hidden is not None:
             h = F.gelu(self.hidden(h))  # (B, H)
         return self.out(h)  # (B, N)
@@ -110,7 +116,11 @@ class MoECollabForSequenceClassification(PreTrainedModel):
         encoder_config = AutoConfig.for_model(**config.base_encoder)
         self.encoder = AutoModel.from_config(encoder_config)
         dim = encoder_config.hidden_size
-        self.gate = Gate(dim, len(config.experts), int(config.gate.get("hidden", 0)))
+        n = len(config.experts)
+        self.reads_experts = bool(config.gate.get("reads_experts", False))
+        self.temperatures = [float(t) for t in config.gate.get("expert_temperatures") or [1] * n]
+        side = 2 * n if self.reads_experts else 0
+        self.gate = Gate(dim, n, int(config.gate.get("hidden", 0)), side)
         index = {label: int(i) for label, i in config.label2id.items()}
         # each expert's labels as columns of the union label space
         self.label_columns = [[index[label] for label in e["labels"]] for e in config.experts]
@@ -185,23 +195,53 @@ class MoECollabForSequenceClassification(PreTrainedModel):
             inputs["token_type_ids"] = token_type_ids
         inputs = self._cut(inputs)
         features = mean_pool(self._hidden(inputs), inputs["attention_mask"]).float()  # (B, D)
-        gate = self.config.gate
-        probs_gate = torch.softmax(self.gate(features) / float(gate["temperature"]), dim=-1)
-        k = int(gate["top_k"]) if top_k is None else int(top_k)
-        weights = top_k_weights(probs_gate, k)  # (B, N), zero for experts not selected
-        probs = features.new_zeros(features.shape[0], self.config.num_labels)  # (B, U)
-        for k, expert in enumerate(self.experts):
-            rows = weights[:, k].nonzero().squeeze(1)  # inputs routed to expert k
-            if rows.numel() == 0:
-                continue
-            if isinstance(expert, HeadExpert):
-                logits = expert(features[rows])  # (b, L_k)
-            else:
-                sub = {key: value[rows] for key, value in inputs.items()}
-                pooled = expert.pool(self._hidden(sub, adapter=str(k)), sub["attention_mask"])
-                logits = expert.classifier(pooled)  # (b, L_k)
-            cols = torch.tensor(self.label_columns[k], device=probs.device)
-            probs[rows[:, None], cols[None, :]] += weights[rows, k, None] * logits.softmax(-1)
+        k = int(self.config.gate["top_k"]) if top_k is None else int(top_k)
+        if self.reads_experts:
+            probs, weights = self._read_and_mix(features, k)
+        else:
+            probs, weights = self._route_and_run(inputs, features, k)
         log_probs = probs.clamp(min=1e-12).log()  # (B, U)
         loss = F.nll_loss(log_probs, labels) if labels is not None else None
         return MoECollabOutput(loss=loss, logits=log_probs, router_weights=weights)
+
+    def _gate_weights(self, features, signals, k):
+        logits = self.gate(features, signals)  # (B, N)
+        probs_gate = torch.softmax(logits / float(self.config.gate["temperature"]), dim=-1)
+        return top_k_weights(probs_gate, k)  # (B, N), zero for experts not selected
+
+    def _expert_probs(self, k, logits):
+        return (logits / self.temperatures[k]).softmax(-1)  # (b, L_k), calibrated
+
+    def _read_and_mix(self, features, k):
+        """Every head answers; the gate reads their answers beside the features."""
+        union = features.new_zeros(features.shape[0], len(self.experts), self.config.num_labels)
+        for i, expert in enumerate(self.experts):
+            cols = torch.tensor(self.label_columns[i], device=features.device)
+            union[:, i, cols] = self._expert_probs(i, expert(features))  # (B, N, U)
+        top = union.max(-1).values  # (B, N)
+        sizes = torch.tensor(
+            [math.log(max(len(c), 2)) for c in self.label_columns], device=features.device
+        )
+        entropy = -(union * union.clamp(min=1e-12).log()).sum(-1) / sizes  # (B, N)
+        weights = self._gate_weights(features, torch.stack([top, entropy], -1).flatten(1), k)
+        return torch.einsum("bn,bnu->bu", weights, union), weights
+
+    def _route_and_run(self, inputs, features, k):
+        """Only the experts the gate selects run, each on the inputs routed to it."""
+        weights = self._gate_weights(features, None, k)
+        probs = features.new_zeros(features.shape[0], self.config.num_labels)  # (B, U)
+        for i, expert in enumerate(self.experts):
+            rows = weights[:, i].nonzero().squeeze(1)  # inputs routed to expert i
+            if rows.numel() == 0:
+                continue
+            if isinstance(expert, HeadExpert):
+                logits = expert(features[rows])  # (b, L_i)
+            else:
+                sub = {key: value[rows] for key, value in inputs.items()}
+                pooled = expert.pool(self._hidden(sub, adapter=str(i)), sub["attention_mask"])
+                logits = expert.classifier(pooled)  # (b, L_i)
+            cols = torch.tensor(self.label_columns[i], device=probs.device)
+            probs[rows[:, None], cols[None, :]] += weights[rows, i, None] * self._expert_probs(
+                i, logits
+            )
+        return probs, weights
