@@ -4,7 +4,9 @@ The gate trains on base features (n, D) and the experts' cached output
 distributions (n, N, U) only, so its cost does not depend on how big the
 experts are. This builds those tensors from real experts of both kinds on a
 small encoder (their outputs are what the cache holds), scales them to the
-requested size, and times retraining, cold and warm-started.
+requested size, and times what a retrain does with them, cold and warm-started:
+calibrating the experts, and for `head` experts the signals the gate reads from
+them, then training the gate with domain-balanced draws (the hub's defaults).
 
     .venv/bin/python bench/gate_retrain.py [--experts 8] [--examples 20000] [--threads 2]
 """
@@ -32,6 +34,31 @@ def main(argv=None) -> None:
 
     from routing.config import GateConfig, TrainConfig
     from routing.gate_training import train_gate, warm_start
+    from routing.kinds.classification.calibration import (
+        SIGNALS_PER_EXPERT,
+        calibrated,
+        fit_temperatures,
+        gate_inputs,
+    )
+
+    def retrain(features, probs, targets, owner, reads, domain, init=None, epochs=20):
+        """The hub's retrain on cached tensors -> (gate, log, the gate's inputs)."""
+        masks = probs.sum(0) > 0  # (N, U): the labels each expert gives mass to
+        temps = fit_temperatures(probs, targets, owner, masks)
+        probs = calibrated(probs, temps, masks)
+        x = gate_inputs(features, probs, masks, reads)
+        if init is not None and reads:
+            init = init.widened(SIGNALS_PER_EXPERT * probs.shape[1])
+        side = SIGNALS_PER_EXPERT * probs.shape[1] if reads else 0
+        if init is not None:  # the new output row, fitted with the old gate frozen
+            new = owner[:, -1]
+            init = warm_start(init, [x[new]], x[~new])
+        tc = TrainConfig(epochs=epochs, balance_domains=True)
+        gate, log = train_gate(
+            x, probs, targets, owner, gate_config=GateConfig(), train_config=tc,
+            init=init, side_dim=side, domain_idx=domain,
+        )  # fmt: skip
+        return gate, log
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -45,8 +72,8 @@ def main(argv=None) -> None:
         f"N={e} experts, U={u} union labels, D={d}"
     )
     print(
-        f"{'expert kind':<12}{'expert params':>14}{'cached tensor MB':>18}{'cold s':>8}"
-        f"{'warm s':>8}{'steps':>7}"
+        f"{'expert kind':<12}{'gate reads':>16}{'expert params':>14}{'cached tensor MB':>18}"
+        f"{'cold s':>8}{'warm s':>8}{'steps':>7}"
     )
     for kind, params in (
         ("head", d * 256 + 256 * args.labels),
@@ -61,28 +88,28 @@ def main(argv=None) -> None:
             probs[:, k, k * args.labels : (k + 1) * args.labels] = logits.softmax(-1)
         targets = domain * args.labels + torch.randint(args.labels, (n,))
         owner = domain[:, None] == torch.arange(e)[None, :]
+        reads = kind == "head"  # a gate reads its experts only when they are all heads
         t0 = time.perf_counter()
-        gate, log = train_gate(
-            features, probs, targets, owner, gate_config=GateConfig(), train_config=TrainConfig()
-        )
+        gate, log = retrain(features, probs, targets, owner, reads, domain)
         cold = time.perf_counter() - t0
         # warm start: the same gate less its last expert, extended by one
-        smaller, _ = train_gate(
-            features[domain < e - 1],
-            probs[domain < e - 1][:, : e - 1],
-            targets[domain < e - 1],
-            owner[domain < e - 1][:, : e - 1],
-            train_config=TrainConfig(epochs=5),
-        )
+        old = domain < e - 1
+        smaller, _ = retrain(
+            features[old], probs[old][:, : e - 1, : (e - 1) * args.labels], targets[old],
+            owner[old][:, : e - 1], reads, domain[old], epochs=5,
+        )  # fmt: skip
         t0 = time.perf_counter()
-        init = warm_start(smaller, [features[domain == e - 1]], features[domain < e - 1])
-        train_gate(features, probs, targets, owner, train_config=TrainConfig(), init=init)
+        retrain(features, probs, targets, owner, reads, domain, init=smaller)
         warm = time.perf_counter() - t0
         mb = (features.numel() + probs.numel()) * 4 / 2**20
         tc = TrainConfig()
         steps = len(log["history"]) * min(tc.max_steps_per_epoch, -(-n // tc.batch_size))
-        print(f"{kind:<12}{params:>14,}{mb:>18.1f}{cold:>8.2f}{warm:>8.2f}{steps:>7}")
-    print("the cached tensors have the same shape for both kinds, so the time does too")
+        what = "features+experts" if reads else "features"
+        print(f"{kind:<12}{what:>16}{params:>14,}{mb:>18.1f}{cold:>8.2f}{warm:>8.2f}{steps:>7}")
+    print(
+        "the cached tensors have the same shape for both kinds; a gate over head experts "
+        "also reads 2 signals per expert"
+    )
 
 
 if __name__ == "__main__":

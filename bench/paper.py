@@ -39,13 +39,15 @@ from bench.paper_systems import (  # noqa: E402
     train_monolithic,
 )
 from routing.cache import TensorCache  # noqa: E402
-from routing.config import GateConfig, TrainConfig  # noqa: E402
-from routing.gate import Gate, top_k_weights  # noqa: E402
-from routing.gate_training import train_gate  # noqa: E402
-from routing.kinds.classification.composing import cached_split, expert_log_probs  # noqa: E402
+from routing.config import GateConfig, TrainConfig, to_dict  # noqa: E402
+from routing.kinds.classification.composing import (  # noqa: E402
+    cached_split,
+    compose,
+    expert_log_probs,
+)
 from routing.kinds.classification.encoder import BaseEncoder  # noqa: E402
 from routing.kinds.classification.flops import encoder_flops, lora_extra_flops, mlp_flops  # noqa: E402
-from routing.kinds.classification.model import union_labels  # noqa: E402
+from routing.kinds.classification.model import MoEClassifier, union_labels  # noqa: E402
 from routing.kinds.classification.scoring import evaluate_predictions  # noqa: E402
 from routing.losses import mixture_probs  # noqa: E402
 
@@ -86,7 +88,6 @@ def run_kind(kind, profile, encoder, cache, limit, folder) -> dict:
             kind, encoder, data, labels, cache, folder, seed, sizes.get("epochs", 1), budget
         )
         log(f"{kind}: seed {seed}: expert outputs and gates")
-        router = cached_split(experts, names, data, "router", encoder, cache)
         ev = cached_split(experts, names, data, "eval", encoder, cache)
         n = len(experts)
 
@@ -110,35 +111,33 @@ def run_kind(kind, profile, encoder, cache, limit, folder) -> dict:
         uniform_w = torch.full((len(eval_texts), n), 1.0 / n)
         systems["uniform"] = score(mixture_probs(uniform_w, ev.expert_probs), uniform_w)
         gate_seconds = {}
-        trained: dict[str, Gate] = {}
-        for name, weights, k in gate_variants(n):
-            key = json.dumps(weights.__dict__, sort_keys=True)
-            if key not in trained:
-                keep = router.targets >= 0
-                gate, info = train_gate(
-                    router.features[keep],
-                    router.expert_probs[keep],
-                    router.targets[keep],
-                    router.domain_experts[keep],
-                    gate_config=GateConfig(top_k=k),
+        trained: dict[str, MoEClassifier] = {}
+        for name, weights, k, options in gate_variants(n):
+            key = json.dumps([weights.__dict__, to_dict(options)], sort_keys=True)
+            if key not in trained:  # the hub's own composing, top-k chosen when mixing
+                composed = compose(
+                    encoder, experts, names, data, cache=cache,
+                    gate_config=GateConfig(top_k=2),
                     train_config=TrainConfig(seed=seed, loss=weights),
-                )
-                trained[key] = gate
-                gate_seconds[name] = info["seconds"]
-            gate = trained[key]
-            with torch.inference_mode():
-                w = top_k_weights(gate(ev.features, top_k=n).probs, k)
-            systems[name] = score(mixture_probs(w, ev.expert_probs), w)
-            gates[name] = (gate, k, w)
+                    routing=options,
+                )  # fmt: skip
+                trained[key] = composed.model
+                gate_seconds[name] = composed.model.info["gate_seconds"]
+            model = trained[key]
+            probs, w = model.mix_cached(ev.features, ev.expert_probs, top_k=k)
+            systems[name] = score(probs, w)
+            gates[name] = (model, k, w)
 
         # Counted FLOPs per example, averaged over the eval examples.
         per_expert = torch.stack(
             [expert_flops(kind, encoder, e, eval_tokens) for e in experts], dim=1
         )  # (n_eval, N)
-        gate_cost = mlp_flops([d_model, GateConfig().hidden, n])
         flops = {}
-        for name, (_, _, w) in gates.items():
-            flops[name] = float((base_flops + gate_cost + ((w > 0) * per_expert).sum(1)).mean())
+        for name, (model, _, w) in gates.items():
+            gate_cost = mlp_flops([d_model + model.gate.side_dim, GateConfig().hidden, n])
+            # a gate that reads its (head) experts runs every head before it routes
+            ran = torch.ones_like(w) if model.reads_experts else (w > 0).float()
+            flops[name] = float((base_flops + gate_cost + (ran * per_expert).sum(1)).mean())
         if kind == "head":
             flops["uniform"] = float((base_flops + per_expert.sum(1)).mean())
             flops["oracle"] = float((base_flops + (oracle_w * per_expert).sum(1)).mean())

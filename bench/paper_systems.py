@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from routing.config import GateConfig, LossWeights
+from routing.config import ClassifierRouting, GateConfig, LossWeights
 from routing.data import load_domain
 from routing.gate import Gate
 from routing.kinds.classification.encoder import BaseEncoder
@@ -44,18 +44,24 @@ PROFILES = {
 DEFAULT = LossWeights()
 
 
-def gate_variants(n: int) -> list[tuple[str, LossWeights, int]]:
+def gate_variants(n: int) -> list[tuple[str, LossWeights, int, ClassifierRouting]]:
+    """(system, loss weights, top-k, routing options): the hub's defaults but for the named
+    change; `features-only` is the paper's gate (features only, experts as they are,
+    router examples as they come)."""
+
     def w(**changes):
         return LossWeights(**{**DEFAULT.__dict__, **changes})
 
+    hub = ClassifierRouting()
     return [
-        ("gate-dense", DEFAULT, n),
-        ("gate-top2", DEFAULT, 2),
-        ("gate-top1", DEFAULT, 1),
-        ("no-entropy", w(entropy_example=0.0, entropy_batch=0.0), 2),
-        ("no-balance", w(balance=0.0), 2),
-        ("no-routing-ce", w(routing=0.0), 2),
-        ("strong-entropy", w(entropy_batch=0.5), 2),
+        ("gate-dense", DEFAULT, n, hub),
+        ("gate-top2", DEFAULT, 2, hub),
+        ("gate-top1", DEFAULT, 1, hub),
+        ("features-only", DEFAULT, 2, ClassifierRouting(False, False, False)),
+        ("no-entropy", w(entropy_example=0.0, entropy_batch=0.0), 2, hub),
+        ("no-balance", w(balance=0.0), 2, hub),
+        ("no-routing-ce", w(routing=0.0), 2, hub),
+        ("strong-entropy", w(entropy_batch=0.5), 2, hub),
     ]
 
 
@@ -178,9 +184,8 @@ def measure_times(encoder, experts, names, gates, mono, data, profile) -> dict:
     texts = {name: d.eval.texts[:per_domain] for name, d in data.items()}
     t_texts = [t for name in names for t in texts[name]]
     timing = {}
-    for name in ("gate-dense", "gate-top2", "gate-top1"):
-        gate, k, _ = gates[name]
-        comp = MoEClassifier(encoder, experts, names, gate)
+    for name in ("gate-dense", "gate-top2", "gate-top1", "features-only"):
+        comp, k, _ = gates[name]
         timing[name] = timed(lambda c=comp, k=k: c.predict_proba(t_texts, top_k=k))
     uniform_gate = Gate(encoder.hidden_size, n, GateConfig(top_k=n))
     with torch.no_grad():

@@ -10,7 +10,9 @@ Every variant is the hub's own `compose` (top-2) with other `ClassifierRouting` 
   probability and its normalised entropy (free for `head` experts, whose outputs come
   from the shared features).
 - `calibrated`: each expert's temperature fitted on the router split before mixing.
-- combinations of those (all three: the hub's default), and a wider gate.
+- combinations of those (all three: the hub's default), a wider gate, and a gate that
+  reads more of the base model (the last layer's mean and [CLS] vector and the middle
+  layer's mean).
 
     .venv/bin/python bench/routing_study.py [--seeds 3] [--quick]
 """
@@ -36,13 +38,19 @@ from bench.paper_systems import (  # noqa: E402
     train_experts,
     train_monolithic,
 )
-from routing.cache import TensorCache  # noqa: E402
+from routing.cache import TensorCache, texts_hash  # noqa: E402
 from routing.config import ClassifierRouting, GateConfig, TrainConfig, from_dict  # noqa: E402
+from routing.gate_training import train_gate  # noqa: E402
+from routing.kinds.classification.calibration import (  # noqa: E402
+    SIGNALS_PER_EXPERT,
+    expert_signals,
+)
 from routing.kinds.classification.composing import cached_split, compose  # noqa: E402
 from routing.kinds.classification.encoder import BaseEncoder  # noqa: E402
 from routing.kinds.classification.model import union_labels  # noqa: E402
 from routing.kinds.classification.scoring import evaluate_predictions  # noqa: E402
 from routing.losses import mixture_probs  # noqa: E402
+from routing.tensors import mean_pool  # noqa: E402
 
 VARIANTS = {  # name: (ClassifierRouting fields, gate hidden width)
     "gate (features only)": (
@@ -56,6 +64,58 @@ VARIANTS = {  # name: (ClassifierRouting fields, gate hidden width)
     "reads calibrated experts, balanced (the hub's default)": ({}, 128),
     "wider gate (512), reads calibrated experts, balanced": ({}, 512),
 }
+
+
+@torch.inference_mode()
+def richer_features(encoder, texts: list[str], cache) -> torch.Tensor:
+    """(n, 3D): the mean-pooled last layer, its [CLS] vector and the mean-pooled middle
+    layer, for a gate that reads more of the base model than the hub's mean-pooled last
+    layer. Cached like the hub's features."""
+
+    def compute():
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.empty(len(texts), 3 * encoder.hidden_size)
+        for start in range(0, len(order), 64):
+            idx = order[start : start + 64]
+            batch = encoder.tokenize([texts[i] for i in idx])
+            hidden = encoder.model(**batch, output_hidden_states=True).hidden_states
+            mask = batch["attention_mask"]
+            last, middle = hidden[-1], hidden[len(hidden) // 2]
+            out[idx] = torch.cat(
+                [mean_pool(last, mask), last[:, 0], mean_pool(middle, mask)], -1
+            ).float()
+        return out
+
+    return cache.get_or_compute(
+        "features-richer", (encoder.fingerprint, texts_hash(texts)), compute
+    )
+
+
+def richer_gate(
+    seed, experts, names, data, encoder, cache, ev
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The hub's recipe (reads calibrated experts, balanced) on the richer features ->
+    (top-2 weights on the eval split, the calibrated eval expert_probs)."""
+    router = cached_split(experts, names, data, "router", encoder, cache)
+    model = compose(encoder, experts, names, data, cache=cache,
+                    train_config=TrainConfig(seed=seed)).model  # fmt: skip
+    keep = router.targets >= 0
+    side = SIGNALS_PER_EXPERT * len(experts)
+
+    def inputs(split, expert_probs):
+        feats = [richer_features(encoder, getattr(data[d], split).texts, cache) for d in names]
+        return torch.cat([torch.cat(feats), expert_signals(expert_probs, model.masks)], -1)
+
+    probs = model.calibrated(router.expert_probs)
+    x = inputs("router", probs)
+    gate, _ = train_gate(
+        x[keep], probs[keep], router.targets[keep], router.domain_experts[keep],
+        gate_config=GateConfig(top_k=2), domain_idx=router.domain_idx[keep],
+        train_config=TrainConfig(seed=seed, balance_domains=True), side_dim=side,
+    )  # fmt: skip
+    ev_probs = model.calibrated(ev.expert_probs)
+    with torch.inference_mode():
+        return gate(inputs("eval", ev_probs)).weights, ev_probs
 
 
 def run_seed(seed, data, names, encoder, cache, folder) -> dict:
@@ -99,6 +159,10 @@ def run_seed(seed, data, names, encoder, cache, folder) -> dict:
         }
         if model.reads_experts and temperatures is None:
             temperatures = model.temperatures.tolist()
+    weights, probs = richer_gate(seed, experts, names, data, encoder, cache, ev)
+    systems["reads calibrated experts, balanced, on [mean, CLS] last + mean middle layer"] = score(
+        mixture_probs(weights, probs), weights
+    )
     return {"seed": seed, "temperatures": temperatures, "systems": systems}
 
 

@@ -57,13 +57,23 @@ def model_card(composition, card: CardInfo) -> str:
     version = f" v{card.version}" if card.version is not None else ""
     source = f" ([source]({card.source_url}))" if card.source_url else ""
     experts, people, share = people_phrase(len(composition.experts), card.contributors)
+    reads = (
+        ", and every expert's confidence on it (its top probability and entropy),"
+        if composition.reads_experts
+        else ""
+    )
+    calibrated = (
+        " Each expert's output is calibrated by a temperature fitted on held-out router data."
+        if bool((composition.temperatures != 1).any())
+        else ""
+    )
     lines += [
         f"A Mixture-of-Experts text classifier built collaboratively on MoECollab Hub: "
         f"composition{version} of the mixture `{card.mixture or card.title}`{source}. "
         f"{experts} contributed by {people} {share} the frozen "
         f"base encoder `{base}`; a gate reads the encoder's mean-pooled "
-        f"output and sends each input to its top {composition.top_k} expert(s). "
-        f"Labels: {', '.join(f'`{x}`' for x in composition.labels)}.",
+        f"output{reads} and sends each input to its top {composition.top_k} expert(s)."
+        f"{calibrated} Labels: {', '.join(f'`{x}`' for x in composition.labels)}.",
         "",
         "## Use it",
         "",
