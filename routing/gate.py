@@ -28,9 +28,13 @@ def top_k_weights(probs: torch.Tensor, k: int) -> torch.Tensor:
 
 
 class Gate(nn.Module):
-    """Reads (B, in_dim + side_dim) inputs: `in_dim` features, layer-normalised, then
-    `side_dim` side signals read as they are (each expert's confidence, already in [0, 1]),
-    so that signals added for a new expert leave the old ones' normalisation alone."""
+    """Reads (B, in_dim + side_dim) inputs: `in_dim` features, then `side_dim` side signals
+    (each expert's confidence, for a gate that reads its experts), layer-normalised together.
+
+    Normalising the signals with the features scales them up to the features' spread,
+    which the multi-domain benchmark measured as better than reading them as they are
+    (docs/results.md); the price is that a new expert's signals shift the normalisation a
+    little, so a widened gate routes nearly, not exactly, as before."""
 
     def __init__(
         self, in_dim: int, n_experts: int, config: GateConfig | None = None, side_dim: int = 0
@@ -40,17 +44,15 @@ class Gate(nn.Module):
         self.in_dim = in_dim
         self.side_dim = side_dim
         self.n_experts = n_experts
-        self.norm = nn.LayerNorm(in_dim)
-        hidden = self.config.hidden
         width = in_dim + side_dim
+        self.norm = nn.LayerNorm(width)
+        hidden = self.config.hidden
         self.hidden = nn.Linear(width, hidden) if hidden else None
         self.out = nn.Linear(hidden or width, n_experts)
 
     def represent(self, inputs: torch.Tensor) -> torch.Tensor:
         """The representation the output layer reads, (B, H)."""
-        h = self.norm(inputs[:, : self.in_dim])  # (B, D)
-        if self.side_dim:
-            h = torch.cat([h, inputs[:, self.in_dim :]], dim=-1)  # (B, D + S)
+        h = self.norm(inputs)  # (B, D + S)
         if self.hidden is not None:
             h = torch.nn.functional.gelu(self.hidden(h))  # (B, H)
         return h
@@ -84,14 +86,18 @@ class Gate(nn.Module):
     @torch.no_grad()
     def widened(self, side_dim: int) -> Gate:
         """The same gate reading `side_dim` side signals, the new ones (appended) with zero
-        weight: its outputs on the old inputs do not change."""
+        weight after the normalisation: only the normalisation's statistics see them."""
         if side_dim < self.side_dim:
             raise ValueError(f"a gate reading {self.side_dim} side signals cannot read fewer")
         gate = Gate(self.in_dim, self.n_experts, self.config, side_dim)
-        first = gate.hidden if gate.hidden is not None else gate.out
+        old = self.in_dim + self.side_dim
+        first = "hidden" if gate.hidden is not None else "out"
         state = self.state_dict()
-        weight_key = "hidden.weight" if gate.hidden is not None else "out.weight"
-        gate.load_state_dict({k: v for k, v in state.items() if k != weight_key}, strict=False)
-        first.weight.zero_()
-        first.weight[:, : self.in_dim + self.side_dim] = state[weight_key]
+        grown = ("norm.weight", "norm.bias", f"{first}.weight")
+        gate.load_state_dict({k: v for k, v in state.items() if k not in grown}, strict=False)
+        gate.norm.weight[:old] = state["norm.weight"]
+        gate.norm.bias[:old] = state["norm.bias"]
+        layer = getattr(gate, first)
+        layer.weight.zero_()
+        layer.weight[:, :old] = state[f"{first}.weight"]
         return gate

@@ -72,14 +72,14 @@ class MultiLoRALinear(nn.Linear):
 class Gate(nn.Module):
     def __init__(self, dim, n_experts, hidden, side_dim=0):
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
+        self.norm = nn.LayerNorm(dim + side_dim)
         self.hidden = nn.Linear(dim + side_dim, hidden) if hidden else None
         self.out = nn.Linear(hidden or dim + side_dim, n_experts)
 
     def forward(self, features, signals=None):
-        h = self.norm(features)  # (B, D)
         if signals is not None:
-            h = torch.cat([h, signals], dim=-1)  # (B, D + 2N)
+            features = torch.cat([features, signals], dim=-1)  # (B, D + 2N)
+        h = self.norm(features)  # (B, D + 2N), features and signals normalised together
         if self.hidden is not None:
             h = F.gelu(self.hidden(h))  # (B, H)
         return self.out(h)  # (B, N)
