@@ -1,8 +1,8 @@
-"""Can the gate beat the monolithic model? Routing variants for `head` experts, measured
-on the multi-domain benchmark's data, splits, experts and baseline (bench/paper.py's
-`full` profile), over seeds. Every variant trains only on the router split.
-
-Every variant is the hub's own `compose` (top-2) with other `ClassifierRouting` settings:
+"""Can the gate beat the monolithic model? Routing variants for `head` experts (or, with
+`--kind lora`, `lora` experts), measured on the multi-domain benchmark's data, splits,
+experts and baseline (bench/paper.py's `full` profile), over seeds. Every variant trains
+only on the router split, and all but the last are the hub's own `compose` (top-2) with
+other `ClassifierRouting` settings:
 
 - `gate (features only)`: the hub's gate before it read its experts (mean-pooled features).
 - `balanced`: router examples drawn with equal weight per domain.
@@ -10,11 +10,12 @@ Every variant is the hub's own `compose` (top-2) with other `ClassifierRouting` 
   probability and its normalised entropy (free for `head` experts, whose outputs come
   from the shared features).
 - `calibrated`: each expert's temperature fitted on the router split before mixing.
-- combinations of those (all three: the hub's default), a wider gate, and a gate that
-  reads more of the base model (the last layer's mean and [CLS] vector and the middle
-  layer's mean).
+- combinations of those (all three: the hub's default), a wider gate, and, outside the
+  hub, a gate that reads more of the base model (the last layer's mean and [CLS] vector
+  and the middle layer's mean); for `lora` experts, a gate that reads them (which needs
+  every expert's pass, so the hub does not).
 
-    .venv/bin/python bench/routing_study.py [--seeds 3] [--quick]
+    .venv/bin/python bench/routing_study.py [--seeds 3] [--quick] [--kind head|lora]
 """
 
 from __future__ import annotations
@@ -45,7 +46,11 @@ from routing.kinds.classification.calibration import (  # noqa: E402
     SIGNALS_PER_EXPERT,
     expert_signals,
 )
-from routing.kinds.classification.composing import cached_split, compose  # noqa: E402
+from routing.kinds.classification.composing import (  # noqa: E402
+    cached_split,
+    compose,
+    expert_log_probs,
+)
 from routing.kinds.classification.encoder import BaseEncoder  # noqa: E402
 from routing.kinds.classification.model import union_labels  # noqa: E402
 from routing.kinds.classification.scoring import evaluate_predictions  # noqa: E402
@@ -63,6 +68,10 @@ VARIANTS = {  # name: (ClassifierRouting fields, gate hidden width)
     "calibrated": ({"read_experts": False, "balance_domains": False}, 128),
     "reads calibrated experts, balanced (the hub's default)": ({}, 128),
     "wider gate (512), reads calibrated experts, balanced": ({}, 512),
+}
+LORA_VARIANTS = {  # a gate over lora experts reads the features only
+    "gate (features only)": ({"calibrate": False, "balance_domains": False}, 128),
+    "calibrated, balanced (the hub's default)": ({}, 128),
 }
 
 
@@ -91,23 +100,26 @@ def richer_features(encoder, texts: list[str], cache) -> torch.Tensor:
     )
 
 
-def richer_gate(
-    seed, experts, names, data, encoder, cache, ev
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The hub's recipe (reads calibrated experts, balanced) on the richer features ->
-    (top-2 weights on the eval split, the calibrated eval expert_probs)."""
+def custom_gate(seed, experts, names, data, encoder, cache, ev, *, richer: bool):
+    """The hub's recipe (reads calibrated experts, balanced) outside the hub's `compose`:
+    on the richer features (`richer`), or reading `lora` experts (which the hub does not
+    do: it needs every expert's pass) -> (top-2 weights on the eval split, the calibrated
+    eval expert_probs)."""
     router = cached_split(experts, names, data, "router", encoder, cache)
+    # the hub's composition of the same experts, for its temperatures and label masks
     model = compose(encoder, experts, names, data, cache=cache,
                     train_config=TrainConfig(seed=seed)).model  # fmt: skip
     keep = router.targets >= 0
     side = SIGNALS_PER_EXPERT * len(experts)
 
-    def inputs(split, expert_probs):
-        feats = [richer_features(encoder, getattr(data[d], split).texts, cache) for d in names]
-        return torch.cat([torch.cat(feats), expert_signals(expert_probs, model.masks)], -1)
+    def inputs(split, expert_probs, features):
+        if richer:
+            parts = [richer_features(encoder, getattr(data[d], split).texts, cache) for d in names]
+            features = torch.cat(parts)
+        return torch.cat([features, expert_signals(expert_probs, model.masks)], -1)
 
     probs = model.calibrated(router.expert_probs)
-    x = inputs("router", probs)
+    x = inputs("router", probs, router.features)
     gate, _ = train_gate(
         x[keep], probs[keep], router.targets[keep], router.domain_experts[keep],
         gate_config=GateConfig(top_k=2), domain_idx=router.domain_idx[keep],
@@ -115,14 +127,14 @@ def richer_gate(
     )  # fmt: skip
     ev_probs = model.calibrated(ev.expert_probs)
     with torch.inference_mode():
-        return gate(inputs("eval", ev_probs)).weights, ev_probs
+        return gate(inputs("eval", ev_probs, ev.features)).weights, ev_probs
 
 
-def run_seed(seed, data, names, encoder, cache, folder) -> dict:
-    experts, _ = train_experts("head", encoder, data, cache, folder, seed, 1)
+def run_seed(kind, seed, data, names, encoder, cache, folder) -> dict:
+    experts, _ = train_experts(kind, encoder, data, cache, folder, seed, 1)
     labels = union_labels([e.labels for e in experts])
     budget = sum(e.header.num_parameters for e in experts)
-    mono, _, _ = train_monolithic("head", encoder, data, labels, cache, folder, seed, 1, budget)
+    mono, _, _ = train_monolithic(kind, encoder, data, labels, cache, folder, seed, 1, budget)
     ev = cached_split(experts, names, data, "eval", encoder, cache)
     n = len(experts)
     bbc = names.index("bbc")
@@ -138,13 +150,17 @@ def run_seed(seed, data, names, encoder, cache, folder) -> dict:
         }
 
     systems = {}
-    with torch.inference_mode():
-        mono_p = torch.softmax(mono.head(ev.features), -1)
+    if kind == "head":
+        with torch.inference_mode():
+            mono_p = torch.softmax(mono.head(ev.features), -1)
+    else:
+        texts = [t for d in names for t in data[d].eval.texts]
+        mono_p = expert_log_probs(mono, encoder, texts, cache).exp()
     systems["monolithic"] = score(mono_p, torch.ones(len(ev.targets), 1))
     oracle = torch.nn.functional.one_hot(ev.domain_idx, n).float()
     systems["oracle"] = score(mixture_probs(oracle, ev.expert_probs), oracle)
     temperatures = None
-    for name, (options, hidden) in VARIANTS.items():
+    for name, (options, hidden) in (VARIANTS if kind == "head" else LORA_VARIANTS).items():
         composed = compose(
             encoder, experts, names, data, cache=cache,
             gate_config=GateConfig(top_k=2, hidden=hidden),
@@ -157,12 +173,16 @@ def run_seed(seed, data, names, encoder, cache, folder) -> dict:
             **score(None, weights, composed.report),
             "gate_seconds": model.info["gate_seconds"],
         }
-        if model.reads_experts and temperatures is None:
+        if temperatures is None and (model.temperatures != 1).any():
             temperatures = model.temperatures.tolist()
-    weights, probs = richer_gate(seed, experts, names, data, encoder, cache, ev)
-    systems["reads calibrated experts, balanced, on [mean, CLS] last + mean middle layer"] = score(
-        mixture_probs(weights, probs), weights
+    custom = {
+        "head": "reads calibrated experts, balanced, on [mean, CLS] last + mean middle layer",
+        "lora": "reads calibrated experts, balanced (every expert's pass: dense cost)",
+    }[kind]
+    weights, probs = custom_gate(
+        seed, experts, names, data, encoder, cache, ev, richer=kind == "head"
     )
+    systems[custom] = score(mixture_probs(weights, probs), weights)
     return {"seed": seed, "temperatures": temperatures, "systems": systems}
 
 
@@ -170,10 +190,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--kind", choices=("head", "lora"), default="head")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    profile = PROFILES["quick" if args.quick else "full"]["head"]
+    profile = PROFILES["quick" if args.quick else "full"][args.kind]
     data = limited_domains(profile, None)
     names = list(data)
     encoder = BaseEncoder()
@@ -182,7 +203,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         for seed in range(args.seeds):
             log(f"seed {seed}")
-            runs.append(run_seed(seed, data, names, encoder, cache, Path(folder)))
+            runs.append(run_seed(args.kind, seed, data, names, encoder, cache, Path(folder)))
     systems = list(runs[0]["systems"])
     print(f"\n{'system':45} {'accuracy %':>14} {'bbc %':>7} {'bbc kept %':>10} "
           f"{'vs mono':>8} {'of oracle':>9}")  # fmt: skip
