@@ -65,16 +65,23 @@ def main(argv=None) -> None:
     n, e, d = args.examples, args.experts, args.hidden_size
     u = e * args.labels
     domain = torch.arange(n) % e
-    centres = torch.randn(e, d)
-    features = centres[domain] + 0.8 * torch.randn(n, d)  # (n, D)
+    centres = torch.randn(e, 3 * d)
+    # what the hub's gate reads of the base pass: the last layer's mean and [CLS] vector and
+    # the middle layer's mean (3D)
+    features = centres[domain] + 0.8 * torch.randn(n, 3 * d)  # (n, 3D)
     print(
         f"{args.threads} CPU threads, torch {torch.__version__}; n={n:,} router examples, "
-        f"N={e} experts, U={u} union labels, D={d}"
+        f"N={e} experts, U={u} union labels, D={d}, the gate reads 3D features"
     )
     print(
         f"{'expert kind':<12}{'gate reads':>16}{'expert params':>14}{'cached tensor MB':>18}"
         f"{'cold s':>8}{'warm s':>8}{'steps':>7}"
     )
+    # a worker is a long-lived process: PyTorch's one-off warm-up is not a retrain's cost
+    warm_up = torch.zeros(64, e, u)
+    warm_up[:, :, 0] = 1
+    retrain(features[:64], warm_up, torch.zeros(64, dtype=torch.long), domain[:64, None] ==
+            torch.arange(e)[None], True, domain[:64], epochs=1)  # fmt: skip
     for kind, params in (
         ("head", d * 256 + 256 * args.labels),
         ("lora", 6 * 2 * 2 * 8 * d + d * args.labels),

@@ -67,7 +67,6 @@ def run_kind(kind, profile, encoder, cache, limit, folder) -> dict:
         for split in (d.train, d.router, d.eval):
             cache.features(encoder, split.texts, progress=f"{name} features")
         embed_seconds[name] = time.perf_counter() - t0
-    d_model = encoder.hidden_size
     spec = encoder.spec
     eval_texts = [t for d in data.values() for t in d.eval.texts]
     eval_tokens = token_counts(encoder, eval_texts)
@@ -124,7 +123,9 @@ def run_kind(kind, profile, encoder, cache, limit, folder) -> dict:
                 trained[key] = composed.model
                 gate_seconds[name] = composed.model.info["gate_seconds"]
             model = trained[key]
-            probs, w = model.mix_cached(ev.features, ev.expert_probs, top_k=k)
+            split = cached_split(experts, names, data, "eval", encoder, cache,
+                                 gate_features=model.gate_features)  # fmt: skip
+            probs, w = model.mix_cached(split.gate_features, split.expert_probs, top_k=k)
             systems[name] = score(probs, w)
             gates[name] = (model, k, w)
 
@@ -134,7 +135,8 @@ def run_kind(kind, profile, encoder, cache, limit, folder) -> dict:
         )  # (n_eval, N)
         flops = {}
         for name, (model, _, w) in gates.items():
-            gate_cost = mlp_flops([d_model + model.gate.side_dim, GateConfig().hidden, n])
+            gate = model.gate
+            gate_cost = mlp_flops([gate.in_dim + gate.side_dim, GateConfig().hidden, n])
             # a gate that reads its (head) experts runs every head before it routes
             ran = torch.ones_like(w) if model.reads_experts else (w > 0).float()
             flops[name] = float((base_flops + gate_cost + (ran * per_expert).sum(1)).mean())

@@ -1,19 +1,19 @@
 """Can the gate beat the monolithic model? Routing variants for `head` experts (or, with
 `--kind lora`, `lora` experts), measured on the multi-domain benchmark's data, splits,
 experts and baseline (bench/paper.py's `full` profile), over seeds. Every variant trains
-only on the router split, and all but the last are the hub's own `compose` (top-2) with
-other `ClassifierRouting` settings:
+only on the router split and is the hub's own `compose` (top-2) with other
+`ClassifierRouting` settings (for `lora` experts, all but the last):
 
-- `gate (features only)`: the hub's gate before it read its experts (mean-pooled features).
+- `gate (features only)`: the paper's gate (the last layer's mean-pooled features).
 - `balanced`: router examples drawn with equal weight per domain.
 - `reads experts`: the gate also reads what each expert says about the input: its top
   probability and its normalised entropy (free for `head` experts, whose outputs come
   from the shared features).
 - `calibrated`: each expert's temperature fitted on the router split before mixing.
-- combinations of those (all three: the hub's default), a wider gate, and, outside the
-  hub, a gate that reads more of the base model (the last layer's mean and [CLS] vector
-  and the middle layer's mean); for `lora` experts, a gate that reads them (which needs
-  every expert's pass, so the hub does not).
+- combinations of those, a wider gate, and a gate that reads more of the base model (the
+  last layer's mean and [CLS] vector and the middle layer's mean, from the same pass);
+  all of them together are the hub's default. For `lora` experts, the last row is a gate
+  that reads them, outside the hub (it needs every expert's pass, so the hub does not).
 
     .venv/bin/python bench/routing_study.py [--seeds 3] [--quick] [--kind head|lora]
 """
@@ -39,7 +39,7 @@ from bench.paper_systems import (  # noqa: E402
     train_experts,
     train_monolithic,
 )
-from routing.cache import TensorCache, texts_hash  # noqa: E402
+from routing.cache import TensorCache  # noqa: E402
 from routing.config import ClassifierRouting, GateConfig, TrainConfig, from_dict  # noqa: E402
 from routing.gate_training import train_gate  # noqa: E402
 from routing.kinds.classification.calibration import (  # noqa: E402
@@ -55,79 +55,53 @@ from routing.kinds.classification.encoder import BaseEncoder  # noqa: E402
 from routing.kinds.classification.model import union_labels  # noqa: E402
 from routing.kinds.classification.scoring import evaluate_predictions  # noqa: E402
 from routing.losses import mixture_probs  # noqa: E402
-from routing.tensors import mean_pool  # noqa: E402
 
+MEAN = {"gate_features": "mean"}  # the mean-pooled last layer, as the experts read it
 VARIANTS = {  # name: (ClassifierRouting fields, gate hidden width)
     "gate (features only)": (
-        {"read_experts": False, "calibrate": False, "balance_domains": False},
-        128,
-    ),  # noqa: E501
-    "balanced": ({"read_experts": False, "calibrate": False}, 128),
-    "reads experts": ({"calibrate": False, "balance_domains": False}, 128),
-    "reads experts, balanced": ({"calibrate": False}, 128),
-    "calibrated": ({"read_experts": False, "balance_domains": False}, 128),
-    "reads calibrated experts, balanced (the hub's default)": ({}, 128),
-    "wider gate (512), reads calibrated experts, balanced": ({}, 512),
+        {**MEAN, "read_experts": False, "calibrate": False, "balance_domains": False}, 128
+    ),
+    "balanced": ({**MEAN, "read_experts": False, "calibrate": False}, 128),
+    "reads experts": ({**MEAN, "calibrate": False, "balance_domains": False}, 128),
+    "reads experts, balanced": ({**MEAN, "calibrate": False}, 128),
+    "calibrated": ({**MEAN, "read_experts": False, "balance_domains": False}, 128),
+    "reads calibrated experts, balanced": (MEAN, 128),
+    "wider gate (512), reads calibrated experts, balanced": (MEAN, 512),
+    "gate on [mean, CLS] last + mean middle layer, features only": (
+        {"read_experts": False, "calibrate": False, "balance_domains": False}, 128
+    ),
+    "[mean, CLS] last + mean middle, reads calibrated experts, balanced (the hub's default)": (
+        {}, 128
+    ),
+}  # fmt: skip
+LORA_VARIANTS = {  # the hub's gate over lora experts does not read them
+    "gate (features only)": ({**MEAN, "calibrate": False, "balance_domains": False}, 128),
+    "calibrated, balanced": (MEAN, 128),
+    "[mean, CLS] last + mean middle, calibrated, balanced (the hub's default)": ({}, 128),
 }
-LORA_VARIANTS = {  # a gate over lora experts reads the features only
-    "gate (features only)": ({"calibrate": False, "balance_domains": False}, 128),
-    "calibrated, balanced (the hub's default)": ({}, 128),
-}
 
 
-@torch.inference_mode()
-def richer_features(encoder, texts: list[str], cache) -> torch.Tensor:
-    """(n, 3D): the mean-pooled last layer, its [CLS] vector and the mean-pooled middle
-    layer, for a gate that reads more of the base model than the hub's mean-pooled last
-    layer. Cached like the hub's features."""
-
-    def compute():
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = torch.empty(len(texts), 3 * encoder.hidden_size)
-        for start in range(0, len(order), 64):
-            idx = order[start : start + 64]
-            batch = encoder.tokenize([texts[i] for i in idx])
-            hidden = encoder.model(**batch, output_hidden_states=True).hidden_states
-            mask = batch["attention_mask"]
-            last, middle = hidden[-1], hidden[len(hidden) // 2]
-            out[idx] = torch.cat(
-                [mean_pool(last, mask), last[:, 0], mean_pool(middle, mask)], -1
-            ).float()
-        return out
-
-    return cache.get_or_compute(
-        "features-richer", (encoder.fingerprint, texts_hash(texts)), compute
-    )
-
-
-def custom_gate(seed, experts, names, data, encoder, cache, ev, *, richer: bool):
-    """The hub's recipe (reads calibrated experts, balanced) outside the hub's `compose`:
-    on the richer features (`richer`), or reading `lora` experts (which the hub does not
-    do: it needs every expert's pass) -> (top-2 weights on the eval split, the calibrated
-    eval expert_probs)."""
+def reading_lora_experts(seed, experts, names, data, encoder, cache, ev):
+    """A gate that reads calibrated `lora` experts, balanced, outside the hub's `compose`
+    (which does not do it: it needs every expert's pass) -> (top-2 weights on the eval
+    split, the calibrated eval expert_probs)."""
     router = cached_split(experts, names, data, "router", encoder, cache)
     # the hub's composition of the same experts, for its temperatures and label masks
     model = compose(encoder, experts, names, data, cache=cache,
                     train_config=TrainConfig(seed=seed)).model  # fmt: skip
     keep = router.targets >= 0
-    side = SIGNALS_PER_EXPERT * len(experts)
-
-    def inputs(split, expert_probs, features):
-        if richer:
-            parts = [richer_features(encoder, getattr(data[d], split).texts, cache) for d in names]
-            features = torch.cat(parts)
-        return torch.cat([features, expert_signals(expert_probs, model.masks)], -1)
-
     probs = model.calibrated(router.expert_probs)
-    x = inputs("router", probs, router.features)
+    x = torch.cat([router.features, expert_signals(probs, model.masks)], -1)
     gate, _ = train_gate(
         x[keep], probs[keep], router.targets[keep], router.domain_experts[keep],
         gate_config=GateConfig(top_k=2), domain_idx=router.domain_idx[keep],
-        train_config=TrainConfig(seed=seed, balance_domains=True), side_dim=side,
+        train_config=TrainConfig(seed=seed, balance_domains=True),
+        side_dim=SIGNALS_PER_EXPERT * len(experts),
     )  # fmt: skip
     ev_probs = model.calibrated(ev.expert_probs)
+    ev_x = torch.cat([ev.features, expert_signals(ev_probs, model.masks)], -1)
     with torch.inference_mode():
-        return gate(inputs("eval", ev_probs, ev.features)).weights, ev_probs
+        return gate(ev_x).weights, ev_probs
 
 
 def run_seed(kind, seed, data, names, encoder, cache, folder) -> dict:
@@ -167,22 +141,18 @@ def run_seed(kind, seed, data, names, encoder, cache, folder) -> dict:
             train_config=TrainConfig(seed=seed),
             routing=from_dict(ClassifierRouting, options),
         )  # fmt: skip
-        model = composed.model
-        _, weights = model.mix_cached(ev.features, ev.expert_probs)
+        model, split = composed.model, composed.eval_split
+        _, weights = model.mix_cached(split.gate_features, split.expert_probs)
         systems[name] = {
             **score(None, weights, composed.report),
             "gate_seconds": model.info["gate_seconds"],
         }
         if temperatures is None and (model.temperatures != 1).any():
             temperatures = model.temperatures.tolist()
-    custom = {
-        "head": "reads calibrated experts, balanced, on [mean, CLS] last + mean middle layer",
-        "lora": "reads calibrated experts, balanced (every expert's pass: dense cost)",
-    }[kind]
-    weights, probs = custom_gate(
-        seed, experts, names, data, encoder, cache, ev, richer=kind == "head"
-    )
-    systems[custom] = score(mixture_probs(weights, probs), weights)
+    if kind == "lora":
+        weights, probs = reading_lora_experts(seed, experts, names, data, encoder, cache, ev)
+        name = "reads calibrated experts, balanced (every expert's pass: dense cost)"
+        systems[name] = score(mixture_probs(weights, probs), weights)
     return {"seed": seed, "temperatures": temperatures, "systems": systems}
 
 

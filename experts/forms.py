@@ -141,6 +141,15 @@ class MixtureForm(forms.ModelForm):
                 **options,
             )
         classifier = routing.get("classifier") or to_dict(ClassifierRouting())
+        self.fields["classifier_gate_features"] = forms.ChoiceField(
+            label="Classifier: gate features",
+            choices=[(c, c) for c in mixtures.GATE_FEATURES],
+            initial=classifier.get("gate_features"),
+            required=False,
+            help_text="what the gate reads of the base model: mean-cls-middle (the last "
+            "layer's mean and [CLS] vector and the middle layer's mean, one pass) or mean "
+            "(the last layer's mean, as the experts) (classification mixtures)",
+        )
         for name, help_text in CLASSIFIER_FIELDS.items():
             self.fields[f"classifier_{name}"] = forms.BooleanField(
                 label=f"Classifier: {name.replace('_', ' ')}",
@@ -184,6 +193,8 @@ class MixtureForm(forms.ModelForm):
             given["lm"] = {n: v for n, v in lm.items() if v not in (None, "")}
         else:
             given["classifier"] = {n: bool(data.get(f"classifier_{n}")) for n in CLASSIFIER_FIELDS}
+            if data.get("classifier_gate_features"):
+                given["classifier"]["gate_features"] = data["classifier_gate_features"]
         if None not in given["gate"].values() and None not in given["loss"].values():
             try:
                 self.instance.routing = mixtures.clean_routing(given, task_type)

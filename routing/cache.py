@@ -106,6 +106,17 @@ class TensorCache:
             lambda: encoder.embed(texts, progress=progress),
         )
 
+    def gate_features(self, encoder, texts: list[str], how: str, *, progress=False):
+        """What a gate reads from the base pass (`BaseEncoder.base_pass`) for `texts`; the
+        mean-pooled features are the `features` entry itself."""
+        if how == "mean":
+            return self.features(encoder, texts, progress=progress)
+        return self.get_or_compute(
+            "gate-features",
+            (encoder.fingerprint, how, texts_hash(texts)),
+            lambda: encoder.embed(texts, gate_features=how, progress=progress),
+        )
+
     def expert_outputs(
         self, expert_key: str, encoder, texts: list[str], compute: Callable[[], torch.Tensor]
     ) -> torch.Tensor:

@@ -42,9 +42,9 @@ class TrainConfig:
     epochs: int = 20
     min_steps: int = 300  # small router sets still get this many optimiser steps
     balance_domains: bool = False  # draw router examples with equal total weight per domain
-    batch_size: int = 256  # grows for large sets so an epoch is at most max_steps_per_epoch
-    max_steps_per_epoch: int = 40
-    example_budget: int = 160_000  # large sets get fewer epochs: at most this many examples seen
+    batch_size: int = 256
+    max_steps_per_epoch: int = 40  # a larger set is sampled: an epoch draws this many batches
+    example_budget: int = 100_000  # large sets get fewer epochs: at most this many examples seen
     lr: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 0
@@ -77,6 +77,11 @@ class LMRouting:
     mixing: str = "mix"  # mix: p = sum_k g_k p_k; merge: one pass with sum_k g_k dW_k
 
 
+# What a classification gate reads of the frozen base pass: the last layer's mean, its
+# [CLS] vector and the middle layer's mean; or the last layer's mean alone, as the experts.
+GATE_FEATURES = ("mean-cls-middle", "mean")
+
+
 @dataclass
 class ClassifierRouting:
     """How a classification mixture's gate reads and mixes its experts (docs/routing.md).
@@ -85,6 +90,7 @@ class ClassifierRouting:
     benchmark (docs/results.md, "Routing variants for head experts").
     """
 
+    gate_features: str = GATE_FEATURES[0]  # what the gate reads of the base pass
     read_experts: bool = True  # the gate also reads each head expert's confidence and entropy
     calibrate: bool = True  # one temperature per expert, fitted on its domain's router split
     balance_domains: bool = True  # router examples drawn with equal total weight per domain

@@ -12,7 +12,15 @@ from dataclasses import fields
 from django.conf import settings
 from django.db import transaction
 
-from routing.config import ClassifierRouting, GateConfig, LMRouting, LossWeights, from_dict, to_dict
+from routing.config import (
+    GATE_FEATURES,
+    ClassifierRouting,
+    GateConfig,
+    LMRouting,
+    LossWeights,
+    from_dict,
+    to_dict,
+)
 
 from ..models import Expert, Mixture
 from .domains import data_labels
@@ -93,7 +101,12 @@ def _clean_classifier(value) -> dict:
     except ValueError as exc:
         raise ValueError(f"routing.classifier: {exc}") from None
     for name, given in options.items():
-        if not isinstance(given, bool):
+        if name == "gate_features":
+            if given not in GATE_FEATURES:
+                raise ValueError(
+                    f"routing.classifier.gate_features must be one of {list(GATE_FEATURES)}"
+                )
+        elif not isinstance(given, bool):
             raise ValueError(f"routing.classifier.{name} must be true or false, not {given!r}")
     return options
 

@@ -73,13 +73,20 @@ def test_maintainers_change_settings_and_bad_routing_is_refused_with_why(charlie
     )
     # unticked, the classifier's routing options are off, and the mixture's page says so
     assert mixture.routing["classifier"] == {
+        "gate_features": "mean-cls-middle",
         "read_experts": False,
         "calibrate": False,
         "balance_domains": False,
     }
     page = client.get("/m/weather-food/").content.decode()
-    assert "the gate reads the text's features only; experts not calibrated" in page
-    ticked = {"classifier_read_experts": "on", "classifier_calibrate": "on"}
+    assert (
+        "reads the base model's last layer (mean and [CLS]) and middle layer; experts not" in page
+    )
+    ticked = {
+        "classifier_read_experts": "on",
+        "classifier_calibrate": "on",
+        "classifier_gate_features": "mean",
+    }
     assert (
         client.post("/m/weather-food/settings/", {**base, **routing_fields(), **ticked}).status_code
         == 302
@@ -87,7 +94,8 @@ def test_maintainers_change_settings_and_bad_routing_is_refused_with_why(charlie
     mixture.refresh_from_db()
     assert mixture.routing["classifier"]["read_experts"] is True
     page = client.get("/m/weather-food/").content.decode()
-    assert "reads each head expert's confidence" in page and "domains weigh by" in page
+    assert "mean-pooled last layer and each head expert's confidence" in page
+    assert "domains weigh by" in page
     bad = client.post("/m/weather-food/settings/", {**base, **routing_fields(gate_temperature=0)})
     assert bad.status_code == 400 and "temperature must be above 0" in bad.content.decode()
     assert client_for(bob).get("/m/weather-food/settings/").status_code == 404
@@ -149,6 +157,7 @@ def test_the_api_opens_and_changes_mixtures_and_their_domains(alice, bob, mixtur
     body = made.json()
     assert body["routing"]["gate"]["top_k"] == 1 and body["routing"]["gate"]["temperature"] == 1.0
     assert body["routing"]["classifier"] == {
+        "gate_features": "mean-cls-middle",
         "read_experts": True,
         "calibrate": True,
         "balance_domains": True,
@@ -165,6 +174,7 @@ def test_the_api_opens_and_changes_mixtures_and_their_domains(alice, bob, mixtur
     for wrong, why in (
         ({"read_experts": "yes"}, "routing.classifier.read_experts must be true or false"),
         ({"sharpen": True}, "unknown ClassifierRouting keys: sharpen"),
+        ({"gate_features": "cls"}, "gate_features must be one of ['mean-cls-middle', 'mean']"),
     ):
         bad = client.patch(
             "/api/mixtures/alices/", {"routing": {"classifier": wrong}}, format="json"

@@ -96,8 +96,15 @@ def test_the_hubs_compositions_read_their_calibrated_head_experts(
     composed = compose(tiny_encoder, experts, names, data, cache=cache)
     model, report = composed.model, composed.report
     assert model.reads_experts and model.gate.side_dim == 2 * len(experts)
+    assert model.gate_features == "mean-cls-middle"
+    assert model.gate.in_dim == 3 * tiny_encoder.hidden_size  # last mean, [CLS], middle mean
     assert model.temperatures.shape == (3,) and (model.temperatures > 0).all()
-    defaults = {"read_experts": True, "calibrate": True, "balance_domains": True}
+    defaults = {
+        "gate_features": "mean-cls-middle",
+        "read_experts": True,
+        "calibrate": True,
+        "balance_domains": True,
+    }
     assert model.info["routing"] == defaults
     assert model.info["train"]["balance_domains"] is True
     assert (torch.tensor(report["routing_matrix"]).diagonal() > 0.9).all(), report
@@ -105,12 +112,13 @@ def test_the_hubs_compositions_read_their_calibrated_head_experts(
     ev = composed.eval_split
     texts = [t for d in names for t in data[d].eval.texts]
     probs, weights = model.predict_proba(texts)
-    cached_probs, cached_weights = model.mix_cached(ev.features, ev.expert_probs)
+    cached_probs, cached_weights = model.mix_cached(ev.gate_features, ev.expert_probs)
     assert torch.allclose(weights, cached_weights, atol=1e-5)
     assert torch.allclose(probs, cached_probs, atol=1e-5)
     # saved and loaded, it reads and calibrates the same way
     loaded = MoEClassifier.load(model.save(tmp_path / "c"), encoder=tiny_encoder)
     assert loaded.reads_experts and torch.allclose(loaded.temperatures, model.temperatures)
+    assert loaded.gate_features == "mean-cls-middle"
     assert torch.allclose(loaded.predict_proba(texts)[0], probs, atol=1e-6)
     config = json.loads((tmp_path / "c" / "config.json").read_text())
     assert config["gate_reads_experts"] is True and len(config["temperatures"]) == 3
@@ -145,11 +153,15 @@ def test_a_mixture_with_a_lora_expert_keeps_a_gate_on_the_features(tmp_path, tin
     assert composed.model.reads_experts is False and composed.model.gate.side_dim == 0
     assert composed.model.info["routing"]["read_experts"] is True  # asked, but not possible
     with pytest.raises(ValueError, match="head experts only"):
-        MoEClassifier(tiny_encoder, experts, domains, Gate(32, 2, side_dim=4), reads_experts=True)
-    split = cached_split(experts, domains, data, "eval", tiny_encoder, cache)
+        MoEClassifier(
+            tiny_encoder, experts, domains, Gate(tiny_encoder.hidden_size, 2, side_dim=4),
+            reads_experts=True,
+        )  # fmt: skip
+    how = composed.model.gate_features
+    split = cached_split(experts, domains, data, "eval", tiny_encoder, cache, gate_features=how)
     texts = [t for d in dict.fromkeys(domains) for t in data[d].eval.texts]
     probs, _ = composed.model.predict_proba(texts)
-    cached, _ = composed.model.mix_cached(split.features, split.expert_probs)
+    cached, _ = composed.model.mix_cached(split.gate_features, split.expert_probs)
     assert torch.allclose(probs, cached, atol=1e-5)
 
 
@@ -160,17 +172,18 @@ def test_the_exported_model_reads_and_calibrates_its_experts_as_the_hub_does(
 
     experts, domains = _experts(tmp_path, tiny_encoder, kinds=("head", "head", "head"))
     torch.manual_seed(1)
-    gate = Gate(tiny_encoder.hidden_size, 3, GateConfig(top_k=2, hidden=8), side_dim=6)
+    width = 3 * tiny_encoder.hidden_size  # the last layer's mean and [CLS], the middle's mean
+    gate = Gate(width, 3, GateConfig(top_k=2, hidden=8), side_dim=6)
     with torch.no_grad():
         gate.hidden.weight[:, -6:] += torch.randn(8, 6) * 3  # the signals matter
-    temps = torch.tensor([0.5, 1.0, 2.5])
-    model = MoEClassifier(
-        tiny_encoder, experts, domains, gate, temperatures=temps, reads_experts=True
-    )
+    temps = torch.tensor([0.5, 0.3, 2.5])
+    options = {"reads_experts": True, "gate_features": "mean-cls-middle"}
+    model = MoEClassifier(tiny_encoder, experts, domains, gate, temperatures=temps, **options)
     folder = export_composition(model, tmp_path / "export")
     config = json.loads((folder / "config.json").read_text())
     assert config["gate"]["reads_experts"] is True
-    assert config["gate"]["expert_temperatures"] == [0.5, 1.0, 2.5]
+    assert config["gate"]["features"] == "mean-cls-middle"
+    assert config["gate"]["expert_temperatures"] == [0.5, 0.3, 2.5]
     exported = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     want, want_weights = model.predict_proba(TEXTS)
@@ -179,13 +192,11 @@ def test_the_exported_model_reads_and_calibrates_its_experts_as_the_hub_does(
     assert torch.allclose(out.logits.softmax(-1), want, atol=1e-5)
     assert torch.allclose(out.router_weights, want_weights, atol=1e-5)
     # and the temperatures and the signals change the answer (the test can fail)
-    uncalibrated = MoEClassifier(tiny_encoder, experts, domains, gate, reads_experts=True)
+    uncalibrated = MoEClassifier(tiny_encoder, experts, domains, gate, **options)
     assert not torch.allclose(uncalibrated.predict_proba(TEXTS)[0], want, atol=1e-3)
-    deaf = Gate(tiny_encoder.hidden_size, 3, GateConfig(top_k=2, hidden=8), side_dim=6)
+    deaf = Gate(width, 3, GateConfig(top_k=2, hidden=8), side_dim=6)
     deaf.load_state_dict(gate.state_dict())
     with torch.no_grad():
         deaf.hidden.weight[:, -6:] = 0
-    deaf_model = MoEClassifier(
-        tiny_encoder, experts, domains, deaf, temperatures=temps, reads_experts=True
-    )
+    deaf_model = MoEClassifier(tiny_encoder, experts, domains, deaf, temperatures=temps, **options)
     assert not torch.allclose(deaf_model.predict_proba(TEXTS)[1], want_weights, atol=1e-3)

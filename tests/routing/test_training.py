@@ -89,7 +89,8 @@ def test_the_gate_learns_to_route_each_domain_to_its_expert(trained, tiny_encode
 def test_a_warm_started_gate_keeps_the_old_experts_routing(trained, tiny_encoder, cache):
     data, experts = trained
     old_data = {k: data[k] for k in ("weather", "food")}
-    features_only = ClassifierRouting(read_experts=False)  # the gate reads the features
+    # the gate reads the mean-pooled features only
+    features_only = ClassifierRouting(gate_features="mean", read_experts=False)
     composed = compose(
         tiny_encoder,
         experts[:2],
@@ -142,7 +143,9 @@ def test_entropy_regularisation_raises_load_balance(trained, tiny_encoder, cache
             routing=ClassifierRouting(balance_domains=False),
         )
         comp, _ = composed.model, composed.report
-        split = cached_split(experts, names, skewed, "router", tiny_encoder, cache)
+        split = cached_split(
+            experts, names, skewed, "router", tiny_encoder, cache, gate_features=comp.gate_features
+        )
         entropies.append(evaluate_cached(comp, split)["utilisation"]["entropy"])
     assert entropies[1] > entropies[0] + 0.05, entropies
 

@@ -231,6 +231,7 @@ def cmd_evaluate(args) -> int:
         composition.encoder,
         TensorCache(args.cache),
         progress=True,
+        gate_features=composition.gate_features,
     )
     report = evaluate_cached(composition, split, args.top_k)
     if args.json:

@@ -29,7 +29,7 @@ from .calibration import (
     gate_inputs,
     label_masks,
 )
-from .encoder import BaseEncoder
+from .encoder import GATE_MEAN, BaseEncoder
 from .experts import ClassifierExpert
 from .model import MoEClassifier, union_labels
 from .scoring import accuracy, evaluate_predictions
@@ -71,13 +71,14 @@ def expert_log_probs(
 class CachedSplit:
     """One split of every domain, as the tensors a gate trains or is scored on."""
 
-    features: torch.Tensor  # (n, D)
+    features: torch.Tensor  # (n, D) mean-pooled, what the head experts read
     expert_probs: torch.Tensor  # (n, N, U)
     targets: torch.Tensor  # (n,) union label index, -1 for a label no expert knows
     domain_idx: torch.Tensor  # (n,)
     domain_experts: torch.Tensor  # (n, N) bool
     domains: list[str]
     domain_labels: list[list[int]]  # union indices of each domain's labels
+    gate_features: torch.Tensor  # (n, D) or (n, 3D): what the gate reads of the base pass
 
 
 def cached_split(
@@ -88,14 +89,16 @@ def cached_split(
     encoder: BaseEncoder,
     cache: TensorCache,
     progress=False,
+    gate_features: str = GATE_MEAN,
 ) -> CachedSplit:
     labels = union_labels([e.labels for e in experts])
     index = {label: i for i, label in enumerate(labels)}
     domains = list(dict.fromkeys(expert_domains))
-    feats, probs, targets, domain_idx = [], [], [], []
+    feats, gate_feats, probs, targets, domain_idx = [], [], [], [], []
     for d, domain in enumerate(domains):
         part = getattr(data[domain], split)
         feats.append(cache.features(encoder, part.texts, progress=progress and f"{domain} {split}"))
+        gate_feats.append(cache.gate_features(encoder, part.texts, gate_features))
         block = torch.zeros(len(part), len(experts), len(labels))
         for k, expert in enumerate(experts):
             lp = expert_log_probs(expert, encoder, part.texts, cache, progress)
@@ -112,11 +115,13 @@ def cached_split(
         domain_experts=domain_experts,
         domains=domains,
         domain_labels=[[index[x] for x in data[d].labels if x in index] for d in domains],
+        gate_features=torch.cat(gate_feats),
     )
 
 
 def evaluate_cached(model: MoEClassifier, split: CachedSplit, top_k=None) -> dict:
-    probs, weights = model.mix_cached(split.features, split.expert_probs, top_k)
+    """The held-out report of `model` on a split built with its `gate_features`."""
+    probs, weights = model.mix_cached(split.gate_features, split.expert_probs, top_k)
     return evaluate_predictions(
         probs, weights, split.targets, split.domain_idx, split.domains, split.domain_labels
     )
@@ -159,7 +164,8 @@ def compose(
         train_config or TrainConfig(), balance_domains=routing.balance_domains
     )
     reads = routing.read_experts and all(e.kind == "head" for e in experts)
-    router = cached_split(experts, expert_domains, data, "router", encoder, cache, progress)
+    how = routing.gate_features
+    router = cached_split(experts, expert_domains, data, "router", encoder, cache, progress, how)
     keep = router.targets >= 0
     index = {label: i for i, label in enumerate(union_labels([e.labels for e in experts]))}
     masks = label_masks([torch.tensor([index[x] for x in e.labels]) for e in experts], len(index))
@@ -167,10 +173,10 @@ def compose(
     if routing.calibrate:
         temps = fit_temperatures(router.expert_probs, router.targets, router.domain_experts, masks)
     probs = calibrated(router.expert_probs, temps, masks)
-    inputs = gate_inputs(router.features, probs, masks, reads)
+    inputs = gate_inputs(router.gate_features, probs, masks, reads)
     side_dim = SIGNALS_PER_EXPERT * len(experts) if reads else 0
     old = [e.sha256 for e in previous.experts] if previous else []
-    if previous is not None and previous.reads_experts != reads:
+    if previous is not None and (previous.reads_experts, previous.gate_features) != (reads, how):
         old = []  # the previous gate read other inputs: start fresh
     start = None  # how the gate starts: fresh, warm-started from `previous`, or `previous`
     if old and [e.sha256 for e in experts[: len(old)]] == old and len(experts) > len(old):
@@ -220,8 +226,9 @@ def compose(
         info=info,
         temperatures=temps,
         reads_experts=reads,
+        gate_features=how,
     )
-    evaluation = cached_split(experts, expert_domains, data, "eval", encoder, cache, progress)
+    evaluation = cached_split(experts, expert_domains, data, "eval", encoder, cache, progress, how)
     report = evaluate_cached(model, evaluation)
     model.info["metrics"] = report
     return Composed(model, report, evaluation)
@@ -263,10 +270,10 @@ def contributions(composed: Composed) -> list[dict]:
     """Each expert's share of traffic and the drop in overall accuracy without it (in gate
     order): the held-out examples it served go to the remaining experts the gate chose."""
     model, split, report = composed.model, composed.eval_split, composed.report
-    _, weights = model.mix_cached(split.features, split.expert_probs)
+    _, weights = model.mix_cached(split.gate_features, split.expert_probs)
     full = report["overall"]["accuracy"]
     n_experts = len(model.experts)
-    gate_probs = model.gate_probs(split.features, split.expert_probs)
+    gate_probs = model.gate_probs(split.gate_features, split.expert_probs)
     out = []
     for k in range(n_experts):
         w = weights.clone()

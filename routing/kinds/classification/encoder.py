@@ -12,9 +12,14 @@ import torch
 from tqdm.auto import tqdm
 
 from ...basemodels import DEFAULT_BASE_MODEL, BaseSpec, resolve_base_model
+from ...config import GATE_FEATURES
 from ...tensors import mean_pool, pick_device
 
 DEFAULT_MAX_LENGTH = 128
+# What a gate reads from the frozen base pass (`ClassifierRouting.gate_features`):
+# GATE_MEAN, the mean-pooled last layer, as the experts read it; GATE_LAYERS, that, the
+# last layer's [CLS] vector and the middle layer's mean
+GATE_LAYERS, GATE_MEAN = GATE_FEATURES
 
 
 class BaseEncoder:
@@ -117,20 +122,41 @@ class BaseEncoder:
         Runs the frozen base, or the base with the LoRA `adapter` attached by
         `add_lora`, or another `model` (used while training an adapter).
         """
-        if model is not None:
-            out = model(**batch)
-        elif self._peft is None:
-            if adapter is not None:
-                raise KeyError(f"no LoRA adapter named {adapter!r}")
-            out = self.model(**batch)
-        elif adapter is None:
-            with self._peft.disable_adapter():
-                out = self.model(**batch)
-        else:
-            self._peft.set_adapter(adapter)
-            out = self.model(**batch)
+        out = self._run(batch, adapter=adapter, model=model)
         # Gates and experts run in float32 whatever dtype the base model loaded in.
         return (pool or mean_pool)(out.last_hidden_state, batch["attention_mask"]).float()
+
+    def _run(self, batch, *, adapter=None, model=None, **options):
+        if model is not None:
+            return model(**batch, **options)
+        if self._peft is None:
+            if adapter is not None:
+                raise KeyError(f"no LoRA adapter named {adapter!r}")
+            return self.model(**batch, **options)
+        if adapter is None:
+            with self._peft.disable_adapter():
+                return self.model(**batch, **options)
+        self._peft.set_adapter(adapter)
+        return self.model(**batch, **options)
+
+    def gate_width(self, gate_features: str = GATE_MEAN) -> int:
+        """How many features a gate reads from the base pass."""
+        return self.hidden_size * (1 if gate_features == GATE_MEAN else 3)
+
+    def base_pass(self, batch, gate_features: str = GATE_MEAN) -> tuple[torch.Tensor, torch.Tensor]:
+        """One frozen base pass -> (the mean-pooled last layer (B, D) the head experts read,
+        what the gate reads (B, D) or (B, 3D))."""
+        if gate_features == GATE_MEAN:
+            features = self.pooled(batch)
+            return features, features
+        if gate_features != GATE_LAYERS:
+            raise ValueError(f"gate features are one of {GATE_FEATURES}, not {gate_features!r}")
+        hidden = self._run(batch, output_hidden_states=True).hidden_states
+        mask = batch["attention_mask"]
+        last, middle = hidden[-1], hidden[len(hidden) // 2]
+        features = mean_pool(last, mask).float()  # (B, D)
+        extra = [last[:, 0].float(), mean_pool(middle, mask).float()]
+        return features, torch.cat([features, *extra], dim=-1)  # (B, 3D)
 
     @torch.inference_mode()
     def embed(
@@ -141,20 +167,26 @@ class BaseEncoder:
         progress: bool | str = False,
         adapter: str | None = None,
         pool=None,
+        gate_features: str | None = None,
     ) -> torch.Tensor:
-        """Pooled features of every text, on the CPU, in input order.
+        """Pooled features of every text, on the CPU, in input order; with `gate_features`,
+        what a gate reads instead (`base_pass`).
 
         Texts are batched by length so that short texts are not padded to the
         longest one in the dataset; this is several times faster on mixed data.
         """
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = torch.empty(len(texts), self.hidden_size)
+        width = self.hidden_size if gate_features is None else self.gate_width(gate_features)
+        out = torch.empty(len(texts), width)
         desc = progress if isinstance(progress, str) else "embedding"
         bar = tqdm(total=len(texts), desc=desc, unit="text", disable=not progress)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = self.tokenize([texts[i] for i in idx])
-            out[idx] = self.pooled(batch, adapter=adapter, pool=pool).cpu()
+            if gate_features is None:
+                out[idx] = self.pooled(batch, adapter=adapter, pool=pool).cpu()
+            else:
+                out[idx] = self.base_pass(batch, gate_features)[1].cpu()
             bar.update(len(idx))
         bar.close()
         return out

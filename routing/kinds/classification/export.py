@@ -63,6 +63,7 @@ def hf_config(composition: MoEClassifier, tokenizer, info: dict | None = None):
             "hidden": gate.hidden,
             "temperature": gate.temperature,
             "top_k": gate.top_k,
+            "features": composition.gate_features,
             "reads_experts": composition.reads_experts,
             "expert_temperatures": [round(float(t), 6) for t in composition.temperatures],
         },

@@ -16,7 +16,7 @@ from ...losses import mixture_probs
 from ...peft_config import LoraSpec
 from .calibration import SIGNALS_PER_EXPERT, calibrated, gate_inputs, label_masks
 from .contract import ExpertHeader
-from .encoder import BaseEncoder
+from .encoder import GATE_MEAN, BaseEncoder
 from .experts import ClassifierExpert, expert_from_tensors
 from .layout import LORA_KEY, MEAN
 
@@ -54,6 +54,7 @@ class MoEClassifier:
         info: dict | None = None,
         temperatures: torch.Tensor | None = None,
         reads_experts: bool = False,
+        gate_features: str = GATE_MEAN,
     ):
         if len(experts) != len(expert_domains) or len(experts) != gate.n_experts:
             raise ValueError("one domain per expert and one gate output per expert are needed")
@@ -61,6 +62,8 @@ class MoEClassifier:
             raise ValueError("a gate that reads its experts needs head experts only")
         if gate.side_dim != (SIGNALS_PER_EXPERT * len(experts) if reads_experts else 0):
             raise ValueError(f"the gate reads {gate.side_dim} expert signals, which does not fit")
+        if gate.in_dim != encoder.gate_width(gate_features):
+            raise ValueError(f"the gate reads {gate.in_dim} features, not {gate_features!r} ones")
         self.encoder = encoder
         self.experts = experts
         self.expert_domains = expert_domains
@@ -77,6 +80,7 @@ class MoEClassifier:
             torch.ones(len(experts)) if temperatures is None else temperatures.float().cpu()
         )
         self.reads_experts = reads_experts
+        self.gate_features = gate_features
         self.info = info or {}
         self.adapter_names: list[str | None] = []
         for expert in experts:
@@ -113,12 +117,13 @@ class MoEClassifier:
     def forward_batch(self, texts: list[str], top_k: int | None = None):
         """Sparse execution on one batch -> (probs (B, U), weights (B, N))."""
         batch = self.encoder.tokenize(texts)
-        features = self.encoder.pooled(batch)  # (B, D) frozen base pass
+        # one frozen base pass: (B, D) mean-pooled for the heads, and what the gate reads
+        features, gate_features = self.encoder.base_pass(batch, self.gate_features)
         top = top_k if top_k is not None else self.top_k
         if self.reads_experts:  # every head answers on the shared features
             heads = [expert.head(features).softmax(-1) for expert in self.experts]  # [(B, L_k)]
-            return self.mix_cached(features, self.to_union(heads), top)
-        weights = self.gate(features, top_k=top).weights
+            return self.mix_cached(gate_features, self.to_union(heads), top)
+        weights = self.gate(gate_features, top_k=top).weights
         probs = torch.zeros(len(texts), len(self.labels), device=features.device)  # (B, U)
         for k, expert in enumerate(self.experts):
             rows = weights[:, k].nonzero().squeeze(1)  # examples routed to expert k
@@ -173,8 +178,8 @@ class MoEClassifier:
         return out
 
     def gate_inputs(self, features: torch.Tensor, expert_probs: torch.Tensor) -> torch.Tensor:
-        """What the gate reads: the features (n, D) and, if it reads its experts, their
-        signals from the calibrated expert_probs (n, N, U)."""
+        """What the gate reads: its features of the base pass (n, D or 3D) and, if it reads
+        its experts, their signals from the calibrated expert_probs (n, N, U)."""
         return gate_inputs(features, expert_probs, self.masks, self.reads_experts)
 
     def calibrated(self, expert_probs: torch.Tensor) -> torch.Tensor:
@@ -183,13 +188,15 @@ class MoEClassifier:
 
     @torch.inference_mode()
     def gate_probs(self, features: torch.Tensor, expert_probs: torch.Tensor) -> torch.Tensor:
-        """The gate's full softmax (n, N) from cached tensors (uncalibrated expert_probs)."""
+        """The gate's full softmax (n, N) from cached tensors: the gate's features of the base
+        pass (`CachedSplit.gate_features`) and the experts' uncalibrated expert_probs."""
         x = self.gate_inputs(features.to(self.encoder.device), self.calibrated(expert_probs))
         return self.gate(x, top_k=len(self.experts)).probs.cpu()
 
     def mix_cached(self, features: torch.Tensor, expert_probs: torch.Tensor, top_k=None):
-        """The same mixture from cached tensors: features (n, D), expert_probs (n, N, U) as
-        the experts give them (the temperatures are applied here)."""
+        """The same mixture from cached tensors: the gate's features of the base pass (n, D or
+        3D, `CachedSplit.gate_features`), expert_probs (n, N, U) as the experts give them
+        (the temperatures are applied here)."""
         k = self.top_k if top_k is None else top_k
         probs = self.calibrated(expert_probs)
         with torch.inference_mode():
@@ -213,6 +220,7 @@ class MoEClassifier:
             "domains": {d: self.domain_labels[d] for d in self.domains},
             "experts": experts,
             "gate": to_dict(self.gate.config),
+            "gate_features": self.gate_features,
             "gate_reads_experts": self.reads_experts,
             "temperatures": [round(float(t), 6) for t in self.temperatures],
             "info": self.info,
@@ -284,7 +292,8 @@ class MoEClassifier:
         reads = bool(config.get("gate_reads_experts", False))  # older compositions: no
         side = SIGNALS_PER_EXPERT * len(experts) if reads else 0
         gate_config = from_dict(GateConfig, config["gate"])
-        gate = Gate(config["hidden_size"], len(experts), gate_config, side)
+        how = config.get("gate_features", GATE_MEAN)
+        gate = Gate(encoder.gate_width(how), len(experts), gate_config, side)
         gate.load_state_dict(gate_state)
         temps = config.get("temperatures")
         return cls(
@@ -296,4 +305,5 @@ class MoEClassifier:
             info=config.get("info"),
             temperatures=torch.tensor(temps) if temps else None,
             reads_experts=reads,
+            gate_features=how,
         )

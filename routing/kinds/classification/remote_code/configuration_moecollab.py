@@ -12,7 +12,9 @@ class MoECollabConfig(PretrainedConfig):
             `domain`, `labels` (the expert's label names, a subset of `id2label`),
             `head_hidden` for heads, `lora` (`r`, `alpha`, `target_modules`) for LoRA.
         gate: `hidden` (0 = linear gate), `temperature`, `top_k` (experts run per input),
-            `reads_experts` (the gate also reads each head expert's top probability and
+            `features` (what it reads of the base pass: `mean`, the last layer's mean, or
+            `mean-cls-middle`, that, the last layer's [CLS] vector and the middle layer's
+            mean), `reads_experts` (the gate also reads each head expert's top probability and
             normalised entropy), `expert_temperatures` (one per expert, divides its logits).
         max_input_tokens: inputs are cut to this many tokens, as the hub cut them in training.
         special_tokens_tail: special tokens the tokenizer puts at the end (BERT: [SEP]);

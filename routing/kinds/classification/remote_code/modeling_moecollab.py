@@ -2,10 +2,12 @@
 
 p(y|x) = sum over the gate's top-k experts of g_k(x) * p_k(y|x), each expert's
 distribution placed into the union label space and, when the hub calibrated it,
-divided by its temperature before the softmax. A gate that reads its experts
-(`head` experts only) sees, beside the pooled features, each expert's top
-probability and normalised entropy, so every head runs first; otherwise only the
-experts the gate selects for an input run on it: `head` experts read the frozen encoder's
+divided by its temperature before the softmax. The gate reads the frozen
+encoder's mean-pooled last layer (with `gate.features` "mean-cls-middle", also
+its [CLS] vector and the middle layer's mean, from the same pass) and, if it
+reads its experts (`head` experts only), each expert's top probability and
+normalised entropy, so every head runs first; otherwise only the experts the
+gate selects for an input run on it: `head` experts read the frozen encoder's
 mean-pooled output; `lora` experts run the encoder again with their LoRA
 matrices switched on, and read its mean-pooled output or, for an expert that
 was a PEFT `SEQ_CLS` adapter, BERT's pooler over [CLS] (its own copy), as
@@ -120,7 +122,11 @@ class MoECollabForSequenceClassification(PreTrainedModel):
         self.reads_experts = bool(config.gate.get("reads_experts", False))
         self.temperatures = [float(t) for t in config.gate.get("expert_temperatures") or [1] * n]
         side = 2 * n if self.reads_experts else 0
-        self.gate = Gate(dim, n, int(config.gate.get("hidden", 0)), side)
+        # what the gate reads of the base pass: "mean" (the last layer's mean) or
+        # "mean-cls-middle" (that, the last layer's [CLS] vector and the middle layer's mean)
+        self.gate_features = config.gate.get("features", "mean")
+        width = dim * (1 if self.gate_features == "mean" else 3)
+        self.gate = Gate(width, n, int(config.gate.get("hidden", 0)), side)
         index = {label: int(i) for label, i in config.label2id.items()}
         # each expert's labels as columns of the union label space
         self.label_columns = [[index[label] for label in e["labels"]] for e in config.experts]
@@ -171,12 +177,25 @@ class MoECollabForSequenceClassification(PreTrainedModel):
         src = torch.where(too_long & (pos >= m - tail), lengths - m + pos, pos)  # (B, m)
         return {key: value.gather(1, src) for key, value in inputs.items()}
 
-    def _hidden(self, inputs, adapter=None):
+    def _hidden(self, inputs, adapter=None, all_layers=False):
         self._activate(adapter)
         try:
-            return self.encoder(**inputs).last_hidden_state  # (B, T, D)
+            out = self.encoder(**inputs, output_hidden_states=all_layers)
+            return out.hidden_states if all_layers else out.last_hidden_state  # (B, T, D)
         finally:
             self._activate(None)
+
+    def _base_pass(self, inputs):
+        """(the mean-pooled last layer (B, D) the heads read, what the gate reads)."""
+        mask = inputs["attention_mask"]
+        if self.gate_features == "mean":
+            features = mean_pool(self._hidden(inputs), mask).float()  # (B, D)
+            return features, features
+        states = self._hidden(inputs, all_layers=True)
+        last, middle = states[-1], states[len(states) // 2]
+        features = mean_pool(last, mask).float()  # (B, D)
+        extra = [last[:, 0].float(), mean_pool(middle, mask).float()]
+        return features, torch.cat([features, *extra], dim=-1)  # (B, 3D)
 
     def forward(
         self,
@@ -194,12 +213,12 @@ class MoECollabForSequenceClassification(PreTrainedModel):
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
         inputs = self._cut(inputs)
-        features = mean_pool(self._hidden(inputs), inputs["attention_mask"]).float()  # (B, D)
+        features, gate_in = self._base_pass(inputs)
         k = int(self.config.gate["top_k"]) if top_k is None else int(top_k)
         if self.reads_experts:
-            probs, weights = self._read_and_mix(features, k)
+            probs, weights = self._read_and_mix(features, gate_in, k)
         else:
-            probs, weights = self._route_and_run(inputs, features, k)
+            probs, weights = self._route_and_run(inputs, features, gate_in, k)
         log_probs = probs.clamp(min=1e-12).log()  # (B, U)
         loss = F.nll_loss(log_probs, labels) if labels is not None else None
         return MoECollabOutput(loss=loss, logits=log_probs, router_weights=weights)
@@ -212,7 +231,7 @@ class MoECollabForSequenceClassification(PreTrainedModel):
     def _expert_probs(self, k, logits):
         return (logits / self.temperatures[k]).softmax(-1)  # (b, L_k), calibrated
 
-    def _read_and_mix(self, features, k):
+    def _read_and_mix(self, features, gate_in, k):
         """Every head answers; the gate reads their answers beside the features."""
         union = features.new_zeros(features.shape[0], len(self.experts), self.config.num_labels)
         for i, expert in enumerate(self.experts):
@@ -223,12 +242,12 @@ class MoECollabForSequenceClassification(PreTrainedModel):
             [math.log(max(len(c), 2)) for c in self.label_columns], device=features.device
         )
         entropy = -(union * union.clamp(min=1e-12).log()).sum(-1) / sizes  # (B, N)
-        weights = self._gate_weights(features, torch.stack([top, entropy], -1).flatten(1), k)
+        weights = self._gate_weights(gate_in, torch.stack([top, entropy], -1).flatten(1), k)
         return torch.einsum("bn,bnu->bu", weights, union), weights
 
-    def _route_and_run(self, inputs, features, k):
+    def _route_and_run(self, inputs, features, gate_in, k):
         """Only the experts the gate selects run, each on the inputs routed to it."""
-        weights = self._gate_weights(features, None, k)
+        weights = self._gate_weights(gate_in, None, k)
         probs = features.new_zeros(features.shape[0], self.config.num_labels)  # (B, U)
         for i, expert in enumerate(self.experts):
             rows = weights[:, i].nonzero().squeeze(1)  # inputs routed to expert i
