@@ -111,10 +111,17 @@ class TensorCache:
         mean-pooled features are the `features` entry itself."""
         if how == "mean":
             return self.features(encoder, texts, progress=progress)
+
+        def compute() -> torch.Tensor:
+            out = encoder.embed(texts, gate_features=how, progress=progress)
+            # the first D columns are the mean-pooled features: one pass fills both entries
+            mean = self.path("features", encoder.fingerprint, texts_hash(texts))
+            if not mean.exists():
+                self._write(mean, {"value": out[:, : encoder.hidden_size].contiguous()})
+            return out
+
         return self.get_or_compute(
-            "gate-features",
-            (encoder.fingerprint, how, texts_hash(texts)),
-            lambda: encoder.embed(texts, gate_features=how, progress=progress),
+            "gate-features", (encoder.fingerprint, how, texts_hash(texts)), compute
         )
 
     def expert_outputs(

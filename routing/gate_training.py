@@ -147,9 +147,7 @@ def fit_gate(
             f"the gate reads {gate.in_dim} features and {gate.side_dim} side signals, not "
             f"{features.shape[1] - side_dim} and {side_dim}"
         )
-    opt = torch.optim.AdamW(
-        gate.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=True
-    )
+    opt = torch.optim.AdamW(gate.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
     domain_experts = domain_experts.float()
     history = []
     started = time.perf_counter()

@@ -200,3 +200,18 @@ def test_the_exported_model_reads_and_calibrates_its_experts_as_the_hub_does(
         deaf.hidden.weight[:, -6:] = 0
     deaf_model = MoEClassifier(tiny_encoder, experts, domains, deaf, temperatures=temps, **options)
     assert not torch.allclose(deaf_model.predict_proba(TEXTS)[1], want_weights, atol=1e-3)
+
+
+def test_one_base_pass_gives_the_gate_its_features_and_the_heads_theirs(tiny_encoder, cache):
+    texts = TEXTS * 3
+    gate_features = cache.gate_features(tiny_encoder, texts, "mean-cls-middle")
+    d = tiny_encoder.hidden_size
+    assert gate_features.shape == (len(texts), 3 * d)
+    misses = cache.misses
+    mean = cache.features(tiny_encoder, texts)  # written by the same pass
+    assert cache.misses == misses
+    assert torch.allclose(mean, tiny_encoder.embed(texts), atol=1e-5)
+    assert torch.allclose(gate_features[:, :d], mean)
+    assert not torch.allclose(gate_features[:, d : 2 * d], mean, atol=1e-3)  # [CLS]
+    with pytest.raises(ValueError, match="gate features are one of"):
+        tiny_encoder.base_pass(tiny_encoder.tokenize(TEXTS), "cls")

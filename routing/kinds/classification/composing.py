@@ -97,8 +97,9 @@ def cached_split(
     feats, gate_feats, probs, targets, domain_idx = [], [], [], [], []
     for d, domain in enumerate(domains):
         part = getattr(data[domain], split)
-        feats.append(cache.features(encoder, part.texts, progress=progress and f"{domain} {split}"))
-        gate_feats.append(cache.gate_features(encoder, part.texts, gate_features))
+        shown = progress and f"{domain} {split}"
+        gate_feats.append(cache.gate_features(encoder, part.texts, gate_features, progress=shown))
+        feats.append(cache.features(encoder, part.texts, progress=shown))  # cached by now
         block = torch.zeros(len(part), len(experts), len(labels))
         for k, expert in enumerate(experts):
             lp = expert_log_probs(expert, encoder, part.texts, cache, progress)
