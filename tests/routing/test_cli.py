@@ -44,6 +44,14 @@ def test_train_check_compose_evaluate_predict(tmp_path, tiny_base, capsys):
     report = json.loads(capsys.readouterr().out)
     assert set(report["domains"]) == {"weather", "food"}
     assert report["overall"]["accuracy"] > 0.8
+    config = json.loads((tmp_path / "mix" / "config.json").read_text())
+    assert (config["gate_features"], config["gate_reads_experts"]) == ("mean-cls-middle", True)
+    plain = ["--gate-features", "mean", "--no-read-experts", "--no-calibrate"]
+    assert main(["compose", *experts, "--out", str(tmp_path / "plain"), *plain, *common]) == 0
+    capsys.readouterr()
+    config = json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert (config["gate_features"], config["gate_reads_experts"]) == ("mean", False)
+    assert config["temperatures"] == [1.0, 1.0] and config["info"]["train"]["balance_domains"]
 
     assert main(["predict", str(tmp_path / "mix"), "lemon vinegar lime sour tart", *common]) == 0
     assert capsys.readouterr().out.split("\t")[0] == "sour"

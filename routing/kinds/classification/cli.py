@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from ...basemodels import DEFAULT_BASE_MODEL
+from ...config import GATE_FEATURES
 from .commands import cmd_check, cmd_compose, cmd_evaluate, cmd_export, cmd_predict, cmd_train
 from .encoder import DEFAULT_MAX_LENGTH
 
@@ -56,6 +57,18 @@ def add_commands(sub) -> None:
     p.add_argument("--gate-hidden", type=int, default=128)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--limit", type=int, help="at most this many examples per split")
+    p.add_argument(
+        "--gate-features",
+        choices=GATE_FEATURES,
+        default=GATE_FEATURES[0],
+        help="what the gate reads of the base pass (docs/routing.md)",
+    )
+    for flag, what in (
+        ("--no-read-experts", "the gate does not read the head experts' confidence"),
+        ("--no-calibrate", "no temperature per expert"),
+        ("--no-balance", "router examples drawn as they come, not in balance per domain"),
+    ):
+        p.add_argument(flag, action="store_true", help=what)
 
     p = sub.add_parser("evaluate", parents=[common], help="score a composition per domain")
     p.add_argument("folder")

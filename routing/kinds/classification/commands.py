@@ -164,7 +164,7 @@ def _expert_args(specs: list[str]):
 
 def cmd_compose(args) -> int:
     from ...cache import TensorCache
-    from ...config import GateConfig, TrainConfig
+    from ...config import ClassifierRouting, GateConfig, TrainConfig
     from ...data import load_domain
     from .composing import compose
     from .contract import check_expert_file
@@ -186,6 +186,12 @@ def cmd_compose(args) -> int:
         domains.append(domain.name)
     gate_config = GateConfig(top_k=args.top_k, hidden=args.gate_hidden)
     train_config = TrainConfig(epochs=args.epochs, seed=args.seed)
+    routing = ClassifierRouting(
+        gate_features=args.gate_features,
+        read_experts=not args.no_read_experts,
+        calibrate=not args.no_calibrate,
+        balance_domains=not args.no_balance,
+    )
     composed = compose(
         encoder,
         experts,
@@ -194,6 +200,7 @@ def cmd_compose(args) -> int:
         cache=TensorCache(args.cache),
         gate_config=gate_config,
         train_config=train_config,
+        routing=routing,
         progress=True,
     )
     model = composed.model
