@@ -171,7 +171,7 @@ def compose(
     index = {label: i for i, label in enumerate(union_labels([e.labels for e in experts]))}
     masks = label_masks([torch.tensor([index[x] for x in e.labels]) for e in experts], len(index))
     temps = torch.ones(len(experts))
-    if routing.calibrate:
+    if routing.calibrate and len(experts) > 1:  # one expert is not mixed: left as it is
         temps = fit_temperatures(router.expert_probs, router.targets, router.domain_experts, masks)
     probs = calibrated(router.expert_probs, temps, masks)
     inputs = gate_inputs(router.gate_features, probs, masks, reads)
