@@ -130,7 +130,10 @@ def test_an_expert_that_joins_warm_starts_the_gate_that_reads_the_experts(
     data, experts = trained
     two = {k: data[k] for k in ("weather", "food")}
     old = compose(tiny_encoder, experts[:2], list(two), two, cache=cache).model
-    assert old.gate.side_dim == 4
+    assert old.gate.side_dim == 4 and (old.temperatures != 1).any()
+    one = {"weather": data["weather"]}
+    alone = compose(tiny_encoder, experts[:1], ["weather"], one, cache=cache).model
+    assert alone.temperatures.tolist() == [1.0]  # one expert is not mixed, so not calibrated
     composed = compose(tiny_encoder, experts, list(data), data, cache=cache, previous=old)
     assert composed.model.info["warm_start"] is True and composed.model.gate.side_dim == 6
     matrix = torch.tensor(composed.report["routing_matrix"])
