@@ -53,11 +53,14 @@ def gate_variants(n: int) -> list[tuple[str, LossWeights, int, ClassifierRouting
         return LossWeights(**{**DEFAULT.__dict__, **changes})
 
     hub = ClassifierRouting()
+    paper = ClassifierRouting(
+        gate_features="mean", read_experts=False, calibrate=False, balance_domains=False
+    )
     return [
         ("gate-dense", DEFAULT, n, hub),
         ("gate-top2", DEFAULT, 2, hub),
         ("gate-top1", DEFAULT, 1, hub),
-        ("features-only", DEFAULT, 2, ClassifierRouting(False, False, False)),
+        ("features-only", DEFAULT, 2, paper),
         ("no-entropy", w(entropy_example=0.0, entropy_batch=0.0), 2, hub),
         ("no-balance", w(balance=0.0), 2, hub),
         ("no-routing-ce", w(routing=0.0), 2, hub),

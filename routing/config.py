@@ -82,7 +82,7 @@ class LMRouting:
 GATE_FEATURES = ("mean-cls-middle", "mean")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ClassifierRouting:
     """How a classification mixture's gate reads and mixes its experts (docs/routing.md).
 
