@@ -98,8 +98,9 @@ def cached_split(
     for d, domain in enumerate(domains):
         part = getattr(data[domain], split)
         shown = progress and f"{domain} {split}"
-        gate_feats.append(cache.gate_features(encoder, part.texts, gate_features, progress=shown))
-        feats.append(cache.features(encoder, part.texts, progress=shown))  # cached by now
+        gate_part = cache.gate_features(encoder, part.texts, gate_features, progress=shown)
+        gate_feats.append(gate_part)
+        feats.append(gate_part[:, : encoder.hidden_size])  # the mean-pooled columns come first
         block = torch.zeros(len(part), len(experts), len(labels))
         for k, expert in enumerate(experts):
             lp = expert_log_probs(expert, encoder, part.texts, cache, progress)
@@ -275,6 +276,7 @@ def contributions(composed: Composed) -> list[dict]:
     full = report["overall"]["accuracy"]
     n_experts = len(model.experts)
     gate_probs = model.gate_probs(split.gate_features, split.expert_probs)
+    expert_probs = model.calibrated(split.expert_probs)
     out = []
     for k in range(n_experts):
         w = weights.clone()
@@ -285,7 +287,7 @@ def contributions(composed: Composed) -> list[dict]:
         dense[:, k] = 0
         left = dense.sum(-1, keepdim=True)
         w = torch.where(total > 0, w / total.clamp(min=1e-12), dense / left.clamp(min=1e-12))
-        pred = mixture_probs(w, model.calibrated(split.expert_probs)).argmax(-1)
+        pred = mixture_probs(w, expert_probs).argmax(-1)
         pred[w.sum(-1) == 0] = -1  # no expert left for these examples: no answer
         without = accuracy(pred, split.targets)
         out.append({"drop": full - without, "share": report["utilisation"]["load"][k]})
