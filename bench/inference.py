@@ -68,7 +68,7 @@ def main() -> None:
             path = Path(tmp) / f"{label}.safetensors"
             options = {"epochs": args.lora_epochs} if kind == "lora" else {}
             t0 = time.perf_counter()
-            summary = train_expert_file(encoder, d, path, kind=kind, cache=cache, **options)
+            summary = train_expert_file(encoder, d, path, architecture=kind, cache=cache, **options)
             print(
                 f"expert {label:<12} {kind:<5} trained+scored in {time.perf_counter() - t0:6.1f} s,"
                 f" held-out accuracy {summary['eval_accuracy']:.4f}"

@@ -67,7 +67,7 @@ def seed(n_experts: int, n_compositions: int) -> dict:
                 mixture=mixture,
                 domain=domains[i % len(domains)],
                 name=f"expert {i}",
-                kind="head",
+                architecture="head",
                 file=f"experts/{i:032x}.safetensors",
                 sha256=f"{i:064x}",
                 size=600_000,
@@ -80,7 +80,7 @@ def seed(n_experts: int, n_compositions: int) -> dict:
     )
     Job.objects.bulk_create(
         [
-            Job(kind="validate", mixture=mixture, expert=e, status="succeeded", progress=100)
+            Job(action="validate", mixture=mixture, expert=e, status="succeeded", progress=100)
             for e in experts
         ]
     )

@@ -102,7 +102,9 @@ def train_experts(kind, encoder, data, cache, folder, seed, epochs) -> tuple[lis
             if kind == "head"
             else {"r": LORA_R, "alpha": 2 * LORA_R, "epochs": epochs}
         )
-        summary = train_expert_file(encoder, d, path, kind=kind, cache=cache, seed=seed, **options)
+        summary = train_expert_file(
+            encoder, d, path, architecture=kind, cache=cache, seed=seed, **options
+        )
         seconds[name] = summary["train_seconds"]
         experts.append(load_expert(path, base=encoder.spec, labels=d.labels, name=name))
     return experts, seconds

@@ -54,7 +54,11 @@ def main() -> None:
             for attempt in ("cold", "warm"):
                 t0 = time.perf_counter()
                 summary = train_expert_file(
-                    encoder, data, Path(tmp) / f"{name}-{attempt}.st", kind="head", cache=cache
+                    encoder,
+                    data,
+                    Path(tmp) / f"{name}-{attempt}.st",
+                    architecture="head",
+                    cache=cache,
                 )
                 times.append(time.perf_counter() - t0)
             print(

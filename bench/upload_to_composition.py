@@ -94,7 +94,7 @@ def main(argv=None) -> None:
             ),
         )
         mark("upload: quota, size, contract header, sha256, store")
-        job = Job.objects.create(kind="validate", mixture=mixture, expert=expert)
+        job = expert.jobs.get(action=Job.Action.VALIDATE)  # queued with the upload
         real_progress = validation.progress
         pending = ["validation: claim the job and the expert"]
 
@@ -107,7 +107,7 @@ def main(argv=None) -> None:
         validation.validate(job.pk)
         mark(pending[0])
         validation.progress = real_progress
-        retrain = Job.objects.create(kind="retrain", mixture=mixture)
+        retrain = Job.objects.get(mixture=mixture, action=Job.Action.RETRAIN, status="queued")
         composition = compositions.retrain(retrain.pk)
         mark("retrain: gate, contributions, composition stored")
         expert.refresh_from_db()
@@ -142,15 +142,20 @@ def classification_experts(tmp: Path, train: int) -> dict[str, Path]:
 
 def language_experts(tmp: Path, mixture, train: int) -> dict[str, Path]:
     """LoRA experts for the language-model demo's two domains, trained as the demo's are."""
-    from experts.services.demo import LM_DOMAINS, train_demo_lm_expert
-    from routing.kinds.causal_lm.base import CausalBase
+    from experts.services.demo import news_and_code
+    from routing.cache import TensorCache
+    from routing.kinds import get_kind
 
-    base = CausalBase(mixture.base_model.name)
+    demo = news_and_code()
+    kind = get_kind(demo.kind)
+    base = kind.load_base(mixture.base_model.name)
     files = {}
-    for name in LM_DOMAINS:
+    for name in demo.domains:
         started = time.perf_counter()
         files[name] = tmp / f"{name}.safetensors"
-        n = train_demo_lm_expert(base, name, files[name], train)
+        data = kind.load_packaged(name).limited(train)
+        cache = TensorCache(tmp / "contributor")
+        n = kind.train_expert(base, data, files[name], cache=cache, **demo.options)["train_texts"]
         print(f"(contributor) trained the {name} expert on {n} texts in "
               f"{time.perf_counter() - started:.0f} s")  # fmt: skip
     return files

@@ -17,7 +17,7 @@ class DomainInline(admin.TabularInline):
 
 @admin.register(Mixture)
 class MixtureAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "base_model", "task_type", "publish_automatically")
+    list_display = ("name", "slug", "base_model", "kind", "publish_automatically")
     prepopulated_fields = {"slug": ("name",)}
     filter_horizontal = ("maintainers",)
     inlines = [DomainInline]
@@ -31,8 +31,8 @@ class DomainAdmin(admin.ModelAdmin):
 
 @admin.register(Expert)
 class ExpertAdmin(admin.ModelAdmin):
-    list_display = ("name", "owner", "mixture", "domain", "kind", "status", "created_at")
-    list_filter = ("status", "kind", "mixture")
+    list_display = ("name", "owner", "mixture", "domain", "architecture", "status", "created_at")
+    list_filter = ("status", "architecture", "mixture")
     search_fields = ("name", "owner__username", "sha256")
     readonly_fields = ("sha256", "size", "num_parameters", "created_at", "updated_at")
 
@@ -46,5 +46,5 @@ class CompositionAdmin(admin.ModelAdmin):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("kind", "mixture", "expert", "status", "progress", "message", "created_at")
-    list_filter = ("kind", "status")
+    list_display = ("action", "mixture", "expert", "status", "progress", "message", "created_at")
+    list_filter = ("action", "status")

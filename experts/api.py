@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, parsers, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from routing.data import DatasetError
@@ -27,20 +27,13 @@ from .serializers import (
     MixtureSerializer,
 )
 from .services.domains import import_domain_file
-from .services.experts import retire
+from .services.experts import retire, retry
+from .services.generation import enqueue_generation
 from .services.mixtures import create_mixture
-from .services.publishing import publish_refusal
-from .services.uploads import UploadError, UploadRequest, accept_upload, stopped_body
-from .tasks_api import enqueue_generation, enqueue_publish, enqueue_validation
+from .services.publishing import enqueue_publish, publish_refusal
+from .services.uploads import UploadError, UploadRequest, accept_upload
+from .uploading import UploadFailed, api_data
 from .writes import DomainDataSerializer, DomainWriteSerializer, MixtureWriteSerializer
-
-
-class UploadFailed(APIException):
-    def __init__(self, error: UploadError):
-        self.status_code = error.status
-        self.wait = error.retry_after  # DRF sends it as Retry-After
-        super().__init__(detail={"detail": error.message, "code": error.code})
-
 
 BY_MIXTURE = OpenApiParameter(
     "mixture", str, description="only those of the mixture with this slug"
@@ -156,11 +149,7 @@ class DomainViewSet(MaintainedWrites, mixins.ListModelMixin, mixins.RetrieveMode
         held-out parts; the held-out part is never shown."""
         domain = self.get_object()
         self.maintained(domain.mixture)
-        data = request.data  # parses the body; the upload handler flags an oversize file
-        refusal = stopped_body(request._request)
-        if refusal is not None:
-            raise UploadFailed(refusal)
-        upload = DomainDataSerializer(data=data)
+        upload = DomainDataSerializer(data=api_data(request))
         upload.is_valid(raise_exception=True)
         f = upload.validated_data["file"]
         try:
@@ -184,7 +173,7 @@ class ExpertViewSet(
         return visible_experts(self.request.user)
 
     def get_permissions(self):
-        if self.action in ("create", "retire"):
+        if self.action in ("create", "retire", "retry"):
             return [permissions.IsAuthenticated()]
         return [permissions.AllowAny()]
 
@@ -206,19 +195,13 @@ class ExpertViewSet(
         "or accepted in the mixture; 413: over the size cap; 429: upload rate reached.",
     )
     def create(self, request, *args, **kwargs):
-        data = request.data  # parses the body; the upload handler flags an oversize file
-        refusal = stopped_body(request._request)
-        if refusal is not None:
-            raise UploadFailed(refusal)
-        upload = ExpertUploadSerializer(data=data)
+        upload = ExpertUploadSerializer(data=api_data(request))
         upload.is_valid(raise_exception=True)
         data = upload.validated_data
         mixture = get_object_or_404(Mixture, slug=data["mixture"])
         domain = get_object_or_404(Domain, mixture=mixture, name=data["domain"])
         try:
-            expert = accept_upload(
-                request.user, UploadRequest.of(mixture, domain, data), enqueue=enqueue_validation
-            )
+            expert = accept_upload(request.user, UploadRequest.of(mixture, domain, data))
         except UploadError as exc:
             raise UploadFailed(exc) from None
         return Response(ExpertSerializer(expert).data, status=status.HTTP_201_CREATED)
@@ -232,6 +215,32 @@ class ExpertViewSet(
         retire(expert)
         expert.refresh_from_db()
         return Response(ExpertSerializer(expert).data)
+
+    @extend_schema(
+        request=None,
+        responses={202: JobSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+        description="Validate a failed expert again (its owner or its mixture's "
+        "maintainers): a worker died or the hub failed while it was validated, so its file "
+        "was never judged. 409: the expert is not failed. A failed expert counts against "
+        "its owner's quota until it is judged or retired.",
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        expert = self.get_object()
+        if expert.owner_id != request.user.pk and not expert.mixture.is_maintainer(request.user):
+            return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+        job = retry(expert)
+        if job is None:
+            expert.refresh_from_db()
+            return Response(
+                {
+                    "detail": f"the expert is {expert.status}: only a failed expert is "
+                    "validated again",
+                    "code": "not_failed",
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
 @extend_schema_view(list=extend_schema(parameters=[BY_MIXTURE]))
@@ -258,16 +267,22 @@ class CompositionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubVi
     @extend_schema(
         request=GenerateSerializer,
         responses={202: JobSerializer, 409: ErrorSerializer, 429: ErrorSerializer},
-        description="Generate from a language-model composition: a worker routes the "
-        "prompt and generates; poll the job (`/api/jobs/{id}/`) for `result.text` and "
-        "`result.experts`. 409: the composition classifies; it does not generate.",
+        description="Generate from a composition whose kind generates text (a language "
+        "model): a worker routes the prompt and generates; poll the job "
+        "(`/api/jobs/{id}/`) for `result.text` and `result.experts`. 409: the "
+        "composition does not generate.",
     )
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
     def generate(self, request, pk=None):
         composition = self.get_object()
-        if composition.mixture.task_type != Mixture.Task.CAUSAL_LM:
+        info = composition.mixture.kind_info
+        if not info.generates:
             return Response(
-                {"detail": "this composition classifies texts; it does not generate"},
+                {
+                    "detail": f"this composition is a {info.title.lower()}: it does not "
+                    "generate text",
+                    "code": "does_not_generate",
+                },
                 status=status.HTTP_409_CONFLICT,
             )
         ask = GenerateSerializer(data=request.data)

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from django import forms
 
-from routing.config import ClassifierRouting, LMRouting, to_dict
+from routing.config import user_settings, value_type
+from routing.kinds import KINDS, describe
+from routing.kinds.interface import SEED_HELP
 
-from .models import Domain, Expert, Mixture, default_routing
+from .models import Domain, Expert, Mixture
 from .services import mixtures
 from .services.uploads import parse_adapter_config
 
@@ -22,9 +24,7 @@ class UploadForm(forms.Form):
     def __init__(self, *args, mixture, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["domain"].queryset = mixture.domains.all()
-        self.fields["domain"].label_from_instance = lambda d: (
-            f"{d.name} ({', '.join(d.labels)})" if d.labels else d.name
-        )
+        self.fields["domain"].label_from_instance = domain_label
 
     def clean_adapter_config(self):
         f = self.cleaned_data.get("adapter_config")
@@ -36,8 +36,24 @@ class UploadForm(forms.Form):
             raise forms.ValidationError(str(exc)) from None
 
 
+LABELS_SHOWN = 12  # labels named beside a domain in a choice; a domain may have 1,000
+
+
+def domain_label(domain) -> str:
+    """A domain as a choice names it: its name and its first labels."""
+    if not domain.labels:
+        return domain.name
+    shown = ", ".join(domain.labels[:LABELS_SHOWN])
+    more = len(domain.labels) - LABELS_SHOWN
+    return f"{domain.name} ({shown}{f' and {more} more' if more > 0 else ''})"
+
+
 class DomainDataForm(forms.Form):
-    file = forms.FileField(help_text="CSV with a text,label header, or JSONL")
+    file = forms.FileField()
+
+    def __init__(self, *args, mixture, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["file"].help_text = mixture.kind_info.data_formats
 
 
 class HubSettingsForm(forms.ModelForm):
@@ -67,31 +83,40 @@ def _checked(check, value):
         raise forms.ValidationError(str(exc)) from None
 
 
-GATE_FIELDS = {
-    "top_k": (forms.IntegerField, "experts each input is sent to (dense when it is at least N)"),
-    "temperature": (forms.FloatField, "softmax temperature of the gate"),
-    "hidden": (forms.IntegerField, "hidden width of the gate's MLP; 0 makes it linear"),
-    "train_top_k": (forms.IntegerField, "top-k while training; 0 trains dense"),
-    "noise_std": (forms.FloatField, "noise on the gate's logits while training"),
-}
-LOSS_FIELDS = ("routing", "balance", "entropy_example", "entropy_batch", "z")
-LM_FIELDS = {
-    "prefix_tokens": (forms.IntegerField, "the router reads only these first tokens of a text"),
-    "layer": (forms.IntegerField, "the base's hidden layer the router reads (-1: the last)"),
-    "router": (forms.ChoiceField, "learned (a trained gate), centroid or prefix-likelihood"),
-    "mixing": (forms.ChoiceField, "mix: the experts' next-token distributions; merge: their "
-               "LoRA deltas (one pass)"),
-}  # fmt: skip
-LM_CHOICES = {"router": mixtures.LM_ROUTERS, "mixing": mixtures.LM_MIXINGS}
-CLASSIFIER_FIELDS = {
-    "read_experts": "the gate also reads each head expert's confidence and entropy",
-    "calibrate": "one temperature per expert, fitted on its domain's router data",
-    "balance_domains": "the gate learns from every domain equally, whatever its size",
-}
+def routing_fields(kinds) -> dict[str, tuple]:
+    """The form fields of the routing settings of these kinds, by form name: each kind's
+    sections (`KindInfo.sections`), their fields' help text and bounds from the config
+    dataclasses (`routing.config.setting`); a section some kinds lack says whose it is."""
+    found: dict[str, tuple] = {}
+    for info in kinds:
+        for key, cls, title in info.sections():
+            for f in user_settings(cls):
+                name = f"{key}_{f.name}"
+                owners = found.get(name, (None, None, None, []))[3]
+                found[name] = (key, f, title, [*owners, info])
+    return found
+
+
+def _form_field(f, title: str, initial, owners: list, every: int):
+    meta, kind = f.metadata, value_type(f)
+    help_text = meta["help"]
+    if len(owners) < every:
+        help_text += " (" + ", ".join(info.title.lower() for info in owners) + " mixtures)"
+    options = {"label": f"{title}: {f.name.replace('_', ' ')}", "help_text": help_text}
+    options["initial"] = initial
+    if kind is bool:
+        return forms.BooleanField(required=False, **options)
+    if meta.get("choices"):
+        return forms.ChoiceField(
+            choices=[(c, c) for c in meta["choices"]], required=len(owners) == every, **options
+        )
+    field = forms.IntegerField if kind is int else forms.FloatField
+    return field(required=len(owners) == every, **options)
 
 
 class MixtureForm(forms.ModelForm):
-    """A mixture's settings, routing included, for its maintainers (and its creator)."""
+    """A mixture's settings, routing included, for its maintainers (and its creator): the
+    routing fields are those of the mixture's kind, or of every kind for a new mixture."""
 
     class Meta:
         model = Mixture
@@ -99,7 +124,7 @@ class MixtureForm(forms.ModelForm):
             "name",
             "slug",
             "description",
-            "task_type",
+            "kind",
             "base_model",
             "tolerance",
             "upload_quota",
@@ -112,55 +137,29 @@ class MixtureForm(forms.ModelForm):
             "hub_repo_id": "namespace/name on the Hugging Face Hub",
         }
 
-    seed = forms.IntegerField(min_value=0, initial=0, help_text="seed of the gate's training")
+    seed = forms.IntegerField(min_value=0, initial=0, help_text=SEED_HELP)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        routing = (self.instance.routing if self.instance.pk else None) or default_routing()
-        for name, (kind, help_text) in GATE_FIELDS.items():
-            self.fields[f"gate_{name}"] = kind(
-                label=f"Gate: {name.replace('_', ' ')}",
-                help_text=help_text,
-                initial=routing["gate"].get(name),
-            )
-        for name in LOSS_FIELDS:
-            self.fields[f"loss_{name}"] = forms.FloatField(
-                label=f"Loss weight: {name.replace('_', ' ')}",
-                initial=routing["loss"].get(name),
-                min_value=0,
-            )
-        self.fields["seed"].initial = routing.get("seed", 0)
-        lm = routing.get("lm") or to_dict(LMRouting())
-        for name, (kind, help_text) in LM_FIELDS.items():
-            options = {"choices": [(c, c) for c in LM_CHOICES[name]]} if name in LM_CHOICES else {}
-            self.fields[f"lm_{name}"] = kind(
-                label=f"Language model: {name.replace('_', ' ')}",
-                help_text=help_text + " (language-model mixtures)",
-                initial=lm.get(name),
-                required=False,
-                **options,
-            )
-        classifier = routing.get("classifier") or to_dict(ClassifierRouting())
-        self.fields["classifier_gate_features"] = forms.ChoiceField(
-            label="Classifier: gate features",
-            choices=[(c, c) for c in mixtures.GATE_FEATURES],
-            initial=classifier.get("gate_features"),
-            required=False,
-            help_text="what the gate reads of the base model: mean-cls-middle (the last "
-            "layer's mean and [CLS] vector and the middle layer's mean, one pass) or mean "
-            "(the last layer's mean, as the experts) (classification mixtures)",
-        )
-        for name, help_text in CLASSIFIER_FIELDS.items():
-            self.fields[f"classifier_{name}"] = forms.BooleanField(
-                label=f"Classifier: {name.replace('_', ' ')}",
-                help_text=help_text + " (classification mixtures)",
-                initial=classifier.get(name),
-                required=False,
-            )
-        # Left out, the kind stays what it is (classification for a new mixture).
-        self.fields["task_type"].required = False
+        kinds = [self.instance.kind_info] if self.instance.pk else list(KINDS.values())
+        routing = self.instance.routing if self.instance.pk else None
+        self.routing = routing_fields(kinds)
+        for name, (key, f, title, owners) in self.routing.items():
+            stored = (routing or owners[0].default_routing()).get(key) or {}
+            initial = stored.get(f.name, owners[0].default_routing()[key][f.name])
+            self.fields[name] = _form_field(f, title, initial, owners, len(kinds))
+        self.routing_start = next(iter(self.routing), None)
+        self.fields["seed"].initial = (routing or {}).get("seed", 0)
+        self.order_fields([*self.Meta.fields, *self.routing, "seed"])
         if self.instance.pk:
+            self.fields["tolerance"].help_text = self.instance.kind_info.tolerance_help
             self.fields["slug"].disabled = True  # addresses and Hub links keep working
+        else:
+            self.fields["tolerance"].help_text = "; ".join(
+                f"{info.title}: {info.tolerance_help}" for info in KINDS.values()
+            )
+        # Left out, the kind stays what it is (the default kind for a new mixture).
+        self.fields["kind"].required = False
 
     def clean_tolerance(self):
         return _checked(mixtures.clean_tolerance, self.cleaned_data["tolerance"])
@@ -177,27 +176,23 @@ class MixtureForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        task_type = data.get("task_type") or self.instance.task_type
+        kind = data.get("kind") or self.instance.kind
+        data["kind"] = kind
         if data.get("base_model") is not None:
             try:
-                mixtures.check_kind(self.instance, task_type, data["base_model"])
+                mixtures.check_kind(self.instance, kind, data["base_model"])
             except ValueError as exc:
-                self.add_error("task_type", str(exc))
-        given = {
-            "gate": {n: data.get(f"gate_{n}") for n in GATE_FIELDS},
-            "loss": {n: data.get(f"loss_{n}") for n in LOSS_FIELDS},
-            "seed": data.get("seed"),
-        }
-        if task_type == "causal-lm":
-            lm = {n: data.get(f"lm_{n}") for n in LM_FIELDS}
-            given["lm"] = {n: v for n, v in lm.items() if v not in (None, "")}
-        else:
-            given["classifier"] = {n: bool(data.get(f"classifier_{n}")) for n in CLASSIFIER_FIELDS}
-            if data.get("classifier_gate_features"):
-                given["classifier"]["gate_features"] = data["classifier_gate_features"]
-        if None not in given["gate"].values() and None not in given["loss"].values():
+                self.add_error("kind", str(exc))
+        info = describe(kind)
+        sections = {key for key, _, _ in info.sections()}
+        given: dict = {"seed": data.get("seed")}
+        for name, (key, f, _, _) in self.routing.items():
+            value = data.get(name)
+            if key in sections and value not in (None, ""):
+                given.setdefault(key, {})[f.name] = value
+        if not self.errors:
             try:
-                self.instance.routing = mixtures.clean_routing(given, task_type)
+                self.instance.routing = mixtures.clean_routing(given, kind)
             except ValueError as exc:
                 self.add_error(None, str(exc))
         return data

@@ -10,7 +10,8 @@ from django.db import models
 from django.urls import reverse
 
 from routing.basemodels import BaseSpec
-from routing.config import GateConfig, LossWeights, to_dict
+from routing.kinds import DEFAULT_KIND, describe
+from routing.kinds import choices as kind_choices
 
 
 def private_storage() -> Storage:
@@ -28,26 +29,25 @@ def domain_data_to(instance, filename: str) -> str:
 
 
 def default_routing() -> dict:
-    return {"gate": to_dict(GateConfig()), "loss": to_dict(LossWeights()), "seed": 0}
+    """The routing settings of a new mixture of the default kind."""
+    return describe(DEFAULT_KIND).default_routing()
 
 
-class Task(models.TextChoices):
-    """The kinds of mixture (`routing.kinds`)."""
+def default_kind() -> str:
+    return DEFAULT_KIND
 
-    CLASSIFICATION = "classification", "Text classification"
-    CAUSAL_LM = "causal-lm", "Language model"
+
+def kind_field(**options) -> models.CharField:
+    """A kind of mixture (`routing.kinds`): its choices are read from the kinds when asked
+    for, so a new kind needs no migration."""
+    return models.CharField(max_length=30, choices=kind_choices, default=default_kind, **options)
 
 
 class BaseModel(models.Model):
     """A frozen backbone that a mixture's experts are trained on."""
 
     name = models.CharField(max_length=200, unique=True, help_text="Hugging Face id or path")
-    task_type = models.CharField(
-        max_length=30,
-        choices=Task.choices,
-        default=Task.CLASSIFICATION,
-        help_text="the kind of mixture it serves: an encoder or a causal LM",
-    )
+    kind = kind_field(help_text="the kind of mixture it serves: an encoder or a causal LM")
     revision = models.CharField(max_length=100, blank=True)
     hidden_size = models.PositiveIntegerField()
     num_layers = models.PositiveIntegerField()
@@ -75,16 +75,14 @@ class BaseModel(models.Model):
 
 
 class Mixture(models.Model):
-    Task = Task
-
     slug = models.SlugField(max_length=80, unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     base_model = models.ForeignKey(BaseModel, on_delete=models.PROTECT)
-    task_type = models.CharField(max_length=30, choices=Task.choices, default=Task.CLASSIFICATION)
+    kind = kind_field()
     routing = models.JSONField(default=default_routing, help_text="gate, loss weights, seed")
     tolerance = models.FloatField(
-        default=0.02, help_text="largest accuracy drop allowed on any other domain"
+        default=0.02, help_text="what a new expert may cost the other domains (its kind says how)"
     )
     upload_quota = models.PositiveIntegerField(
         default=10, help_text="experts per contributor that are not retired or rejected"
@@ -110,6 +108,11 @@ class Mixture(models.Model):
         return user.is_authenticated and (
             user.is_staff or self.maintainers.filter(pk=user.pk).exists()
         )
+
+    @property
+    def kind_info(self):
+        """What the mixture's kind is (`routing.kinds.KindInfo`): the pages read its facts."""
+        return describe(self.kind)
 
 
 class Domain(models.Model):
@@ -146,9 +149,9 @@ class Expert(models.Model):
         FAILED = "failed"
         RETIRED = "retired"
 
-    class Kind(models.TextChoices):
-        HEAD = "head"
-        LORA = "lora"
+    class Architecture(models.TextChoices):
+        HEAD = "head"  # an MLP over the base's pooled embedding (classification)
+        LORA = "lora"  # a LoRA adapter of the base (with a classifier, for classification)
 
     class Licence(models.TextChoices):
         APACHE = "apache-2.0", "Apache 2.0"
@@ -165,7 +168,7 @@ class Expert(models.Model):
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
     licence = models.CharField(max_length=20, choices=Licence.choices, default=Licence.APACHE)
-    kind = models.CharField(max_length=10, choices=Kind.choices)
+    architecture = models.CharField(max_length=10, choices=Architecture.choices)
     source = models.CharField(max_length=20, default="moecollab", help_text="moecollab or peft")
     file = models.FileField(upload_to=expert_upload_to, storage=private_storage)
     adapter_config = models.JSONField(null=True, blank=True, help_text="PEFT adapter_config.json")
@@ -188,7 +191,7 @@ class Expert(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.kind}, {self.status})"
+        return f"{self.name} ({self.architecture}, {self.status})"
 
     def get_absolute_url(self) -> str:
         return reverse("expert", args=[self.pk])
@@ -238,7 +241,7 @@ class Composition(models.Model):
 
 
 class Job(models.Model):
-    class Kind(models.TextChoices):
+    class Action(models.TextChoices):
         VALIDATE = "validate"
         RETRAIN = "retrain"
         PUBLISH = "publish"
@@ -251,7 +254,7 @@ class Job(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
 
-    kind = models.CharField(max_length=20, choices=Kind.choices)
+    action = models.CharField(max_length=20, choices=Action.choices)
     mixture = models.ForeignKey(Mixture, on_delete=models.CASCADE, related_name="jobs")
     expert = models.ForeignKey(
         Expert, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
@@ -287,10 +290,10 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "kind"], name="job_status_kind")]
+        indexes = [models.Index(fields=["status", "action"], name="job_status_action")]
 
     def __str__(self) -> str:
-        return f"{self.kind} #{self.pk} ({self.status}, {self.progress} %)"
+        return f"{self.action} #{self.pk} ({self.status}, {self.progress} %)"
 
 
 class ScheduledRun(models.Model):

@@ -31,7 +31,7 @@ def visible_jobs(user) -> QuerySet[Job]:
     experts = visible_experts(user).values("pk")
     maintained = maintained_mixture_ids(user)
     mine = Q(requested_by=user) if user.is_authenticated else Q(pk__in=[])
-    theirs = Q(kind=Job.Kind.GENERATE) & ~mine
+    theirs = Q(action=Job.Action.GENERATE) & ~mine
     return (
         Job.objects.filter(Q(expert__in=experts) | Q(mixture_id__in=maintained) | mine)
         .exclude(theirs)

@@ -48,10 +48,16 @@ class CurrentCompositionSerializer(serializers.Serializer):
     url = serializers.CharField(help_text="its API address")
 
 
+DEPRECATED = "deprecated: the same as `{}`, answered until 0.3"
+
+
 class MixtureSerializer(serializers.ModelSerializer):
     base_model = serializers.CharField(source="base_model.name", read_only=True)
     domains = DomainSerializer(many=True, read_only=True)
     current_composition = serializers.SerializerMethodField()
+    task_type = serializers.CharField(
+        source="kind", read_only=True, help_text=DEPRECATED.format("kind")
+    )
 
     @extend_schema_field(CurrentCompositionSerializer(allow_null=True))
     def get_current_composition(self, obj) -> dict | None:
@@ -76,6 +82,7 @@ class MixtureSerializer(serializers.ModelSerializer):
             "name",
             "description",
             "base_model",
+            "kind",
             "task_type",
             "routing",
             "tolerance",
@@ -93,6 +100,9 @@ class ExpertSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
     mixture = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     domain = serializers.CharField(source="domain.name", read_only=True)
+    kind = serializers.CharField(
+        source="architecture", read_only=True, help_text=DEPRECATED.format("architecture")
+    )
 
     class Meta:
         model = Expert
@@ -104,6 +114,7 @@ class ExpertSerializer(serializers.ModelSerializer):
             "name",
             "description",
             "licence",
+            "architecture",
             "kind",
             "source",
             "sha256",
@@ -212,10 +223,15 @@ class CompositionSummarySerializer(CompositionSerializer):
 
 
 class JobSerializer(serializers.ModelSerializer):
+    kind = serializers.CharField(
+        source="action", read_only=True, help_text=DEPRECATED.format("action")
+    )
+
     class Meta:
         model = Job
         fields = [
             "id",
+            "action",
             "kind",
             "mixture",
             "expert",

@@ -2,6 +2,8 @@
 tasks by name and never imports the worker's modules (or their heavy dependencies);
 the worker registers its tasks under these names; beat schedules one of them."""
 
+from routing.kinds import KINDS, describe
+
 VALIDATE = "workers.tasks.validate_expert"
 RETRAIN = "workers.tasks.retrain_gate"
 PUBLISH = "workers.tasks.publish_composition"
@@ -14,15 +16,16 @@ QUEUES = {
     RETRAIN: "training",
     PUBLISH: "publishing",
     EXPORT: "publishing",
-    GENERATE: "lm",
+    GENERATE: "default",
     RECOVER: "default",
 }
-# Language-model work is heavier: every job of a language-model mixture goes to its own
-# queue, which GPU workers take while CPU workers keep classification flowing.
-LM_QUEUE = "lm"
-ALL_QUEUES = ("default", "validation", "training", "publishing", LM_QUEUE)
+# A kind may send every job of its mixtures to a queue of its own (language models: "lm",
+# which GPU workers take while CPU workers keep classification flowing).
+ALL_QUEUES = tuple(
+    dict.fromkeys(["default", *QUEUES.values(), *(i.queue for i in KINDS.values() if i.queue)])
+)
 
 
-def queue_for(task: str, task_type: str) -> str:
+def queue_for(task: str, kind: str | None) -> str:
     """The queue of a task run for a mixture of this kind."""
-    return LM_QUEUE if task_type == "causal-lm" else QUEUES[task]
+    return (describe(kind).queue if kind else None) or QUEUES[task]

@@ -4,9 +4,25 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from routing.kinds import DEFAULT_KIND, KINDS
+
 from .models import BaseModel, Domain, Mixture
-from .serializers import NOT_BLANK, _checked
+from .serializers import DEPRECATED, NOT_BLANK, _checked
 from .services import mixtures
+
+
+def routing_help() -> str:
+    """The routing settings every kind takes, as the API's help text (from the configs)."""
+    from routing.config import user_settings
+
+    parts = []
+    for info in KINDS.values():
+        sections = ", ".join(
+            f"{key}: {{{', '.join(f.name for f in user_settings(cls))}}}"
+            for key, cls, _ in info.sections()
+        )
+        parts.append(f"{info.name}: {{{sections}, seed}}")
+    return "; ".join(parts) + "; missing keys take their defaults"
 
 
 class MixtureWriteSerializer(serializers.ModelSerializer):
@@ -17,14 +33,11 @@ class MixtureWriteSerializer(serializers.ModelSerializer):
         queryset=BaseModel.objects.all(),
         help_text="a base model this hub knows (see the mixtures' `base_model`)",
     )
-    routing = serializers.JSONField(
-        required=False,
-        help_text="{gate: {top_k, temperature, hidden, train_top_k, noise_std}, loss: "
-        "{routing, balance, entropy_example, entropy_batch, z}, seed} and, for a "
-        "language-model mixture, lm: {prefix_tokens, layer, router, mixing}; missing keys "
-        "take their defaults",
-    )
+    routing = serializers.JSONField(required=False, help_text=routing_help())
     name = serializers.CharField(max_length=200, validators=[NOT_BLANK])
+    task_type = serializers.ChoiceField(
+        choices=list(KINDS), required=False, write_only=True, help_text=DEPRECATED.format("kind")
+    )
 
     class Meta:
         model = Mixture
@@ -32,6 +45,7 @@ class MixtureWriteSerializer(serializers.ModelSerializer):
             "slug",
             "name",
             "description",
+            "kind",
             "task_type",
             "base_model",
             "routing",
@@ -50,13 +64,18 @@ class MixtureWriteSerializer(serializers.ModelSerializer):
 
     def validate(self, data):
         instance = self.instance
-        task_type = data.get("task_type") or (instance.task_type if instance else "classification")
+        alias = data.pop("task_type", None)
+        if alias is not None:
+            if data.get("kind", alias) != alias:
+                raise serializers.ValidationError({"kind": "kind and task_type differ"})
+            data["kind"] = alias
+        kind = data.get("kind") or (instance.kind if instance else DEFAULT_KIND)
         base = data.get("base_model") or (instance.base_model if instance else None)
-        _checked(lambda _: mixtures.check_kind(instance, task_type, base), None, "task_type")
+        _checked(lambda _: mixtures.check_kind(instance, kind, base), None, "kind")
         routing = data.get("routing", instance.routing if instance else {})
-        if "routing" in data or "task_type" in data or instance is None:
+        if "routing" in data or "kind" in data or instance is None:
             data["routing"] = _checked(
-                lambda r: mixtures.clean_routing(r, task_type), routing, "routing"
+                lambda r: mixtures.clean_routing(r, kind), routing, "routing"
             )
         return data
 

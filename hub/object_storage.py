@@ -20,13 +20,13 @@ BACKENDS = ("local", "s3")
 
 def default_storage() -> dict:
     """The STORAGES["default"] entry that the environment asks for."""
-    kind = (env_str("MOECOLLAB_STORAGE", "local") or "local").strip().lower()
-    if kind not in BACKENDS:
+    backend = (env_str("MOECOLLAB_STORAGE", "local") or "local").strip().lower()
+    if backend not in BACKENDS:
         raise ImproperlyConfigured(
-            f"MOECOLLAB_STORAGE={kind!r} is not a storage this hub knows "
+            f"MOECOLLAB_STORAGE={backend!r} is not a storage this hub knows "
             f"(use {' or '.join(BACKENDS)})"
         )
-    if kind == "local":
+    if backend == "local":
         # No location: it follows MEDIA_ROOT. No URL serves it: downloads go through
         # views that check who asks.
         return {"BACKEND": "django.core.files.storage.FileSystemStorage"}

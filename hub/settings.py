@@ -10,6 +10,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from experts import task_names
+from routing.kinds import template_dirs
 
 from .env import env_bool, env_float, env_int, env_list, env_secret, env_str
 from .object_storage import default_storage, redirect_downloads
@@ -59,7 +60,8 @@ WSGI_APPLICATION = "hub.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # The hub's pages, then each kind's own parts of them (routing/kinds/*/templates).
+        "DIRS": [BASE_DIR / "templates", *template_dirs()],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

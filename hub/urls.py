@@ -63,6 +63,7 @@ urlpatterns = [
     path("experts/<int:pk>/download/", experts.expert_download, name="expert-download"),
     path("experts/<int:pk>/status.json", experts.expert_status, name="expert-status"),
     path("experts/<int:pk>/retire/", experts.expert_retire, name="expert-retire"),
+    path("experts/<int:pk>/retry/", experts.expert_retry, name="expert-retry"),
     path("accounts/register/", accounts.register, name="register"),
     path("accounts/profile/", accounts.profile, name="profile"),
     path("accounts/token/", accounts.token_create, name="token-create"),

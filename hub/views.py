@@ -5,14 +5,17 @@ from django.shortcuts import render
 from experts.models import Domain
 from experts.views.mixtures import mixture_list
 from routing.basemodels import DEFAULT_BASE_MODEL
-from routing.data import PACKAGED
-from routing.kinds.classification.contract import EXPERT_FORMAT_VERSION
+from routing.kinds import KINDS, get_kind
 
 HOME_DOMAINS = 24
 
 
 def home(request):
-    datasets = [{"name": name, "description": desc} for name, (desc, _) in PACKAGED.items()]
+    default = next(iter(KINDS.values()))
+    datasets = [
+        {"name": name, "description": about}
+        for name, about in get_kind(default.name).packaged_data().items()
+    ]
     return render(
         request,
         "home.html",
@@ -23,6 +26,6 @@ def home(request):
             ],
             "datasets": datasets,
             "base_model": DEFAULT_BASE_MODEL,
-            "format_version": EXPERT_FORMAT_VERSION,
+            "kinds": KINDS.values(),
         },
     )

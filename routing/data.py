@@ -1,143 +1,133 @@
-"""Datasets: CSV/JSONL files and the real datasets that PyPI packages ship, and the
-two deterministic ways of splitting them.
-
-Splits depend only on each example's text, so the same text always lands in the
-same split whatever the file order (no train/eval leakage through duplicates).
-
-Datasets (`split_unsplit`, `split_presplit`): an example's bucket is sha256(text)
-mod 100.
-- Sources without an official split (BBC News, Rotten Tomatoes, your files):
-  buckets 0-69 train, 70-84 router, 85-99 eval.
-- Sources with an official test set (Reuters R8, 20 Newsgroups): the test set
-  is eval; of the official training set, buckets 0-81 train, 82-99 router.
-
-A hub domain's data (`split_router_eval`): its bucket is sha256("moecollab-hub-split"
-NUL text) mod 100, salted so that it is independent of the dataset buckets (data
-drawn from one of those splits still divides evenly). Buckets 0-49 train the gate
-(router), 50-99 are held out (eval); contributors train on their own data.
-"""
+"""Datasets: CSV/JSONL files, the splits the hub stores, and the real datasets that
+PyPI packages ship (examples and their splits: `routing.splits`)."""
 
 from __future__ import annotations
 
 import bz2
 import csv
-import hashlib
 import importlib.util
 import io
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
-TRAIN_END, ROUTER_END = 70, 85  # unsplit sources
-PRESPLIT_TRAIN_END = 82  # sources with an official test set
-HUB_SALT = b"moecollab-hub-split\0"
-HUB_ROUTER_END = 50  # a hub domain: router below, held out from here
+from .splits import (
+    DatasetError,
+    DomainData,
+    Split,
+    split_presplit,
+    split_router_eval,
+    split_unsplit,
+)
 
-
-class DatasetError(ValueError):
-    """A dataset that cannot be read, with a message that says where and why."""
-
-
-@dataclass
-class Split:
-    texts: list[str]
-    labels: list[str] = field(default_factory=list)  # empty for text corpora
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def limited(self, n: int | None) -> Split:
-        """A deterministic subset of at most n examples (lowest text hashes first)."""
-        if n is None or len(self) <= n:
-            return self
-        order = sorted(range(len(self)), key=lambda i: _digest(self.texts[i]))[:n]
-        order.sort()
-        labels = [self.labels[i] for i in order] if self.labels else []
-        return Split([self.texts[i] for i in order], labels)
-
-    def rows(self):
-        """(text, label) pairs; the label is None in a text corpus."""
-        return zip(self.texts, self.labels or [None] * len(self.texts), strict=True)
-
-    def add(self, text: str, label: str | None) -> None:
-        self.texts.append(text)
-        if label is not None:
-            self.labels.append(label)
-
-
-@dataclass
-class DomainData:
-    name: str
-    labels: list[str]  # the domain's documented label order (sorted)
-    train: Split
-    router: Split
-    eval: Split
-    description: str = ""
-
-    def limited(self, n: int | None) -> DomainData:
-        return DomainData(
-            self.name,
-            self.labels,
-            self.train.limited(n),
-            self.router.limited(n),
-            self.eval.limited(n),
-            self.description,
-        )
-
-
-def _digest(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
-
-
-def bucket(text: str) -> int:
-    """A dataset example's bucket (train / router / eval)."""
-    return _digest(text) % 100
-
-
-def hub_bucket(text: str) -> int:
-    """A hub domain example's bucket (router / eval), independent of `bucket`."""
-    digest = hashlib.sha256(HUB_SALT + text.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % 100
-
-
-def split_router_eval(examples: Split) -> tuple[Split, Split]:
-    """A hub domain's data -> (router split, held-out eval split)."""
-    router, evaluation = Split([], []), Split([], [])
-    for text, label in examples.rows():
-        (router if hub_bucket(text) < HUB_ROUTER_END else evaluation).add(text, label)
-    return router, evaluation
-
-
-def _partition(split: Split, bounds: tuple[int, ...]) -> list[Split]:
-    parts = [Split([], []) for _ in range(len(bounds) + 1)]
-    for text, label in split.rows():
-        b = bucket(text)
-        parts[sum(b >= bound for bound in bounds)].add(text, label)
-    return parts
-
-
-def split_unsplit(name: str, examples: Split, description: str = "") -> DomainData:
-    train, router, evaluation = _partition(examples, (TRAIN_END, ROUTER_END))
-    return DomainData(name, sorted(set(examples.labels)), train, router, evaluation, description)
-
-
-def split_presplit(name: str, train: Split, test: Split, description: str = "") -> DomainData:
-    expert_train, router = _partition(train, (PRESPLIT_TRAIN_END,))
-    labels = sorted(set(train.labels) | set(test.labels))
-    return DomainData(name, labels, expert_train, router, test, description)
+__all__ = [
+    "DatasetError",
+    "DomainData",
+    "Split",
+    "split_presplit",
+    "split_router_eval",
+    "split_unsplit",
+]
 
 
 # --- files ---------------------------------------------------------------
 
+# Bounds of a domain's data file, each refusal saying the limit and what was found.
+MAX_EXAMPLES = 100_000  # gate training draws at most this many (TrainConfig.example_budget)
+MAX_TEXT_CHARS = 100_000  # a long article; the models read its first few hundred tokens
+MAX_LABELS = 1_000  # a domain's labels: every expert, page and export carries them
+MAX_LABEL_CHARS = 100
 
-def _check_row(text, label, where: str, texts: list, labels: list) -> None:
+
+def decode(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{name}: not UTF-8 text (byte {exc.start})") from None
+
+
+def jsonl_rows(text: str, name: str):
+    """(where, object) for each non-empty line of a JSONL text, read by the strict JSON
+    reader of uploads (no nesting without end, no number without end)."""
+    from .safetensors_header import ContractError, parse_json
+
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{name} line {lineno}"
+        try:
+            row = parse_json(line, "bad_data", "invalid JSON")
+        except ContractError as exc:
+            raise DatasetError(f"{where}: {exc}") from None
+        if not isinstance(row, dict):
+            raise DatasetError(f"{where}: expected an object, not {type(row).__name__}")
+        yield where, row
+
+
+def check_text(text, where: str) -> str:
     if not isinstance(text, str) or not text.strip():
         raise DatasetError(f"{where}: 'text' is empty")
-    if not isinstance(label, (str, int)) or not str(label).strip():
+    return check_length(text, where)
+
+
+def check_length(text: str, where: str) -> str:
+    if len(text) > MAX_TEXT_CHARS:
+        raise DatasetError(
+            f"{where}: the text is {len(text):,} characters long; a text may have at most "
+            f"{MAX_TEXT_CHARS:,}"
+        )
+    return text
+
+
+def _check_row(text, label, where: str, texts: list, labels: list) -> None:
+    check_text(text, where)
+    if not isinstance(label, (str, int)) or isinstance(label, bool) or not str(label).strip():
         raise DatasetError(f"{where}: 'label' is empty")
+    label = str(label).strip()
+    if len(label) > MAX_LABEL_CHARS:
+        raise DatasetError(
+            f"{where}: the label is {len(label):,} characters long; a label may have at most "
+            f"{MAX_LABEL_CHARS}"
+        )
     texts.append(text)
-    labels.append(str(label).strip())
+    labels.append(label)
+
+
+def check_size(split: Split, name: str) -> Split:
+    """A domain's examples within the bounds (count, distinct labels)."""
+    if len(split) > MAX_EXAMPLES:
+        raise DatasetError(
+            f"{name}: {len(split):,} examples; a domain takes at most {MAX_EXAMPLES:,} "
+            "(give a sample of them)"
+        )
+    distinct = len(set(split.labels))
+    if distinct > MAX_LABELS:
+        raise DatasetError(
+            f"{name}: {distinct:,} distinct labels; a domain has at most {MAX_LABELS:,}"
+        )
+    return split
+
+
+def _csv_rows(text: str, name: str):
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        missing = {"text", "label"} - set(reader.fieldnames or [])
+        if missing:
+            raise DatasetError(
+                f"{name}: the header must name the columns text and label "
+                f"(missing: {', '.join(sorted(missing))})"
+            )
+        for row in reader:
+            yield f"{name} line {reader.line_num}", row
+    except csv.Error as exc:
+        limit = csv.field_size_limit()
+        why = (
+            f"a field is longer than {limit:,} characters (a text may have at most "
+            f"{MAX_TEXT_CHARS:,})"
+            if "field larger than field limit" in str(exc)
+            else f"not valid CSV ({exc})"
+        )
+        raise DatasetError(f"{name} line {reader.line_num}: {why}") from None
 
 
 def read_table(source: str | os.PathLike | bytes, *, fmt: str | None = None) -> Split:
@@ -151,40 +141,46 @@ def read_table(source: str | os.PathLike | bytes, *, fmt: str | None = None) -> 
     else:
         data, name = Path(source).read_bytes(), str(source)
         fmt = fmt or ("jsonl" if name.endswith((".jsonl", ".ndjson")) else "csv")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{name}: not UTF-8 text (byte {exc.start})") from None
+    text = decode(data, name)
     texts: list[str] = []
     labels: list[str] = []
     if fmt == "jsonl":
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{name} line {lineno}: invalid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or "text" not in row or "label" not in row:
-                raise DatasetError(f"{name} line {lineno}: expected an object with text and label")
-            _check_row(row["text"], row["label"], f"{name} line {lineno}", texts, labels)
+        for where, row in jsonl_rows(text, name):
+            if "text" not in row or "label" not in row:
+                raise DatasetError(f"{where}: expected an object with text and label")
+            _check_row(row["text"], row["label"], where, texts, labels)
     elif fmt == "csv":
-        reader = csv.DictReader(io.StringIO(text))
-        missing = {"text", "label"} - set(reader.fieldnames or [])
-        if missing:
-            raise DatasetError(
-                f"{name}: the header must name the columns text and label "
-                f"(missing: {', '.join(sorted(missing))})"
-            )
-        for lineno, row in enumerate(reader, 2):
-            _check_row(row["text"], row["label"], f"{name} line {lineno}", texts, labels)
+        for where, row in _csv_rows(text, name):
+            _check_row(row["text"], row["label"], where, texts, labels)
     else:
         raise DatasetError(f"unknown format {fmt!r}; use csv or jsonl")
     if not texts:
         raise DatasetError(f"{name}: no examples")
     if len(set(labels)) < 2:
         raise DatasetError(f"{name}: at least two distinct labels are needed")
-    return Split(texts, labels)
+    return check_size(Split(texts, labels), name)
+
+
+def split_to_jsonl(split: Split) -> bytes:
+    """A split as the hub stores it: one object per line, with a label where it has one."""
+    lines = (
+        json.dumps(
+            {"text": t, "label": lab} if lab is not None else {"text": t}, ensure_ascii=False
+        )
+        for t, lab in split.rows()
+    )
+    return ("\n".join(lines) + "\n").encode()
+
+
+def split_from_jsonl(data: bytes, name: str = "<stored split>") -> Split:
+    """A split the hub stored (`split_to_jsonl`): labelled rows, or texts alone."""
+    split = Split([], [])
+    for where, row in jsonl_rows(decode(data, name), name):
+        label = row.get("label")
+        split.add(check_text(row.get("text"), where), None if label is None else str(label))
+    if split.labels and len(split.labels) != len(split.texts):
+        raise DatasetError(f"{name}: some rows have a label and some have none")
+    return split
 
 
 # --- packaged datasets -----------------------------------------------------

@@ -164,7 +164,9 @@ def fit_gate(
         batches = 0
         for idx in _epoch_batches(len(features), tc, g, domain_idx, draws):
             out = gate(features[idx])
-            losses = routing_losses(out, task(out.weights, idx), domain_experts[idx], tc.loss)
+            losses = routing_losses(
+                out, task(out.weights, idx), domain_experts[idx], tc.loss, gate.config.top_k
+            )
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
             opt.step()

@@ -27,7 +27,7 @@ class Contributor:
     expert: str
     user: str
     domain: str
-    kind: str
+    architecture: str  # head or lora
     licence: str
     sha256: str
     share: float | None = None  # share of routed traffic (0-1)
@@ -112,13 +112,13 @@ def contributors_section(card: CardInfo, lost: str) -> list[str]:
         "",
         f"Every expert, who made it, its share of routed traffic on the held-out sets and {lost}.",
         "",
-        "| Expert | Contributor | Domain | Kind | Licence | Traffic share | Contribution |",
+        "| Expert | Contributor | Domain | Architecture | Licence | Traffic share | Contribution |",
         "|---|---|---|---|---|---:|---:|",
     ]
     for c in card.contributors:
         name = f"[{c.expert}]({c.url})" if c.url else c.expert
         lines.append(
-            f"| {name} | {c.user} | {c.domain} | {c.kind} | {c.licence} | "
+            f"| {name} | {c.user} | {c.domain} | {c.architecture} | {c.licence} | "
             f"{pct(c.share)} | {points(c.drop)} |"
         )
     return lines

@@ -87,3 +87,28 @@ def load_adapter_config(path: str | os.PathLike) -> dict:
     if not isinstance(config, dict):
         raise ContractError("bad_lora", "adapter_config.json is not a JSON object")
     return config
+
+
+def adapter_config_for(
+    path: str | os.PathLike,
+    adapter_config: dict | str | os.PathLike | None,
+    *,
+    look_beside: bool,
+    train_command: str,
+    missing_key: str,
+) -> dict:
+    """The adapter_config of a file without the project's metadata (a plain PEFT adapter):
+    the one given (a dict or a path), else the `adapter_config.json` beside the file when
+    `look_beside`; a ContractError says how to make an expert the hub reads."""
+    if adapter_config is None:
+        beside = Path(path).with_name("adapter_config.json")
+        if not look_beside or not beside.exists():
+            raise ContractError(
+                "missing_metadata",
+                f"__metadata__ lacks {missing_key!r}: write experts with "
+                f"`{train_command}`, or upload a PEFT adapter with its adapter_config.json",
+            )
+        adapter_config = beside
+    if not isinstance(adapter_config, dict):
+        adapter_config = load_adapter_config(adapter_config)
+    return adapter_config

@@ -9,7 +9,7 @@ from ..models import BaseModel
 
 def register_base_model(
     name: str,
-    task_type: str,
+    kind: str,
     *,
     revision: str = "",
     licence: str = "apache-2.0",
@@ -27,13 +27,13 @@ def register_base_model(
     base, _ = BaseModel.objects.get_or_create(
         name=name,
         defaults={
-            "task_type": task_type,
+            "kind": kind,
             "revision": revision,
             "hidden_size": spec.hidden_size,
             "num_layers": spec.num_layers,
             "intermediate_size": spec.intermediate_size,
-            "q_size": spec.q_size if task_type == "causal-lm" else 0,
-            "kv_size": spec.kv_size if task_type == "causal-lm" else 0,
+            "q_size": spec.q_size,
+            "kv_size": spec.kv_size,
             "fingerprint": fingerprint,
             "licence": licence,
         },

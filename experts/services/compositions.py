@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from ..models import Composition, Expert, Job, Mixture
 from .exports import export_now
-from .jobs import end_job, heartbeat, progress, start_job
+from .jobs import end_job, progress, run
+from .publishing import enqueue_publish
+from .queueing import dispatch_on_commit, never_sent, queue
 from .resources import base_for, kind_of, load_model, loaded_expert, mixture_data, tensor_cache
 from .storage import delete_prefix, folder_name, is_stored, put_folder, staging_folder
 
@@ -53,20 +56,41 @@ def compose_experts(mixture: Mixture, experts: list[Expert], data: dict | None =
     )
 
 
-def retrain(job_id: int, *, enqueue_publish=None) -> Composition | None:
-    """Retrain the gate over the accepted experts and store a new composition.
+def enqueue_retrain(mixture) -> Job:
+    """Queue one retrain for the mixture, unless one is already waiting (it will see
+    every expert accepted before it runs, so accepts close together share a retrain).
+    A waiting retrain whose message never reached the broker is sent again now."""
+    with transaction.atomic():
+        waiting = (
+            Job.objects.select_for_update()
+            .filter(mixture=mixture, action=Job.Action.RETRAIN, status=Job.Status.QUEUED)
+            .first()
+        )
+        if waiting is not None:
+            if never_sent(waiting):
+                dispatch_on_commit(waiting)
+            return waiting
+        return queue(
+            Job.Action.RETRAIN,
+            mixture_id=mixture.pk,
+            message="waiting for more accepted experts",
+            countdown=settings.MOECOLLAB_RETRAIN_COALESCE_SECONDS,
+        )
+
+
+def retrain(job_id: int) -> Composition | None:
+    """The retrain job (a Celery task body): retrain the gate over the accepted experts
+    and store a new composition.
 
     Nothing is stored when the set equals the current composition's. The new
     composition is then exported for download, and published when the mixture says so.
     """
-    job = start_job(job_id)
-    if job is None:
-        return None
-    with heartbeat(job):
-        return _retrain(job, enqueue_publish)
+    return run(
+        job_id, _retrain, what="retraining", soft_limit=settings.MOECOLLAB_RETRAIN_SOFT_LIMIT
+    )
 
 
-def _retrain(job: Job, enqueue_publish) -> Composition | None:
+def _retrain(job: Job) -> Composition | None:
     mixture = job.mixture
     kind = kind_of(mixture)
     experts = accepted_experts(mixture)
@@ -89,7 +113,7 @@ def _retrain(job: Job, enqueue_publish) -> Composition | None:
     Job.objects.filter(pk=job.pk).update(composition=composition)
     progress(job, 90, "exporting the composition as a transformers model")
     export_now(composition, composed.model)
-    if enqueue_publish is not None and mixture.publish_automatically:
+    if mixture.publish_automatically:
         enqueue_publish(composition)
     end_job(
         job, Job.Status.SUCCEEDED, f"v{composition.version}: {kind.info.summary(composed.report)}"

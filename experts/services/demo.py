@@ -1,10 +1,15 @@
 """The demo: two mixtures over the packaged data, demo accounts, and demo experts trained
-and uploaded as a contributor would (what `manage.py seed_demo` runs). Idempotent."""
+and uploaded as a contributor would (what `manage.py seed_demo` runs). Idempotent.
+
+The seeder is the one place outside `routing.kinds` that names kinds: each demo is a
+mixture of one kind, trained with that kind's own recipe (`MixtureKind.train_expert`).
+"""
 
 from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
@@ -12,9 +17,10 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from routing.basemodels import DEFAULT_BASE_MODEL, DEFAULT_LM_BASE
-from routing.data import PACKAGED, Split, load_domain
+from routing.data import Split
+from routing.kinds import get_kind
 
-from ..models import Domain, Expert, Mixture, Task
+from ..models import Domain, Expert, Mixture
 from .basemodels import register_base_model
 from .domains import import_domain_data
 from .mixtures import clean_routing
@@ -27,6 +33,61 @@ DEMO_USERS = {
 LM_DOMAINS = ("bbc", "python")  # the language-model demo: news and code
 LM_PER_DOMAIN = 80  # texts per domain for router + held-out: validation stays minutes on a CPU
 LM_TRAIN = 32  # texts per demo language-model expert
+
+
+@dataclass
+class Demo:
+    """A demo mixture: its kind, base, packaged domains and how its experts are trained."""
+
+    slug: str
+    name: str
+    description: str
+    kind: str
+    base: str
+    domains: tuple[str, ...]
+    per_domain: int  # router + held-out examples per domain
+    train: int  # training examples per demo expert
+    expert: str  # the experts' names: "demo <domain> <expert>"
+    options: dict = field(default_factory=dict)  # the kind's training settings
+    about: str = ""  # the experts' description, after "trained on N packaged <domain> "
+
+
+def news_and_reviews(per_domain: int, train: int) -> Demo:
+    kind = get_kind("classification")
+    return Demo(
+        "news-and-reviews",
+        "News and reviews",
+        "Four text-classification domains: BBC News topics, Reuters finance newswire, "
+        "20 Newsgroups forum topics and Rotten Tomatoes review sentiment. Train an expert "
+        "for one of them.",
+        kind.info.name,
+        DEFAULT_BASE_MODEL,
+        tuple(kind.packaged_data()),
+        per_domain,
+        train,
+        "head",
+        {"architecture": "head"},
+        "examples",
+    )
+
+
+def news_and_code() -> Demo:
+    return Demo(
+        "news-and-code",
+        "News and code (language model)",
+        "A language-model mixture on SmolLM2-135M-Instruct: LoRA experts for BBC News "
+        "articles and for Python source code. Each prompt is routed on its first 32 tokens "
+        "to the expert for its domain; try it on a composition's page.",
+        "causal-lm",
+        DEFAULT_LM_BASE,
+        LM_DOMAINS,
+        LM_PER_DOMAIN,
+        LM_TRAIN,
+        "lora",
+        # A small LoRA: r=8 on q_proj and v_proj, 2 epochs, not evaluated before upload.
+        {"r": 8, "alpha": 16.0, "epochs": 2, "lr": 2e-3, "evaluate": False},
+        "texts",
+    )
 
 
 def demo_users() -> dict:
@@ -43,82 +104,44 @@ def demo_users() -> dict:
     return users
 
 
-def _mixture(slug, name, description, base, task_type, maintainer) -> Mixture:
+def seed_mixture(demo: Demo, maintainer, say=print) -> Mixture:
+    """The demo's mixture with its domains and their packaged data (kept when present)."""
+    kind = get_kind(demo.kind)
+    base = register_base_model(demo.base, demo.kind)
     with transaction.atomic():
         mixture, _ = Mixture.objects.get_or_create(
-            slug=slug,
+            slug=demo.slug,
             defaults={
-                "name": name,
-                "description": description,
+                "name": demo.name,
+                "description": demo.description,
                 "base_model": base,
-                "task_type": task_type,
-                "routing": clean_routing({}, task_type),
+                "kind": demo.kind,
+                "routing": clean_routing({}, demo.kind),
             },
         )
         mixture.maintainers.add(maintainer)
-    return mixture
-
-
-def classification_demo(maintainer, per_domain: int, say=print) -> Mixture:
-    base = register_base_model(DEFAULT_BASE_MODEL, Task.CLASSIFICATION)
-    mixture = _mixture(
-        "news-and-reviews",
-        "News and reviews",
-        "Four text-classification domains: BBC News topics, Reuters finance newswire, "
-        "20 Newsgroups forum topics and Rotten Tomatoes review sentiment. Train an expert "
-        "for one of them.",
-        base,
-        Task.CLASSIFICATION,
-        maintainer,
-    )
-    for name in PACKAGED:
+    about = kind.packaged_data()
+    for name in demo.domains:
         domain, _ = Domain.objects.get_or_create(mixture=mixture, name=name)
         if domain.router_count:
             continue
-        data = load_domain(name)
+        data = kind.load_packaged(name)
         pool = Split(data.router.texts + data.eval.texts, data.router.labels + data.eval.labels)
-        import_domain_data(domain, pool.limited(per_domain), source=f"packaged {name}")
-        domain.description = PACKAGED[name][0]
+        import_domain_data(domain, pool.limited(demo.per_domain), source=f"packaged {name}")
+        domain.description = about[name]
         domain.save(update_fields=["description"])
-        say(f"domain {name}: {domain.router_count} router, {domain.eval_count} eval examples")
-    return mixture
-
-
-def language_demo(maintainer, say=print) -> Mixture:
-    from routing.kinds.causal_lm.corpora import CORPORA, load_corpus
-
-    base = register_base_model(DEFAULT_LM_BASE, Task.CAUSAL_LM)
-    mixture = _mixture(
-        "news-and-code",
-        "News and code (language model)",
-        "A language-model mixture on SmolLM2-135M-Instruct: LoRA experts for BBC News "
-        "articles and for Python source code. Each prompt is routed on its first 32 tokens "
-        "to the expert for its domain; try it on a composition's page.",
-        base,
-        Task.CAUSAL_LM,
-        maintainer,
-    )
-    for name in LM_DOMAINS:
-        domain, _ = Domain.objects.get_or_create(mixture=mixture, name=name)
-        if domain.router_count:
-            continue
-        corpus = load_corpus(name)
-        pool = Split(corpus.router.texts + corpus.eval.texts).limited(LM_PER_DOMAIN)
-        import_domain_data(domain, pool, source=f"packaged {name}")
-        domain.description = CORPORA[name][0]
-        domain.save(update_fields=["description"])
-        say(f"domain {name}: {domain.router_count} router, {domain.eval_count} held-out texts")
+        say(f"domain {name}: {domain.router_count} router, {domain.eval_count} held-out examples")
     return mixture
 
 
 _bases: dict = {}
 
 
-def _loaded(cls, name: str):
+def _loaded(kind, name: str):
     """A base model loaded once per process (the seeder trains in two rounds)."""
-    if (cls, name) not in _bases:
-        _bases[(cls, name)] = cls(name)
-    return _bases[(cls, name)]
+    if (kind.info.name, name) not in _bases:
+        _bases[(kind.info.name, name)] = kind.load_base(name)
+    return _bases[(kind.info.name, name)]
 
 
 def _todo(mixture, contributor, names, limit=None) -> list[Domain]:
@@ -148,7 +171,7 @@ def wait_for_first_composition(mixture, expert, say=print, timeout=900.0, poll=2
     say(f"no {mixture.slug} composition after {timeout:.0f} s; going on")
 
 
-def _upload(contributor, mixture, domain, path, name, description, enqueue):
+def _upload(contributor, mixture, domain, path, name, description):
     return accept_upload(
         contributor,
         UploadRequest(
@@ -159,95 +182,39 @@ def _upload(contributor, mixture, domain, path, name, description, enqueue):
             licence="apache-2.0",
             file=LocalFile(path),
         ),
-        enqueue=enqueue,
     )
 
 
-def classification_experts(
-    mixture, contributor, train_limit: int, enqueue, say=print, limit=None
-) -> list[Expert]:
-    """Train and upload a head expert for each domain that has none from the contributor
-    (the first `limit` of them); the experts uploaded."""
-    from routing.cache import TensorCache
-    from routing.kinds.classification.encoder import BaseEncoder
-    from routing.kinds.classification.training import train_expert_file
+def train_experts(demo: Demo, mixture, contributor, say=print, limit=None) -> list[Expert]:
+    """Train and upload an expert for each demo domain that has none from the contributor
+    (the first `limit` of them), with the kind's own recipe; the experts uploaded (each
+    with its validation job)."""
+    from routing.cache import TensorCache  # torch: the seeder trains in its own process
 
-    todo = _todo(mixture, contributor, PACKAGED, limit)
+    todo = _todo(mixture, contributor, demo.domains, limit)
     if not todo:
         return []
-    uploaded = []
-    encoder = _loaded(BaseEncoder, DEFAULT_BASE_MODEL)
+    kind = get_kind(demo.kind)
+    base = _loaded(kind, mixture.base_model.name)
     cache = TensorCache(settings.MOECOLLAB_CACHE_DIR)
-    with tempfile.TemporaryDirectory() as tmp:
-        for domain in todo:
-            data = load_domain(domain.name).limited(train_limit)
-            path = Path(tmp) / f"{domain.name}.safetensors"
-            summary = train_expert_file(encoder, data, path, kind="head", cache=cache)
-            expert = _upload(
-                contributor,
-                mixture,
-                domain,
-                path,
-                f"demo {domain.name} head",
-                f"A head expert trained on {len(data.train)} packaged "
-                f"{domain.name} examples by `seed_demo --experts`.",
-                enqueue,
-            )
-            say(
-                f"expert {expert.name!r} uploaded for validation (trained in "
-                f"{summary['train_seconds']:.1f} s, held-out accuracy "
-                f"{summary['eval_accuracy']:.3f})"
-            )
-            uploaded.append(expert)
-    return uploaded
-
-
-def train_demo_lm_expert(base, domain: str, path: Path, texts: int | None = None) -> int:
-    """A small LoRA (r=8 on q_proj and v_proj, 2 epochs) on a packaged corpus's first
-    training texts, written as the project's single file. Returns how many texts."""
-    from routing.kinds.causal_lm.corpora import load_corpus
-    from routing.kinds.causal_lm.experts import save_lm_expert
-    from routing.kinds.causal_lm.training import DEFAULT_TARGETS, train_lm_lora
-
-    train = load_corpus(domain).train.limited(texts or LM_TRAIN).texts
-    lora = train_lm_lora(base, train, r=8, alpha=16.0, epochs=2, lr=2e-3)
-    save_lm_expert(
-        path,
-        lora_tensors=lora,
-        r=8,
-        alpha=16.0,
-        target_modules=list(DEFAULT_TARGETS),
-        base_model=base.name,
-        base_fingerprint=base.weights_fingerprint,
-        domain=domain,
-    )
-    return len(train)
-
-
-def language_experts(mixture, contributor, enqueue, say=print, limit=None) -> list[Expert]:
-    """Train and upload a small LoRA expert for each language-model domain without one
-    (the first `limit` of them); the experts uploaded."""
-    from routing.kinds.causal_lm.base import CausalBase
-
-    todo = _todo(mixture, contributor, LM_DOMAINS, limit)
-    if not todo:
-        return []
     uploaded = []
-    base = _loaded(CausalBase, mixture.base_model.name)
     with tempfile.TemporaryDirectory() as tmp:
         for domain in todo:
+            data = kind.load_packaged(domain.name).limited(demo.train)
             path = Path(tmp) / f"{domain.name}.safetensors"
-            n = train_demo_lm_expert(base, domain.name, path)
+            summary = kind.train_expert(base, data, path, cache=cache, **demo.options)
             expert = _upload(
                 contributor,
                 mixture,
                 domain,
                 path,
-                f"demo {domain.name} lora",
-                f"A LoRA (r=8, q_proj and v_proj) trained on {n} "
-                f"packaged {domain.name} texts by `seed_demo --experts`.",
-                enqueue,
+                f"demo {domain.name} {demo.expert}",
+                f"A {demo.expert} expert trained on {len(data.train)} packaged "
+                f"{domain.name} {demo.about} by `seed_demo --experts`.",
             )
-            say(f"expert {expert.name!r} uploaded for validation")
+            said = f"trained in {summary['train_seconds']:.1f} s"
+            if "eval_accuracy" in summary:
+                said += f", held-out accuracy {summary['eval_accuracy']:.3f}"
+            say(f"expert {expert.name!r} uploaded for validation ({said})")
             uploaded.append(expert)
     return uploaded

@@ -5,25 +5,20 @@ evaluation labels; they train on their own data.
 
 from __future__ import annotations
 
-import json
-
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from routing.data import DatasetError, DomainData, Split, read_table, split_router_eval
+from routing.data import (
+    DatasetError,
+    DomainData,
+    Split,
+    split_from_jsonl,
+    split_router_eval,
+    split_to_jsonl,
+)
 from routing.kinds import get_kind
 
-from ..models import Domain, Task
-
-
-def _jsonl(split: Split) -> bytes:
-    lines = (
-        json.dumps(
-            {"text": t, "label": lab} if lab is not None else {"text": t}, ensure_ascii=False
-        )
-        for t, lab in split.rows()
-    )
-    return ("\n".join(lines) + "\n").encode()
+from ..models import Domain
 
 
 def import_domain_data(domain: Domain, examples: Split, *, source: str = "") -> Domain:
@@ -48,8 +43,8 @@ def import_domain_data(domain: Domain, examples: Split, *, source: str = "") -> 
     with transaction.atomic():
         storage = domain.router_data.storage
         old_names = [f.name for f in (domain.router_data, domain.eval_data) if f]
-        domain.router_data.save("router.jsonl", ContentFile(_jsonl(router)), save=False)
-        domain.eval_data.save("eval.jsonl", ContentFile(_jsonl(evaluation)), save=False)
+        domain.router_data.save("router.jsonl", ContentFile(split_to_jsonl(router)), save=False)
+        domain.eval_data.save("eval.jsonl", ContentFile(split_to_jsonl(evaluation)), save=False)
         domain.labels = labels
         domain.router_count, domain.eval_count = len(router), len(evaluation)
         domain.source = source[:200]
@@ -80,17 +75,14 @@ def labels_lacking(domain: Domain) -> list[str]:
 
 def import_domain_file(domain: Domain, data: bytes, filename: str) -> Domain:
     """A maintainer's file, read as the mixture's kind reads domain data."""
-    examples = get_kind(domain.mixture.task_type).read_examples(data, filename)
+    examples = get_kind(domain.mixture.kind).read_examples(data, filename)
     return import_domain_data(domain, examples, source=f"upload {filename}")
 
 
 def _read(domain: Domain, field) -> Split:
-    """A stored split: labelled rows, or texts for a language-model mixture's domain."""
+    """A stored split: labelled rows, or texts alone where the kind has no labels."""
     with field.open("rb") as f:
-        data = f.read()
-    if domain.mixture.task_type == Task.CAUSAL_LM:
-        return Split([json.loads(line)["text"] for line in data.decode().splitlines() if line])
-    return read_table(data, fmt="jsonl")
+        return split_from_jsonl(f.read(), f"{domain} {field.field.name}")
 
 
 def domain_data(domain: Domain) -> DomainData:

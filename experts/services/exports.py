@@ -13,7 +13,8 @@ from django.conf import settings
 from routing.model_card import CardInfo, Contributor
 
 from ..models import Composition, Job
-from .jobs import end_job, heartbeat, job_composition, progress, start_job
+from .jobs import end_job, job_composition, progress, run
+from .queueing import once_per_composition
 from .resources import kind_of, load_model
 from .storage import (
     EXPORT_MANIFEST,
@@ -57,7 +58,7 @@ def card_info(composition: Composition) -> CardInfo:
                 expert=expert.name,
                 user=expert.owner.username,
                 domain=expert.domain.name,
-                kind=expert.kind,
+                architecture=expert.architecture,
                 licence=expert.licence,
                 sha256=expert.sha256,
                 share=measured.get("share"),
@@ -134,18 +135,26 @@ def export_now(composition: Composition, model=None) -> None:
         log.exception("exporting %s failed; it will be exported on demand", composition)
 
 
+def enqueue_export(composition: Composition) -> Job:
+    """Queue the export of a composition whose download is missing (the web process never
+    loads a model); an export already waiting or running is returned, not doubled."""
+    return once_per_composition(
+        composition, Job.Action.EXPORT, "waiting for a worker to prepare the download"
+    )
+
+
 def export(job_id: int) -> Composition | None:
     """The export job (a Celery task body): export a composition whose export is missing."""
-    job = start_job(job_id)
-    if job is None:
+    return run(job_id, _export, what="exporting", soft_limit=settings.MOECOLLAB_PUBLISH_SOFT_LIMIT)
+
+
+def _export(job: Job) -> Composition | None:
+    composition = job_composition(job)
+    progress(job, 10, "exporting the composition as a transformers model")
+    try:
+        ensure_export(composition)
+    except ExportError as exc:
+        end_job(job, Job.Status.FAILED, str(exc)[:300], str(exc))
         return None
-    with heartbeat(job):
-        composition = job_composition(job)
-        progress(job, 10, "exporting the composition as a transformers model")
-        try:
-            ensure_export(composition)
-        except ExportError as exc:
-            end_job(job, Job.Status.FAILED, str(exc)[:300], str(exc))
-            return None
-        end_job(job, Job.Status.SUCCEEDED, "the download is ready")
+    end_job(job, Job.Status.SUCCEEDED, "the download is ready")
     return composition

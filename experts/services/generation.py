@@ -8,8 +8,9 @@ import time
 
 from django.conf import settings
 
-from ..models import Job
-from .jobs import end_job, heartbeat, job_composition, progress, start_job
+from ..models import Composition, Job
+from .jobs import end_job, job_composition, progress, run
+from .queueing import queue
 from .resources import loaded_composition
 
 MAX_PROMPT_CHARS = 2000
@@ -43,32 +44,46 @@ def clean_request(data: dict) -> dict:
     return request
 
 
+def enqueue_generation(composition: Composition, user, request: dict) -> Job:
+    """Queue a generation from a composition for `user` (the request is already checked)."""
+    return queue(
+        Job.Action.GENERATE,
+        mixture_id=composition.mixture_id,
+        composition_id=composition.pk,
+        requested_by=user,
+        request=request,
+        message="waiting for a worker",
+    )
+
+
 def generate(job_id: int) -> Job | None:
     """The generation job (a Celery task body)."""
-    job = start_job(job_id)
-    if job is None:
-        return None
-    with heartbeat(job):
-        composition = job_composition(job)
-        progress(job, 10, "loading the composition")
-        model = loaded_composition(composition)
-        request = dict(job.request)
-        progress(job, 30, "routing the prompt and generating")
-        started = time.perf_counter()
-        (out,) = model.generate(
-            [request["prompt"]],
-            max_new_tokens=request["max_new_tokens"],
-            do_sample=request["do_sample"],
-            temperature=request["temperature"],
-            top_p=request["top_p"],
-            seed=request["seed"],
-        )
-        result = {
-            "text": out.text,
-            "experts": [[name, weight] for name, weight in out.experts],
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-        Job.objects.filter(pk=job.pk).update(result=result)
-        chosen = ", ".join(name for name, _ in out.experts)
-        end_job(job, Job.Status.SUCCEEDED, f"generated with {chosen}")
+    return run(
+        job_id, _generate, what="generating", soft_limit=settings.MOECOLLAB_GENERATE_SOFT_LIMIT
+    )
+
+
+def _generate(job: Job) -> Job:
+    composition = job_composition(job)
+    progress(job, 10, "loading the composition")
+    model = loaded_composition(composition)
+    request = dict(job.request)
+    progress(job, 30, "routing the prompt and generating")
+    started = time.perf_counter()
+    (out,) = model.generate(
+        [request["prompt"]],
+        max_new_tokens=request["max_new_tokens"],
+        do_sample=request["do_sample"],
+        temperature=request["temperature"],
+        top_p=request["top_p"],
+        seed=request["seed"],
+    )
+    result = {
+        "text": out.text,
+        "experts": [[name, weight] for name, weight in out.experts],
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    Job.objects.filter(pk=job.pk).update(result=result)
+    chosen = ", ".join(name for name, _ in out.experts)
+    end_job(job, Job.Status.SUCCEEDED, f"generated with {chosen}")
     return Job.objects.get(pk=job.pk)

@@ -1,16 +1,16 @@
-"""The life of a background job: sent, claimed, kept alive, ended, recovered.
+"""Running a background job: claimed, kept alive, ended, failed (sending: `queueing`).
 
 The `Job` row is the truth; a broker message only wakes a worker up. So:
 
-- Sending never raises into a request. `dispatch` tries the broker briefly and
-  records `sent_at` when it took the message; a job whose message never left
-  (broker down) or was lost inside the broker is sent again by `recover_jobs`,
-  which runs when a worker starts and every minute from Celery beat.
 - A worker claims a job with a lease: it records itself as the job's `owner`
   and keeps `heartbeat_at` fresh from a thread for as long as the job runs. A
   second delivery of a job whose holder is alive does nothing; a job whose
   holder died (its process is gone on this host, or its heartbeat went stale)
   is taken over, up to `MAX_ATTEMPTS` deliveries, then failed.
+- `run` is the one runner of every kind of job: it claims the job, keeps its
+  lease, and ends it failed, with a message the user can act on, when its body
+  raises or runs out of time; what the job held (an expert, a publication) is
+  left in a state from which it can be retried.
 - Every state change is a compare-and-set, so any message may arrive twice.
 """
 
@@ -20,80 +20,27 @@ import logging
 import os
 import socket
 import threading
+import traceback
 from contextlib import contextmanager
 from datetime import timedelta
 
 import psutil
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
-from .. import task_names
-from ..models import Composition, Expert, Job, Mixture, ScheduledRun
+from ..models import Composition, Expert, Job
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 FINAL = (Job.Status.SUCCEEDED, Job.Status.FAILED)
 
-# The task that runs each kind of job (sent by name: see experts.task_names).
-TASKS = {
-    Job.Kind.VALIDATE: task_names.VALIDATE,
-    Job.Kind.RETRAIN: task_names.RETRAIN,
-    Job.Kind.PUBLISH: task_names.PUBLISH,
-    Job.Kind.EXPORT: task_names.EXPORT,
-    Job.Kind.GENERATE: task_names.GENERATE,
-}
 
-# A broker that does not answer costs a request at most about this long; the job
-# stays queued and `recover_jobs` sends it later.
-SEND_RETRY_POLICY = {
-    "max_retries": 1,
-    "interval_start": 0.2,
-    "interval_step": 0.3,
-    "interval_max": 0.5,
-}
-# A job created this recently may still be waiting for its own on-commit send.
-SEND_GRACE_SECONDS = 10
-
-
-# --- sending -------------------------------------------------------------------
-
-
-def dispatch(job: Job, countdown: int = 0) -> bool:
-    """Send the job's message; True when the broker took it. Never raises."""
-    from celery import current_app
-
-    task = TASKS[job.kind]
-    task_type = Mixture.objects.filter(pk=job.mixture_id).values_list("task_type", flat=True)
-    queue = task_names.queue_for(task, task_type.first() or "")
-    options = {"countdown": countdown} if countdown else {}
-    try:
-        current_app.send_task(
-            task,
-            args=[job.pk],
-            queue=queue,
-            retry=True,
-            retry_policy=SEND_RETRY_POLICY,
-            **options,
-        )
-    except Exception as exc:  # the broker is down or refused: the job stays queued
-        log.warning("job %s not sent (%s: %s); it will be sent again", job.pk, type(exc), exc)
-        return False
-    Job.objects.filter(pk=job.pk).update(sent_at=timezone.now())
-    return True
-
-
-def never_sent(job: Job) -> bool:
-    """Whether the job's message has not reached the broker, past the moment when its
-    own on-commit send should have happened."""
-    grace = timezone.now() - timedelta(seconds=SEND_GRACE_SECONDS)
-    return job.sent_at is None and job.created_at < grace
-
-
-def dispatch_on_commit(job: Job, countdown: int = 0) -> None:
-    """Send the job's message once the transaction that created it has committed."""
-    transaction.on_commit(lambda: dispatch(job, countdown))
+def scrub(text: str) -> str:
+    """The text with the Hub token replaced: for anything a job stores or logs."""
+    token = settings.MOECOLLAB_HF_TOKEN
+    return text.replace(token, "[token]") if token else text
 
 
 # --- who holds a job -------------------------------------------------------------
@@ -236,55 +183,28 @@ def _release(job: Job, message: str) -> None:
         Expert.objects.filter(pk=job.expert_id, status=Expert.Status.VALIDATING).update(
             status=Expert.Status.FAILED, report={"problems": [message]}
         )
-    if job.kind == Job.Kind.PUBLISH and job.composition_id:
+    if job.action == Job.Action.PUBLISH and job.composition_id:
         Composition.objects.filter(
             pk=job.composition_id, hub_status=Composition.Publish.QUEUED
         ).update(hub_status=Composition.Publish.FAILED, hub_error=message)
 
 
-# --- recovery ------------------------------------------------------------------
+# --- the runner -------------------------------------------------------------------
 
 
-def recover_jobs(*, worker_start: bool = False) -> dict[str, int]:
-    """Requeue running jobs whose holder died, and send queued jobs whose message
-    never reached the broker or was lost there. Returns what was done, by name.
-
-    On a worker's start every queued job is sent again (a broker without
-    acknowledgements, like the embedded one, loses what a killed worker had
-    fetched); duplicates are harmless, since a delivered job is claimed once.
-    """
-    now = timezone.now()
-    done = {"requeued": 0, "failed": 0, "sent": 0}
-    for job in Job.objects.filter(status=Job.Status.RUNNING):
-        if holder_alive(job, now):
-            continue
-        if job.attempts >= MAX_ATTEMPTS:
-            fail_job(job.pk, f"the worker stopped answering {job.attempts} times")
-            done["failed"] += 1
-            continue
-        requeued = Job.objects.filter(
-            pk=job.pk, status=Job.Status.RUNNING, owner=job.owner, heartbeat_at=job.heartbeat_at
-        ).update(status=Job.Status.QUEUED, message="requeued: its worker stopped answering")
-        if requeued:
-            done["requeued"] += 1
-            done["sent"] += dispatch(job)
-    if worker_start:
-        waiting = Q()  # everything queued: a duplicate costs one lookup, a loss a job
-    else:
-        resend = timedelta(seconds=settings.MOECOLLAB_RESEND_QUEUED_SECONDS)
-        grace = timedelta(seconds=SEND_GRACE_SECONDS)
-        waiting = Q(sent_at__isnull=True, created_at__lt=now - grace) | Q(sent_at__lt=now - resend)
-    for job in Job.objects.filter(waiting, status=Job.Status.QUEUED).order_by("pk"):
-        done["sent"] += dispatch(job)
-    return done
-
-
-def run_once_per(name: str, seconds: float) -> bool:
-    """Whether a scheduled task named `name` may run now: at most once per `seconds`
-    whatever number of beat schedulers send it (compare-and-set in the database)."""
-    now = timezone.now()
-    ScheduledRun.objects.get_or_create(name=name)
-    due = Q(last_run_at__isnull=True) | Q(last_run_at__lte=now - timedelta(seconds=seconds))
-    return bool(
-        ScheduledRun.objects.filter(due, name=name).update(last_run_at=now, runs=F("runs") + 1)
-    )
+def run(job_id: int, body, *, what: str, soft_limit: int):
+    """One delivery of a job: claim it (nothing to do when it ended, or when a live worker
+    holds it), keep its lease while `body(job)` runs, and end it failed with a message
+    when the body raises or passes the time limit. Returns what the body returned."""
+    job = start_job(job_id)
+    if job is None:
+        return None
+    with heartbeat(job):
+        try:
+            return body(job)
+        except SoftTimeLimitExceeded:
+            fail_job(job.pk, f"{what} took longer than the {soft_limit} s limit")
+        except Exception as exc:  # an infrastructure error: the work may be retried
+            log.error("%s job %s failed\n%s", what, job.pk, scrub(traceback.format_exc()))
+            fail_job(job.pk, scrub(f"{what} failed: {type(exc).__name__}: {exc}"))
+    return None

@@ -16,8 +16,6 @@ from django.db.models import Count, F, FloatField
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
-from routing.kinds import describe
-
 from ..models import Expert
 
 
@@ -29,14 +27,10 @@ def _accepted(mixture):
     )
 
 
-# The second figure a board shows beside the kind's metric.
-SECOND = {"classification": "macro_f1", "causal-lm": "base_perplexity"}
-
-
 def boards_for(mixture, domains, contributions: dict, *, rows: int, page=None) -> list[dict]:
     """For each domain: its experts by score and by contribution (top `rows`, or page
     `page` of `rows` each), with how many accepted experts it has."""
-    kind = describe(mixture.task_type)
+    kind = mixture.kind_info
     score = (
         F("score").desc(nulls_last=True)
         if kind.higher_is_better
@@ -92,7 +86,7 @@ def _row(expert, contributions: dict, kind) -> dict:
     return {
         "expert": expert,
         "score": expert.metrics.get(kind.metric),
-        "second": expert.metrics.get(SECOND[kind.name]),
+        "second": expert.metrics.get(kind.second_metric),
         "drop": measured.get("drop"),
         "share": measured.get("share"),
     }
@@ -102,7 +96,7 @@ def score_history(mixture) -> tuple[list[str], dict[str, list[float | None]]]:
     """The held-out score (the kind's metric) per domain over every composition, oldest
     first: versions with different domain sets stay comparable, domain by domain (None
     where a version has no expert for the domain). Reads only the scores."""
-    metric = describe(mixture.task_type).metric
+    metric = mixture.kind_info.metric
     rows = list(
         mixture.compositions.order_by("version")
         .annotate(scores=KT("metrics__domains"))

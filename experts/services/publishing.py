@@ -21,7 +21,8 @@ from django.db import transaction
 
 from ..models import Composition, Job
 from .exports import ExportError, ensure_export, public_url, repo_id_for
-from .jobs import end_job, heartbeat, job_composition, progress, start_job
+from .jobs import end_job, job_composition, progress, run, scrub
+from .queueing import once_per_composition
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,22 @@ def hub_configured() -> bool:
     return bool(settings.MOECOLLAB_HF_TOKEN)
 
 
+def enqueue_publish(composition: Composition) -> Job | None:
+    """Queue the composition's publication to the Hub; None when publishing is not
+    configured. A publication already waiting or running is returned, not doubled."""
+    if not hub_configured():
+        return None
+
+    def mark_queued():
+        Composition.objects.filter(pk=composition.pk).update(
+            hub_status=Composition.Publish.QUEUED, hub_error=""
+        )
+
+    return once_per_composition(
+        composition, Job.Action.PUBLISH, "waiting for a publishing worker", mark_queued
+    )
+
+
 def publish_refusal(mixture) -> str:
     """Why the mixture's compositions cannot be published now; '' when they can (the one
     answer to "can this be published?", for the pages, the API and the worker)."""
@@ -42,12 +59,6 @@ def publish_refusal(mixture) -> str:
     if not repo_id_for(mixture):
         return "The mixture has no Hub repository id; set it under Hub publishing settings."
     return ""
-
-
-def scrub(text: str) -> str:
-    """The text with the Hub token replaced, for anything stored or logged."""
-    token = settings.MOECOLLAB_HF_TOKEN
-    return text.replace(token, "[token]") if token else text
 
 
 def _status(exc: Exception) -> int | None:
@@ -103,8 +114,7 @@ def push(composition: Composition, folder: Path, repo_id: str) -> tuple[str, boo
         commit_message=f"{mixture.name}: composition {tag}",
         commit_description=(
             f"Composition {tag} of {mixture.slug}, {len(composition.expert_shas)} experts; "
-            f"overall held-out accuracy "
-            f"{(composition.metrics or {}).get('overall', {}).get('accuracy', float('nan')):.4f}. "
+            f"{mixture.kind_info.summary(composition.metrics or {})}. "
             "Published by MoECollab Hub"
             + (f" from {url}" if (url := public_url(composition.get_absolute_url())) else "")
         ),
@@ -120,16 +130,17 @@ def _record(composition: Composition, **fields) -> None:
 
 def publish(job_id: int, *, sleep=time.sleep) -> Composition | None:
     """Export and publish the job's composition (a Celery task body)."""
+    return run(
+        job_id,
+        lambda job: _publish(job, sleep),
+        what="publishing",
+        soft_limit=settings.MOECOLLAB_PUBLISH_SOFT_LIMIT,
+    )
+
+
+def _publish(job: Job, sleep) -> Composition | None:
     from huggingface_hub import constants
 
-    job = start_job(job_id)
-    if job is None:
-        return None
-    with heartbeat(job):
-        return _publish(job, sleep, constants)
-
-
-def _publish(job: Job, sleep, constants) -> Composition | None:
     composition = job_composition(job)
     if composition.hub_status == Composition.Publish.PUBLISHED and composition.hub_commit:
         end_job(job, Job.Status.SUCCEEDED, f"already published as {composition.hub_commit[:12]}")

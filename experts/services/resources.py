@@ -24,13 +24,13 @@ LOADED_EXPERTS = 256  # experts kept loaded per process (each a few MB at most)
 
 
 def kind_of(mixture: Mixture) -> MixtureKind:
-    return get_kind(mixture.task_type)
+    return get_kind(mixture.kind)
 
 
 def base_for(mixture: Mixture):
     """The mixture's frozen base model, loaded once per worker process."""
     base = mixture.base_model
-    return _base(mixture.task_type, base.name, base.revision)
+    return _base(mixture.kind, base.name, base.revision)
 
 
 @lru_cache(maxsize=4)

@@ -2,12 +2,14 @@
 
 Browser and API uploads both call `accept_upload`. It checks, in order, the
 user's quota and upload rate, the size cap, the header-only contract check of
-the routing library and duplicates by sha256; then it stores the file under a
-generated name, and creates the `Expert` in a transaction that locks the
-user's row and counts again, so that concurrent uploads cannot pass the quota
-or the rate together. Validation is enqueued after that transaction commits.
-A failure raises `UploadError` with the HTTP status and a message; nothing is
-left behind.
+the routing library; then it stores the file under a generated name, hashing it
+as it is stored (the file is read once, besides its header), and creates the
+`Expert` with its validation job in one transaction that locks the user's row
+and checks the quota, the rate and duplicates by sha256 again, so that
+concurrent uploads cannot pass them together. The job's message is sent once
+that transaction commits; if the process dies in between, the job waits queued
+and `queueing.recover_jobs` sends it. A failure raises `UploadError` with the
+HTTP status and a message; nothing is left behind.
 
 Duplicates say nothing of other people's pending uploads: a user is told of
 their own identical file, and of an identical file that is accepted (public);
@@ -17,6 +19,7 @@ if it is accepted first.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -33,6 +36,7 @@ from routing.kinds import get_kind
 from routing.safetensors_header import ContractError, parse_json
 
 from ..models import Domain, Expert, Mixture
+from .validation import enqueue_validation
 
 
 class UploadError(Exception):
@@ -180,7 +184,49 @@ def _check_duplicate(user, mixture, sha256: str) -> None:
         )
 
 
-def accept_upload(user, req: UploadRequest, *, enqueue=None) -> Expert:
+class HashingReader:
+    """A file handed to the storage, hashed as the storage reads it. `sha256()` answers
+    only when the reads covered the file in order from its start (a storage that reads
+    it again from the start restarts the hash); otherwise None."""
+
+    def __init__(self, f):
+        self._f, self.name = f, f.name
+        self._hash, self._done = hashlib.sha256(), 0
+
+    def read(self, n: int = -1) -> bytes:
+        at = self._f.tell()
+        data = self._f.read(n)
+        if at == 0:
+            self._hash, self._done = hashlib.sha256(), 0
+        if at == self._done:
+            self._hash.update(data)
+            self._done += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def sha256(self) -> str | None:
+        size = os.fstat(self._f.fileno()).st_size
+        return self._hash.hexdigest() if self._done == size else None
+
+
+def _store(expert: Expert, path: str) -> str:
+    """Store the expert's file under a generated name; its sha256, from the same read."""
+    with open(path, "rb") as f:
+        reader = HashingReader(f)
+        expert.file.save("expert.safetensors", File(reader), save=False)
+    return reader.sha256() or file_sha256(path)
+
+
+def accept_upload(user, req: UploadRequest) -> Expert:
+    """Check, store and record an upload, and queue its validation (see the module)."""
     mixture, domain = req.mixture, req.domain
     if domain.mixture_id != mixture.pk:
         raise UploadError(400, f"domain {domain.name!r} is not part of {mixture.slug!r}")
@@ -195,7 +241,7 @@ def accept_upload(user, req: UploadRequest, *, enqueue=None) -> Expert:
     path, temporary = _spooled_path(req.file)
     try:
         try:
-            header = get_kind(mixture.task_type).check_expert(
+            header = get_kind(mixture.kind).check_expert(
                 path,
                 base=mixture.base_model.spec(),
                 labels=list(domain.labels),
@@ -206,8 +252,6 @@ def accept_upload(user, req: UploadRequest, *, enqueue=None) -> Expert:
             raise UploadError(
                 400, f"the file breaks the expert contract: {exc}", exc.code
             ) from None
-        sha256 = file_sha256(path)
-        _check_duplicate(user, mixture, sha256)
         expert = Expert(
             owner=user,
             mixture=mixture,
@@ -215,16 +259,15 @@ def accept_upload(user, req: UploadRequest, *, enqueue=None) -> Expert:
             name=req.name,
             description=req.description,
             licence=req.licence,
-            kind=header.kind,
+            architecture=header.architecture,
             source=header.source,
             adapter_config=req.adapter_config,
-            sha256=sha256,
             size=req.file.size,
             num_parameters=header.num_parameters,
             report={
                 "header": {
                     "labels": header.labels,
-                    "kind": header.kind,
+                    "architecture": header.architecture,
                     "source": header.source,
                     # classification lora experts: what their classifier reads
                     **({"pooling": header.pooling} if hasattr(header, "pooling") else {}),
@@ -233,16 +276,14 @@ def accept_upload(user, req: UploadRequest, *, enqueue=None) -> Expert:
         )
         # Stored before the locked transaction, so the lock is never held during a copy;
         # removed again on any refusal below.
-        with open(path, "rb") as f:
-            expert.file.save("expert.safetensors", File(f), save=False)
+        expert.sha256 = _store(expert, path)
         try:
             with transaction.atomic():
                 get_user_model().objects.select_for_update().filter(pk=user.pk).first()
                 _check_allowance(user, mixture)
-                _check_duplicate(user, mixture, sha256)
+                _check_duplicate(user, mixture, expert.sha256)
                 expert.save()
-                if enqueue is not None:
-                    transaction.on_commit(lambda: enqueue(expert))
+                enqueue_validation(expert)
         except IntegrityError:  # a concurrent identical upload of this user's won the race
             expert.file.delete(save=False)
             raise UploadError(

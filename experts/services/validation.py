@@ -9,25 +9,35 @@ after `jobs.MAX_ATTEMPTS` deliveries instead of looping.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import transaction
 
 from routing.safetensors_header import ContractError
 
 from ..models import Expert, Job, Mixture
-from .compositions import accepted_experts, compose_experts
-from .jobs import end_job, heartbeat, progress, start_job
+from .compositions import accepted_experts, compose_experts, enqueue_retrain
+from .jobs import end_job, progress, run
+from .queueing import queue
 from .resources import base_for, kind_of, loaded_expert, mixture_data, tensor_cache
 
 
-def validate(job_id: int, *, enqueue_retrain=None) -> None:
-    job = start_job(job_id)
-    if job is None:
-        return
-    with heartbeat(job):
-        _validate(job, enqueue_retrain)
+def enqueue_validation(expert: Expert) -> Job:
+    """Queue the expert's validation, in the caller's transaction (the upload's, or the
+    retry's): its job commits with the change that asks for it, or not at all."""
+    return queue(
+        Job.Action.VALIDATE,
+        mixture_id=expert.mixture_id,
+        expert=expert,
+        message="waiting for a worker",
+    )
 
 
-def _validate(job: Job, enqueue_retrain) -> None:
+def validate(job_id: int) -> None:
+    """The validation job (a Celery task body); an accept queues a retrain."""
+    run(job_id, _validate, what="validation", soft_limit=settings.MOECOLLAB_VALIDATION_SOFT_LIMIT)
+
+
+def _validate(job: Job) -> None:
     expert = job.expert
     claimed = Expert.objects.filter(
         pk=expert.pk,
@@ -56,8 +66,8 @@ def _validate(job: Job, enqueue_retrain) -> None:
         )
         # The verdict and the end of the job commit together: nobody sees one without the other.
         end_job(job, Job.Status.SUCCEEDED, f"{status}: {report['summary']}")
-        if changed and accepted and enqueue_retrain is not None:
-            transaction.on_commit(lambda: enqueue_retrain(expert.mixture))
+        if changed and accepted:
+            enqueue_retrain(expert.mixture)
 
 
 def accepted_twin(expert: Expert) -> Expert | None:

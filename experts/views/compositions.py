@@ -13,7 +13,6 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from routing.kinds import describe
 from routing.report import matrix_rows
 
 from ..charts import bars, heatmap
@@ -21,8 +20,8 @@ from ..downloads import stored_file_response
 from ..models import Job
 from ..queries import get_composition
 from ..services.compositions import pin
-from ..services.exports import missing_domains, repo_id_for
-from ..services.publishing import hub_configured, publish_refusal
+from ..services.exports import enqueue_export, missing_domains, repo_id_for
+from ..services.publishing import enqueue_publish, hub_configured, publish_refusal
 from ..services.storage import (
     download_ready,
     export_files,
@@ -31,8 +30,7 @@ from ..services.storage import (
     zip_key,
     zip_name,
 )
-from ..tasks_api import enqueue_export, enqueue_publish
-from .generation import lm_score_rows, try_context
+from .generation import try_context
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 CHART_EXPERTS = 40  # the busiest experts, in the routing heatmap and the utilisation chart
@@ -53,7 +51,7 @@ def snippets(composition) -> dict:
         else ""
     )
     model = f'"{repo}", revision="{tag}"' if published else f'"./{local}"'
-    kind = describe(mixture.task_type)
+    kind = mixture.kind_info
     transformers = (
         "from transformers import pipeline\n\n"
         f'run = pipeline("{kind.pipeline_task}", model={model}, trust_remote_code=True)\n'
@@ -109,9 +107,8 @@ def composition_detail(request, slug: str, version: int):
         for e in (experts.get(shas[k]) for k in table.object_list)
         if e is not None
     ]
-    publish_job = composition.jobs.filter(kind=Job.Kind.PUBLISH).first()
-    kind = describe(mixture.task_type)
-    language = kind.name == "causal-lm"
+    publish_job = composition.jobs.filter(action=Job.Action.PUBLISH).first()
+    kind = mixture.kind_info
     return render(
         request,
         "experts/composition.html",
@@ -133,8 +130,9 @@ def composition_detail(request, slug: str, version: int):
             "snippets": snippets(composition),
             "kind": kind,
             "charted_names": names,
-            "lm_rows": lm_score_rows(metrics, names, charted) if language else [],
-            "try": try_context(request, composition) if language else None,
+            "score_rows": kind.score_rows(metrics, names, charted),
+            "overall_score": kind.overall(metrics),
+            "try": try_context(request, composition) if kind.generates else None,
         },
     )
 
@@ -174,7 +172,7 @@ def composition_file(request, slug: str, version: int, name: str):
 def download_status(request, slug: str, version: int):
     """Whether the download is ready, and the export job's progress, for the waiting page."""
     composition = get_composition(slug, version)
-    job = composition.jobs.filter(kind=Job.Kind.EXPORT).order_by("-created_at").first()
+    job = composition.jobs.filter(action=Job.Action.EXPORT).order_by("-created_at").first()
     return JsonResponse(
         {
             "ready": download_ready(composition),

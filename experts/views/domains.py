@@ -11,22 +11,23 @@ from routing.data import DatasetError
 from ..forms import DomainDataForm, DomainForm
 from ..queries import get_maintained_mixture
 from ..services.domains import import_domain_file, labels_lacking
+from ..uploading import bound_form
 
 
 @login_required
 def domain_data_upload(request, slug: str, name: str):
     mixture = get_maintained_mixture(request.user, slug)
     domain = get_object_or_404(mixture.domains, name=name)
-    form = DomainDataForm(request.POST or None, request.FILES or None)
-    status = 200
+    form, status = DomainDataForm(mixture=mixture), 200
     if request.method == "POST":
-        if form.is_valid():
+        form, refusal = bound_form(request, DomainDataForm, mixture=mixture)
+        status = refusal.status if refusal else 400
+        if refusal is None and form.is_valid():
             f = form.cleaned_data["file"]
             try:
                 import_domain_file(domain, f.read(), f.name)
             except DatasetError as exc:
                 form.add_error("file", str(exc))
-                status = 400
             else:
                 messages.success(
                     request,
@@ -34,8 +35,6 @@ def domain_data_upload(request, slug: str, name: str):
                     f"{domain.eval_count} held-out examples.",
                 )
                 return redirect(mixture)
-        else:
-            status = 400
     return render(
         request,
         "experts/domain_data.html",

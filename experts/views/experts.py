@@ -12,9 +12,9 @@ from ..downloads import stored_file_response
 from ..forms import UploadForm
 from ..models import Expert, Mixture
 from ..queries import get_expert, visible_jobs
-from ..services.experts import retire
-from ..services.uploads import UploadError, UploadRequest, accept_upload, stopped_body
-from ..tasks_api import enqueue_validation
+from ..services.experts import retire, retry
+from ..services.uploads import UploadError, UploadRequest, accept_upload
+from ..uploading import bound_form
 
 FINAL = (
     Expert.Status.ACCEPTED,
@@ -29,33 +29,18 @@ def upload(request, slug: str):
     mixture = get_object_or_404(Mixture, slug=slug)
     if request.method != "POST":
         return redirect(mixture)
-    status = 200
-    files = request.FILES  # parses the body; the upload handler flags an oversize file
-    refusal = stopped_body(request)
-    if refusal is not None:
-        form = UploadForm(request.POST, mixture=mixture)
-        form.full_clean()
-        form.errors.pop("file", None)  # not "required": it was sent, and stopped
-        form.add_error("file", refusal.message)
-        status = refusal.status
-    else:
-        form = UploadForm(request.POST, files, mixture=mixture)
-        if form.is_valid():
-            data = form.cleaned_data
-            try:
-                expert = accept_upload(
-                    request.user,
-                    UploadRequest.of(mixture, data["domain"], data),
-                    enqueue=enqueue_validation,
-                )
-            except UploadError as exc:
-                form.add_error("file", exc.message)
-                status = exc.status
-            else:
-                messages.success(request, f"Uploaded {expert.name}; validation has been queued.")
-                return redirect(expert)
+    form, refusal = bound_form(request, UploadForm, mixture=mixture)
+    status = refusal.status if refusal else 400
+    if refusal is None and form.is_valid():
+        data = form.cleaned_data
+        try:
+            expert = accept_upload(request.user, UploadRequest.of(mixture, data["domain"], data))
+        except UploadError as exc:
+            form.add_error("file", exc.message)
+            status = exc.status
         else:
-            status = 400
+            messages.success(request, f"Uploaded {expert.name}; validation has been queued.")
+            return redirect(expert)
     return render(request, "experts/upload.html", {"mixture": mixture, "form": form}, status=status)
 
 
@@ -69,7 +54,18 @@ def expert_detail(request, pk: int):
             "expert": expert,
             "jobs": jobs,
             "is_owner": request.user.is_authenticated and expert.owner_id == request.user.pk,
+            "may_retry": may_retry(request.user, expert),
+            "kind": expert.mixture.kind_info,
+            "score": expert.metrics.get(expert.mixture.kind_info.metric),
         },
+    )
+
+
+def may_retry(user, expert) -> bool:
+    """Whether `user` may validate the failed `expert` again: its owner, its mixture's
+    maintainers."""
+    return expert.status == Expert.Status.FAILED and (
+        expert.owner_id == user.pk or expert.mixture.is_maintainer(user)
     )
 
 
@@ -91,6 +87,21 @@ def expert_retire(request, pk: int):
     return redirect(expert)
 
 
+@login_required
+@require_POST
+def expert_retry(request, pk: int):
+    expert = get_expert(request.user, pk)
+    if expert.owner_id != request.user.pk and not expert.mixture.is_maintainer(request.user):
+        raise Http404("no such expert")
+    if retry(expert) is not None:
+        messages.success(request, f"{expert.name} is queued for validation again.")
+    else:
+        messages.error(
+            request, f"{expert.name} is {expert.status}: only a failed expert is retried."
+        )
+    return redirect(expert)
+
+
 def expert_status(request, pk: int):
     """Status and latest job of an expert, for the page's live refresh."""
     expert = get_expert(request.user, pk)
@@ -102,7 +113,7 @@ def expert_status(request, pk: int):
             "job": None
             if job is None
             else {
-                "kind": job.kind,
+                "action": job.action,
                 "status": job.status,
                 "progress": job.progress,
                 "message": job.message,

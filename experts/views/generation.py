@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -11,34 +9,11 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 from django_ratelimit.core import get_usage
 
-from ..models import Job, Mixture
+from ..models import Job
 from ..queries import get_composition, visible_jobs
-from ..services.generation import MAX_PROMPT_CHARS, clean_request
-from ..tasks_api import enqueue_generation
+from ..services.generation import MAX_PROMPT_CHARS, clean_request, enqueue_generation
 
-
-def lm_score_rows(metrics: dict, names: list[str], charted: list[int]) -> list[dict]:
-    """A language-model composition's perplexity per domain, against the base model's and
-    each charted expert's alone (`charted`: gate indices, `names`: theirs)."""
-    rows = []
-    for domain, m in (metrics.get("domains") or {}).items():
-        alone = m.get("experts") or []
-        best = min(range(len(alone)), key=lambda k: alone[k]) if alone else None
-        rows.append(
-            {
-                "domain": domain,
-                "n": m.get("n"),
-                "tokens": m.get("tokens"),
-                "perplexity": m.get("perplexity"),
-                "base": m.get("base_perplexity"),
-                "gain": 1 - m["perplexity"] / m["base_perplexity"]
-                if m.get("base_perplexity")
-                else math.nan,
-                "alone": [alone[k] if k < len(alone) else None for k in charted],
-                "best": alone[best] if best is not None else None,
-            }
-        )
-    return rows
+NOT_GENERATING = "This composition does not generate text: its mixture's kind has no Try-it."
 
 
 def try_context(request, composition) -> dict:
@@ -47,7 +22,7 @@ def try_context(request, composition) -> dict:
     if request.user.is_authenticated and request.GET.get("job", "").isdigit():
         job = (
             visible_jobs(request.user)
-            .filter(pk=int(request.GET["job"]), composition=composition, kind=Job.Kind.GENERATE)
+            .filter(pk=int(request.GET["job"]), composition=composition, action=Job.Action.GENERATE)
             .first()
         )
     return {
@@ -62,8 +37,8 @@ def try_context(request, composition) -> dict:
 def composition_generate(request, slug: str, version: int):
     """The prompt box without JavaScript: queue the generation, then show its live status."""
     composition = get_composition(slug, version)
-    if composition.mixture.task_type != Mixture.Task.CAUSAL_LM:
-        messages.error(request, "This composition classifies texts; it does not generate.")
+    if not composition.mixture.kind_info.generates:
+        messages.error(request, NOT_GENERATING)
         return redirect(composition)
     usage = get_usage(
         request,

@@ -6,24 +6,20 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
-from django.db.models.fields.json import KT
+from django.db.models.fields.json import KeyTransform
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
-
-from routing.basemodels import gguf_file
-from routing.kinds import describe
-from routing.kinds.causal_lm.snippets import peft_training_snippet
 
 from ..charts import lines
 from ..forms import HubSettingsForm, MixtureForm, UploadForm
 from ..models import Composition, Expert, Mixture
 from ..queries import get_maintained_mixture, maintained_mixture_ids, visible_experts
+from ..services.compositions import enqueue_retrain
 from ..services.exports import repo_id_for
 from ..services.leaderboard import boards_for, score_history
-from ..services.mixtures import classifier_routing, create_mixture
+from ..services.mixtures import create_mixture
 from ..services.publishing import hub_configured
-from ..tasks_api import enqueue_retrain
 
 MIXTURE_EXPERTS = 50  # the newest, on the mixture page; the leaderboard ranks them all
 BOARD_ROWS = 10  # per domain on the leaderboard; one domain's page shows them all, paged
@@ -44,13 +40,12 @@ def mixture_list(request):
         for c in Composition.objects.current()
         .filter(mixture_id__in=[m.pk for m in mixtures])
         .only("mixture_id", "version")
-        .annotate(
-            overall_accuracy=KT("metrics__overall__accuracy"),
-            overall_perplexity=KT("metrics__overall__perplexity"),
-        )
+        .annotate(overall=KeyTransform("overall", "metrics"))
     }
     for mixture in mixtures:
         mixture.current = current.get(mixture.pk)
+        if mixture.current is not None:  # in the kind's metric
+            mixture.current.score = mixture.kind_info.overall({"overall": mixture.current.overall})
     return mixtures
 
 
@@ -60,8 +55,9 @@ def mixture_detail(request, slug: str):
     shown = list(experts.defer("report", "adapter_config")[: MIXTURE_EXPERTS + 1])
     light = mixture.compositions.defer("metrics", "contributions", "expert_shas")
     hub_repo = repo_id_for(mixture)
-    kind = describe(mixture.task_type)
-    language = kind.name == "causal-lm"
+    kind = mixture.kind_info
+    for expert in shown:
+        expert.score = expert.metrics.get(kind.metric)
     return render(
         request,
         "experts/mixture.html",
@@ -78,10 +74,8 @@ def mixture_detail(request, slug: str):
             "hub_repo": hub_repo,
             "hub_configured": hub_configured(),
             "kind": kind,
-            "language": language,
-            "classifier": None if language else classifier_routing(mixture.routing),
-            "peft_snippet": peft_training_snippet(mixture.base_model.name) if language else "",
-            "gguf_file": gguf_file(mixture.base_model.name) if language else None,
+            "acceptance": kind.acceptance(mixture.tolerance),
+            **kind.page_context(mixture.routing, mixture.base_model.name),
         },
     )
 
@@ -125,11 +119,11 @@ def leaderboard(request, slug: str):
             "boards": boards,
             "current": current,
             "one_domain": one,
-            "kind": describe(mixture.task_type),
+            "kind": mixture.kind_info,
             "chart": lines(
                 per_domain,
                 versions,
-                f"Held-out {describe(mixture.task_type).metric} per domain by composition version",
+                f"Held-out {mixture.kind_info.metric} per domain by composition version",
             ),
         },
     )

@@ -29,7 +29,7 @@ def lm_mixture(db, media, hub_lm_folder, charlie):
 
     spec = BaseSpec.read(hub_lm_folder)
     base = BaseModel.objects.create(
-        name=hub_lm_folder, task_type="causal-lm", hidden_size=spec.hidden_size,
+        name=hub_lm_folder, kind="causal-lm", hidden_size=spec.hidden_size,
         num_layers=spec.num_layers, intermediate_size=spec.intermediate_size,
         q_size=spec.q_size, kv_size=spec.kv_size,
     )  # fmt: skip
@@ -37,7 +37,7 @@ def lm_mixture(db, media, hub_lm_folder, charlie):
         slug="tiny-lm",
         name="Tiny language model",
         base_model=base,
-        task_type="causal-lm",
+        kind="causal-lm",
         routing=clean_routing(
             {"lm": {"prefix_tokens": PREFIX}, "gate": {"hidden": 16}}, "causal-lm"
         ),  # fmt: skip
@@ -114,5 +114,5 @@ def lm_stored(lm_mixture, alice, bob, hub_lm_folder, tmp_path, settings):
             ),
         )
         Expert.objects.filter(pk=expert.pk).update(status=Expert.Status.ACCEPTED)
-    job = Job.objects.create(kind=Job.Kind.RETRAIN, mixture=lm_mixture)
+    job = Job.objects.create(action=Job.Action.RETRAIN, mixture=lm_mixture)
     return compositions.retrain(job.pk)

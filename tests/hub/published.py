@@ -13,7 +13,7 @@ from experts.models import Composition, Expert, Job
 from experts.services import publishing
 from experts.services.resources import base_for, load_model
 from experts.services.uploads import LocalFile, UploadRequest, accept_upload
-from experts.tasks_api import enqueue_publish
+from experts.services.publishing import enqueue_publish
 from routing.cache import TensorCache
 from routing.config import GateConfig
 from routing.kinds.classification.composing import compose
@@ -125,7 +125,7 @@ def prepared_by_a_worker(composition, url):
 
     waiting = Client().get(url)
     assert waiting.status_code == 202 and "Preparing the download" in waiting.content.decode()
-    job = Job.objects.get(kind=Job.Kind.EXPORT, composition=composition, status="queued")
+    job = Job.objects.get(action=Job.Action.EXPORT, composition=composition, status="queued")
     exports.export(job.pk)
 
 

@@ -8,8 +8,8 @@ import pytest
 from django.utils import timezone
 
 from experts.models import Composition, Expert, Job, ScheduledRun
-from experts.services.jobs import recover_jobs
-from experts.tasks_api import enqueue_retrain
+from experts.services.queueing import recover_jobs
+from experts.services.compositions import enqueue_retrain
 from tests.hub.processes import (
     Browserless,
     RedisServer,
@@ -51,7 +51,7 @@ def test_an_upload_and_a_retrain_made_while_redis_is_down_are_done_once_it_is_ba
         maintainer.request("GET", "/m/weather-food/")
         status, _ = maintainer.post_form("/m/weather-food/retrain/", {})
         assert status == 302
-        retrain = Job.objects.get(kind="retrain")
+        retrain = Job.objects.get(action="retrain")
         assert (retrain.status, retrain.sent_at) == ("queued", None)
 
         redis.start()  # the same port, empty: every message sent before is gone
@@ -76,7 +76,7 @@ def test_an_upload_and_a_retrain_made_while_redis_is_down_are_done_once_it_is_ba
 def test_a_queued_retrain_whose_message_was_lost_does_not_block_the_next(
     living_mixture, sent, django_capture_on_commit_callbacks
 ):
-    lost = Job.objects.create(kind="retrain", mixture=living_mixture)  # never sent
+    lost = Job.objects.create(action="retrain", mixture=living_mixture)  # never sent
     Job.objects.filter(pk=lost.pk).update(created_at=timezone.now() - timezone.timedelta(minutes=1))
     with django_capture_on_commit_callbacks(execute=True):
         again = enqueue_retrain(living_mixture)
@@ -87,10 +87,10 @@ def test_a_queued_retrain_whose_message_was_lost_does_not_block_the_next(
 
 def test_recovery_sends_jobs_never_sent_and_jobs_lost_in_the_broker(living_mixture, sent):
     old = timezone.now() - timezone.timedelta(hours=1)
-    never = Job.objects.create(kind="retrain", mixture=living_mixture)
-    lost = Job.objects.create(kind="retrain", mixture=living_mixture, sent_at=old)
-    fresh = Job.objects.create(kind="retrain", mixture=living_mixture, sent_at=timezone.now())
-    just_made = Job.objects.create(kind="retrain", mixture=living_mixture)
+    never = Job.objects.create(action="retrain", mixture=living_mixture)
+    lost = Job.objects.create(action="retrain", mixture=living_mixture, sent_at=old)
+    fresh = Job.objects.create(action="retrain", mixture=living_mixture, sent_at=timezone.now())
+    just_made = Job.objects.create(action="retrain", mixture=living_mixture)
     Job.objects.filter(pk__in=[never.pk, lost.pk]).update(created_at=old)
     assert recover_jobs()["sent"] == 2
     assert sorted(kw["args"][0] for _, kw in sent) == [never.pk, lost.pk]

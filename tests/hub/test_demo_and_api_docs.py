@@ -51,7 +51,7 @@ def test_seed_demo_trains_and_uploads_one_expert_per_domain_once(
     )
     by_mixture = {}
     for e in experts:
-        by_mixture.setdefault(e.mixture.slug, []).append((e.domain.name, e.kind, e.status))
+        by_mixture.setdefault(e.mixture.slug, []).append((e.domain.name, e.architecture, e.status))
     assert sorted(by_mixture["news-and-reviews"]) == [
         (name, "head", "uploaded") for name in ("20news", "bbc", "reuters8", "rotten")
     ]

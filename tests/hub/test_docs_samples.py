@@ -100,7 +100,7 @@ def test_the_peft_samples_save_adapters_the_hub_accepts(pooling, tiny_encoder, t
         base=tiny_encoder.spec,
         labels=["a", "b", "c", "d", "e"],
     )
-    assert (header.kind, header.source, header.lora.r, header.pooling) == (
+    assert (header.architecture, header.source, header.lora.r, header.pooling) == (
         "lora",
         "peft",
         8,

@@ -13,7 +13,7 @@ from django.test import Client
 
 from experts.models import Composition, Job
 from experts.services.storage import export_folder
-from experts.tasks_api import enqueue_publish
+from experts.services.publishing import enqueue_publish
 from tests.hub.conftest import api_client
 from tests.hub.published import prepared_by_a_worker, stored  # noqa: F401 (fixtures)
 from tests.hub.test_experts_access import client_for
@@ -101,7 +101,7 @@ def test_a_missing_export_is_written_by_a_worker_and_never_in_the_request(
     assert first.status_code == second.status_code == 202
     assert "Preparing the download" in first.content.decode()
     assert export_files(stored) == []  # the requests loaded no model and wrote nothing
-    job = Job.objects.get(kind=Job.Kind.EXPORT)  # one job for both requests
+    job = Job.objects.get(action=Job.Action.EXPORT)  # one job for both requests
     assert sent == [("workers.tasks.export_composition", {"args": [job.pk], "queue": "publishing"})]
     waiting = Client().get(status_url).json()
     assert waiting["ready"] is False and waiting["job"]["status"] == "queued"

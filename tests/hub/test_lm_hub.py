@@ -30,18 +30,20 @@ from tests.hub.test_experts_access import client_for
 def test_maintainers_open_a_language_model_mixture_on_a_causal_lm_base(alice, lm_mixture):
     client = api_client(alice)
     lm_base = lm_mixture.base_model.name
-    answer = client.post("/api/mixtures/", {"slug": "my-lm", "name": "My LM", "task_type":
+    answer = client.post("/api/mixtures/", {"slug": "my-lm", "name": "My LM", "kind":
                          "causal-lm", "base_model": lm_base}, format="json")  # fmt: skip
     assert answer.status_code == 201, answer.content
     body = answer.json()
-    assert body["task_type"] == "causal-lm" and body["routing"]["gate"]["top_k"] == 1
+    assert body["kind"] == "causal-lm" and body["routing"]["gate"]["top_k"] == 1
+    assert body["task_type"] == "causal-lm"  # the name before 0.2, still answered
     assert body["routing"]["lm"] == {"prefix_tokens": 32, "layer": -1, "router": "learned",
                                      "mixing": "mix"}  # fmt: skip
     encoder = BaseModel.objects.create(name="some/encoder", hidden_size=8, num_layers=1,
                                        intermediate_size=16)  # fmt: skip
+    # the name before 0.2 is still taken
     wrong = client.post("/api/mixtures/", {"slug": "bad", "name": "Bad", "task_type": "causal-lm",
                         "base_model": encoder.name}, format="json")  # fmt: skip
-    assert wrong.status_code == 400 and "serves text classification" in str(wrong.json())
+    assert wrong.status_code == 400 and "serves text classification" in str(wrong.json()["kind"])
     bad_routing = client.patch("/api/mixtures/my-lm/", {"routing": {"lm": {"router": "magic"}}},
                                format="json")  # fmt: skip
     assert bad_routing.status_code == 400 and "routing.lm.router" in str(bad_routing.json())
@@ -79,7 +81,7 @@ def test_uploads_are_checked_against_the_language_model_contract_and_queued_for_
                                 "weather")  # fmt: skip
     job = Job.objects.get(expert=expert)
     assert sent == [("workers.tasks.validate_expert", {"args": [job.pk], "queue": "lm"})]
-    assert (expert.kind, expert.source) == ("lora", "peft")
+    assert (expert.architecture, expert.source) == ("lora", "peft")
     head = make_head_file(tmp_path / "head.safetensors", type("E", (), {"hidden_size": 32,
                           "name": "x"})(), ["a", "b"])  # fmt: skip
     answer = api_client(alice).post(
@@ -146,7 +148,7 @@ def test_generation_is_throttled_per_user(alice, lm_stored, sent, monkeypatch):
         api_client(alice).post(url, {"prompt": "rain"}, format="json").status_code for _ in range(3)
     ]
     assert answers == [202, 202, 429]
-    assert Job.objects.filter(kind="generate").count() == 2
+    assert Job.objects.filter(action="generate").count() == 2
 
 
 def test_a_classification_composition_does_not_generate(alice, charlie, mixture, media):
@@ -162,7 +164,7 @@ def test_the_prompt_box_works_without_javascript(alice, lm_stored, sent):
     client = client_for(alice)
     page = client.post("/m/tiny-lm/v1/generate/", {"prompt": "cake sugar", "max_new_tokens": "4"})
     assert page.status_code == 302 and "?job=" in page["Location"]
-    job = Job.objects.get(kind="generate")
+    job = Job.objects.get(action="generate")
     from experts.services import generation
 
     generation.generate(job.pk)
@@ -183,7 +185,7 @@ def test_a_contributor_tries_a_composition_in_a_browser(live_server, page, alice
     page.fill("#id_prompt", "rain storm wet cloud")
     page.click("#try-button")
     page.wait_for_function("document.getElementById('try-status').textContent.length > 0")
-    job = Job.objects.get(kind="generate")
+    job = Job.objects.get(action="generate")
     generation.generate(job.pk)  # what the worker does with the message
     page.wait_for_selector("#try-output", timeout=15000)
     assert page.inner_text("#try-output").startswith("rain storm wet cloud")

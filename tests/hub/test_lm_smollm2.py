@@ -29,7 +29,7 @@ def test_a_peft_adapter_on_smollm2_is_validated_by_its_held_out_perplexity(
     base_model = register_base_model(DEFAULT_LM_BASE, "causal-lm")
     assert (base_model.hidden_size, base_model.kv_size) == (576, 192)
     mixture = Mixture.objects.create(
-        slug="code", name="Code", base_model=base_model, task_type="causal-lm",
+        slug="code", name="Code", base_model=base_model, kind="causal-lm",
         routing=clean_routing({}, "causal-lm"), tolerance=0.0,
     )  # fmt: skip
     mixture.maintainers.add(charlie)

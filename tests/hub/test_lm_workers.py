@@ -36,7 +36,7 @@ def test_a_peft_adapter_becomes_a_composition_that_generates_as_its_export_does(
     weather.refresh_from_db()
     assert weather.status == "accepted", weather.report
     assert weather.metrics["perplexity"] < weather.metrics["base_perplexity"]
-    job = Job.objects.get(expert=weather, kind="validate")
+    job = Job.objects.get(expert=weather, action="validate")
     assert job.attempts == 1
     v1 = wait_for(lambda: Composition.objects.filter(is_current=True).first(), what="v1")
     assert set(v1.metrics["domains"]) == {"weather"}

@@ -105,7 +105,7 @@ def test_web_and_two_workers_that_share_no_disk(
 
         # machine a dies in the middle of a validation; machine b takes its queue too
         food = upload_via(web, token, trained_file("food"), "food", living_mixture)
-        job = Job.objects.get(expert=food, kind="validate")
+        job = Job.objects.get(expert=food, action="validate")
         wait_for(lambda: Job.objects.get(pk=job.pk).status == "running", 120, "the job to run")
         validator.kill()
         trainer.stop()

@@ -111,7 +111,7 @@ def test_the_expert_status_endpoint_feeds_the_live_page(alice, bob, mixture, exp
     from experts.models import Job
 
     Job.objects.create(
-        kind="validate",
+        action="validate",
         mixture=mixture,
         expert=expert,
         status="running",
@@ -168,7 +168,7 @@ def test_maintainers_queue_a_retrain_once(
     with django_capture_on_commit_callbacks(execute=True):
         client_for(charlie).post("/m/weather-food/retrain/")
         client_for(charlie).post("/m/weather-food/retrain/")
-    assert Job.objects.filter(kind="retrain").count() == 1
+    assert Job.objects.filter(action="retrain").count() == 1
     assert [name for name, _ in sent] == ["workers.tasks.retrain_gate"]
 
 

@@ -172,13 +172,13 @@ def test_only_maintainers_publish_and_the_page_shows_the_snippets(
 ):
     assert client_for(alice).post("/m/weather-food/v1/publish/").status_code == 404
     assert api_client(alice).post(f"/api/compositions/{stored.pk}/publish/").status_code == 404
-    assert not Job.objects.filter(kind="publish").exists()
+    assert not Job.objects.filter(action="publish").exists()
     response = api_client(charlie).post(f"/api/compositions/{stored.pk}/publish/")
-    assert response.status_code == 202 and response.json()["kind"] == "publish"
+    assert response.status_code == 202 and response.json()["action"] == "publish"
     again = client_for(charlie).post("/m/weather-food/v1/publish/")
     assert again.status_code == 302
-    assert Job.objects.filter(kind="publish").count() == 1  # the waiting job is not doubled
-    publishing.publish(Job.objects.get(kind="publish").pk)
+    assert Job.objects.filter(action="publish").count() == 1  # the waiting job is not doubled
+    publishing.publish(Job.objects.get(action="publish").pk)
     page = Client().get("/m/weather-food/v1/").content.decode().replace("&quot;", '"')
     assert f'model="{REPO}", revision="v1"' in page
     assert f'snapshot_download("{REPO}", revision="v1")' in page

@@ -5,13 +5,13 @@ from datetime import timedelta
 from django.utils import timezone
 
 from experts.models import Expert, Job
-from experts.services.jobs import recover_jobs
+from experts.services.queueing import recover_jobs
 from tests.hub.test_experts_access import make_expert
 
 
 def stale_job(mixture, expert, attempts, minutes=30):
     return Job.objects.create(
-        kind="validate",
+        action="validate",
         mixture=mixture,
         expert=expert,
         status="running",

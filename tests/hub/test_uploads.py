@@ -35,12 +35,12 @@ def test_it_accepts_an_api_upload_and_queues_validation(
         response = post_api(alice, expert_file())
     assert response.status_code == 201, response.content
     expert = Expert.objects.get()
-    assert (expert.owner, expert.status, expert.kind) == (alice, "uploaded", "head")
+    assert (expert.owner, expert.status, expert.architecture) == (alice, "uploaded", "head")
     assert response.json()["sha256"] == expert.sha256
     files = stored_files(media)
     assert len(files) == 1 and files[0] != "expert.safetensors" and len(files[0]) > 30
     job = Job.objects.get()
-    assert (job.kind, job.status, job.expert) == ("validate", "queued", expert)
+    assert (job.action, job.status, job.expert) == ("validate", "queued", expert)
     assert sent == [("workers.tasks.validate_expert", {"args": [job.pk], "queue": "validation"})]
 
 
@@ -267,7 +267,7 @@ def test_a_plain_peft_adapter_uploads_with_its_config(
     with open(tmp_path / "peft" / "adapter_config.json", "rb") as cfg:
         response = post_api(alice, adapter, adapter_config=cfg)
     assert response.status_code == 201, response.content
-    assert (response.json()["source"], response.json()["kind"]) == ("peft", "lora")
+    assert (response.json()["source"], response.json()["architecture"]) == ("peft", "lora")
     assert Expert.objects.get().adapter_config["r"] == 4
 
 

@@ -80,7 +80,7 @@ def test_a_mixture_that_publishes_automatically_is_on_the_hub_after_an_upload(
         assert published.version == 1 and published.hub_repo == "charlie/weather-food"
         refs = HfApi(endpoint=server.url).list_repo_refs("charlie/weather-food")
         assert {t.name: t.target_commit for t in refs.tags} == {"v1": published.hub_commit}
-        job = Job.objects.get(kind="publish")
+        job = Job.objects.get(action="publish")
         assert (job.status, job.attempts) == ("succeeded", 1)
         log = worker.log.read_text()
         assert "workers.tasks.publish_composition" in log and token not in log
@@ -102,7 +102,7 @@ def test_duplicate_delivery_makes_one_report_and_one_composition(
     job.refresh_from_db()
     assert job.status == "succeeded" and job.attempts == 1
     assert Composition.objects.count() == 1
-    assert Job.objects.filter(kind="retrain").count() == 1
+    assert Job.objects.filter(action="retrain").count() == 1
 
 
 def test_a_validation_over_its_soft_time_limit_ends_failed(

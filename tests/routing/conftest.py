@@ -17,7 +17,7 @@ def trained(tmp_path, tiny_encoder, cache):
             tiny_encoder,
             data[name],
             path,
-            kind="head",
+            architecture="head",
             cache=cache,
             seed=i,
             epochs=40,

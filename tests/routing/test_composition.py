@@ -50,7 +50,7 @@ def _dense_expert_probs(comp: MoEClassifier, texts) -> torch.Tensor:
         batch = comp.encoder.tokenize(texts)
         feats = comp.encoder.pooled(batch)
         for k, expert in enumerate(comp.experts):
-            if expert.kind == "head":
+            if expert.architecture == "head":
                 logits = expert.head(feats)
             else:
                 logits = expert.classifier(
@@ -105,7 +105,7 @@ def test_sparse_execution_runs_only_the_selected_experts(tmp_path, tiny_encoder)
     comp = _composition(tiny_encoder, experts, domains, top_k=1)
     seen = {}
     for k, expert in enumerate(experts):
-        module = expert.head if expert.kind == "head" else expert.classifier
+        module = expert.head if expert.architecture == "head" else expert.classifier
         module.register_forward_hook(lambda m, i, o, k=k: seen.setdefault(k, []).append(len(o)))
     _, weights = comp.predict_proba(TEXTS)
     routed = (weights > 0).sum(0).tolist()

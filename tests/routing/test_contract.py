@@ -31,7 +31,7 @@ def rejected(path, **kwargs) -> ContractError:
 def test_it_round_trips_a_head_expert(tmp_path, tiny_encoder):
     path = make_head_file(tmp_path / "h.safetensors", tiny_encoder, LABELS, "weather")
     header = check_expert_file(path, base=tiny_encoder.spec, labels=LABELS)
-    assert (header.kind, header.labels, header.domain, header.head_hidden) == (
+    assert (header.architecture, header.labels, header.domain, header.head_hidden) == (
         "head",
         LABELS,
         "weather",
@@ -46,7 +46,7 @@ def test_it_round_trips_a_head_expert(tmp_path, tiny_encoder):
 def test_it_round_trips_a_lora_expert(tmp_path, tiny_encoder):
     path = make_lora_file(tmp_path / "l.safetensors", tiny_encoder, LABELS, "weather")
     header = check_expert_file(path, base=tiny_encoder.spec, labels=LABELS)
-    assert header.kind == "lora" and header.lora.r == 4
+    assert header.architecture == "lora" and header.lora.r == 4
     assert len(header.lora.modules) == 2 * tiny_encoder.spec.num_layers
     expert = load_expert(path, base=tiny_encoder.spec, labels=LABELS)
     assert expert.classifier.weight.shape == (2, tiny_encoder.hidden_size)
@@ -57,7 +57,7 @@ def test_it_accepts_a_plain_peft_adapter_unchanged(tmp_path, tiny_encoder):
     save_plain_peft_adapter(tmp_path / "peft", tiny_encoder, len(LABELS))
     path = tmp_path / "peft" / "adapter_model.safetensors"
     header = check_expert_file(path, base=tiny_encoder.spec, labels=LABELS)
-    assert (header.source, header.kind, header.labels) == ("peft", "lora", LABELS)
+    assert (header.source, header.architecture, header.labels) == ("peft", "lora", LABELS)
     expert = load_expert(path, base=tiny_encoder.spec, labels=LABELS)
     assert len(expert.lora_tensors) == 4 * tiny_encoder.spec.num_layers
 

@@ -33,7 +33,7 @@ def test_the_default_base_model_loads_offline_from_its_package(minilm):
 def test_a_head_expert_learns_bbc_topics_in_seconds(tmp_path, minilm, cache):
     bbc = load_domain("bbc")
     bbc.train, bbc.eval = bbc.train.limited(300), bbc.eval.limited(150)
-    summary = train_expert_file(minilm, bbc, tmp_path / "bbc.safetensors", kind="head", cache=cache)
+    summary = train_expert_file(minilm, bbc, tmp_path / "bbc.safetensors", architecture="head", cache=cache)
     assert summary["eval_accuracy"] > 0.85, summary
     header = check_expert_file(tmp_path / "bbc.safetensors", base=minilm.spec, labels=bbc.labels)
     assert header.head_hidden == 256
@@ -43,7 +43,7 @@ def test_a_lora_expert_adapts_the_real_encoder(tmp_path, minilm, cache):
     bbc = load_domain("bbc")
     bbc.train, bbc.eval = bbc.train.limited(32), bbc.eval.limited(16)
     path = tmp_path / "bbc-lora.safetensors"
-    train_expert_file(minilm, bbc, path, kind="lora", cache=cache, epochs=1, batch_size=16)
+    train_expert_file(minilm, bbc, path, architecture="lora", cache=cache, epochs=1, batch_size=16)
     header = check_expert_file(path, base=minilm.spec, labels=bbc.labels)
     lora_params = header.num_parameters - (5 * 384 + 5)
     assert (header.lora.r, lora_params) == (8, 73_728)

@@ -18,7 +18,6 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 
 from ...services import demo
-from ...tasks_api import enqueue_validation
 
 PER_DOMAIN = 1200  # examples per domain kept for router + eval, so the demo stays quick
 TRAIN_LIMIT = 600  # training (and scoring) examples per demo classification expert
@@ -50,21 +49,17 @@ class Command(BaseCommand):
     def handle(self, *args, per_domain, experts, train_limit, no_language_model, **options):
         users = demo.demo_users()
         say = self.stdout.write
-        news = demo.classification_demo(users["maintainer"], per_domain, say)
-        code = None if no_language_model else demo.language_demo(users["maintainer"], say)
+        demos = [demo.news_and_reviews(per_domain, train_limit)]
+        if not no_language_model:
+            demos.append(demo.news_and_code())
+        mixtures = [demo.seed_mixture(d, users["maintainer"], say) for d in demos]
         if experts:
             contributor = users["contributor"]
             steps = [
-                (
-                    news,
-                    lambda limit: demo.classification_experts(
-                        news, contributor, train_limit, enqueue_validation, say, limit=limit
-                    ),
-                )
-            ]
-            if code is not None:
-                steps.append((code, lambda limit: demo.language_experts(
-                    code, contributor, enqueue_validation, say, limit=limit)))  # fmt: skip
+                (mixture, lambda limit, d=d, m=mixture: demo.train_experts(
+                    d, m, contributor, say, limit=limit))
+                for d, mixture in zip(demos, mixtures, strict=True)
+            ]  # fmt: skip
             if options["first_compositions_first"]:
                 for mixture, step in steps:
                     first = step(1)

@@ -15,7 +15,7 @@
         if (data.job) {
           bar.hidden = false;
           bar.value = data.job.progress;
-          message.textContent = data.job.kind + ": " + data.job.status +
+          message.textContent = data.job.action + ": " + data.job.status +
             (data.job.message ? " · " + data.job.message : "") +
             (data.job.error ? " · " + data.job.error : "");
         }

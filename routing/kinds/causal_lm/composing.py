@@ -15,8 +15,8 @@ import torch
 
 from ...cache import TensorCache, texts_hash
 from ...config import GateConfig, LMRouting, TrainConfig, to_dict
-from ...data import DomainData
 from ...gate_training import domain_rows, fit_gate, warm_start
+from ...splits import DomainData
 from .base import CausalBase, prefix_log_likelihood
 from .experts import LMExpert
 from .model import MoECausalLM

@@ -8,9 +8,9 @@ in its metadata; a plain PEFT adapter (`task_type` CAUSAL_LM) comes with its
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ...basemodels import BaseSpec, same_base
 from ...expert_metadata import (
@@ -23,11 +23,12 @@ from ...expert_metadata import (
     lora_from_metadata,
     require,
 )
-from ...peft_config import LoraSpec, load_adapter_config, lora_from_peft_config, modules_to_save
+from ...peft_config import LoraSpec, adapter_config_for, lora_from_peft_config, modules_to_save
 from ...safetensors_header import ContractError, read_header
+from .info import INFO
 from .layout import check_lora_tensors
 
-LM_FORMAT_VERSION = "2"
+LM_FORMAT_VERSION = str(INFO.expert_format_version)  # "2"
 TASK = "causal-lm"
 
 
@@ -42,7 +43,7 @@ class LMExpertHeader:
     num_parameters: int
     lora: LoraSpec
     metadata: dict[str, str] = field(default_factory=dict)
-    kind: str = "lora"
+    architecture: str = "lora"
     labels: list[str] = field(default_factory=list)  # a language model has none
 
 
@@ -102,18 +103,13 @@ def check_lm_expert(
         _check_base(base_model, fingerprint, base, f"{how} (python -m routing lm train)")
         lora, source, domain = lora_from_metadata(metadata), "moecollab", metadata.get(KEY_DOMAIN)
     else:
-        if adapter_config is None:
-            beside = Path(path).with_name("adapter_config.json")
-            if not look_beside or not beside.exists():
-                raise ContractError(
-                    "missing_metadata",
-                    f"__metadata__ lacks {KEY_FORMAT!r}: write experts with "
-                    "`python -m routing lm train`, or upload a PEFT adapter with its "
-                    "adapter_config.json",
-                )
-            adapter_config = beside
-        if not isinstance(adapter_config, dict):
-            adapter_config = load_adapter_config(adapter_config)
+        adapter_config = adapter_config_for(
+            path,
+            adapter_config,
+            look_beside=look_beside,
+            train_command="python -m routing lm train",
+            missing_key=KEY_FORMAT,
+        )
         task = adapter_config.get("task_type")
         if task != "CAUSAL_LM":
             raise ContractError(
@@ -138,14 +134,7 @@ def check_lm_expert(
         base_fingerprint=fingerprint,
         domain=domain,
         source=source,
-        num_parameters=sum(_numel(t.shape) for t in header.tensors.values()),
+        num_parameters=sum(math.prod(t.shape) for t in header.tensors.values()),
         lora=lora,
         metadata=dict(metadata),
     )
-
-
-def _numel(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n

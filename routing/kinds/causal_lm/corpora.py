@@ -14,12 +14,21 @@ documents are cut at paragraph (blank-line) boundaries into chunks of about
 
 from __future__ import annotations
 
-import json
 import os
 import sysconfig
 from pathlib import Path
 
-from ...data import PACKAGED, DatasetError, DomainData, Split, split_unsplit
+from ...data import (
+    PACKAGED,
+    DatasetError,
+    DomainData,
+    Split,
+    check_length,
+    check_size,
+    decode,
+    jsonl_rows,
+    split_unsplit,
+)
 
 CHUNK_CHARS = 600  # about 130 SmolLM2 tokens of English
 MIN_CHARS = 200  # shorter texts leave too little after the router's prefix
@@ -84,24 +93,17 @@ def read_texts(data: bytes, filename: str) -> Split:
     (one object with a `text` field per line). Errors name the line and what is wrong."""
     if len(data) > MAX_BYTES:
         raise DatasetError(f"{filename}: larger than {MAX_BYTES:,} bytes")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{filename}: not UTF-8 text (byte {exc.start})") from None
+    text = decode(data, filename)
     if filename.lower().endswith((".jsonl", ".ndjson")):
         documents = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{filename} line {lineno}: invalid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                raise DatasetError(f"{filename} line {lineno}: expected an object with a text")
-            documents.append(row["text"])
+        for where, row in jsonl_rows(text, filename):
+            if not isinstance(row.get("text"), str):
+                raise DatasetError(f"{where}: expected an object with a text")
+            documents.append(check_length(row["text"], where))
     elif filename.lower().endswith(".txt"):
         documents = [b for b in text.split("\n\n") if b.strip()]
+        for number, document in enumerate(documents, 1):
+            check_length(document, f"{filename} document {number}")
     else:
         raise DatasetError(f"{filename}: a text domain is a .txt or a .jsonl file")
     texts = [t.strip() for t in documents if len(t.strip()) >= MIN_CHARS]
@@ -110,7 +112,7 @@ def read_texts(data: bytes, filename: str) -> Split:
             f"{filename}: {len(texts)} texts of at least {MIN_CHARS} characters; a domain "
             "needs more (blank lines separate the documents of a .txt file)"
         )
-    return Split(texts)
+    return check_size(Split(texts), filename)
 
 
 def load_corpus(spec: str, *, name: str | None = None) -> DomainData:

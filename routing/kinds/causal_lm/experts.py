@@ -40,7 +40,7 @@ class LMExpert:
     sha256: str
     lora_tensors: dict[str, torch.Tensor]
 
-    kind = "lora"
+    architecture = "lora"
 
     @property
     def scale(self) -> float:

@@ -11,25 +11,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ...config import GateConfig, LMRouting, LossWeights, TrainConfig, from_dict
-from .. import KINDS
 from ..interface import ExpertScore, MixtureKind
 from .contract import check_lm_expert
 from .corpora import read_texts
-
-
-def routing_configs(routing: dict | None) -> tuple[GateConfig, TrainConfig, LMRouting]:
-    """A mixture's routing settings ({"gate", "loss", "seed", "lm"}) as configs; a
-    language model's gate is top-1 unless the settings say otherwise."""
-    routing = routing or {}
-    gate = from_dict(GateConfig, {"top_k": 1, **(routing.get("gate") or {})})
-    loss = from_dict(LossWeights, routing.get("loss"))
-    train = TrainConfig(seed=int(routing.get("seed", 0)), loss=loss)
-    return gate, train, from_dict(LMRouting, routing.get("lm"))
+from .info import INFO
 
 
 class CausalLMKind(MixtureKind):
-    info = KINDS["causal-lm"]
+    info = INFO
 
     def read_examples(self, data: bytes, filename: str):
         return read_texts(data, filename)
@@ -38,6 +27,21 @@ class CausalLMKind(MixtureKind):
         from .base import CausalBase
 
         return CausalBase(name, revision=revision or None, device=device)
+
+    def packaged_data(self) -> dict[str, str]:
+        from .corpora import CORPORA
+
+        return {name: description for name, (description, _) in CORPORA.items()}
+
+    def load_packaged(self, name: str):
+        from .corpora import load_corpus
+
+        return load_corpus(name)
+
+    def train_expert(self, base, data, path, *, cache, **options) -> dict:
+        from .training import train_lm_expert_file
+
+        return train_lm_expert_file(base, data, path, cache=cache, **options)
 
     def check_expert(
         self, path, *, base, labels=None, adapter_config=None, look_beside: bool = True
@@ -57,7 +61,7 @@ class CausalLMKind(MixtureKind):
         from .composing import token_log_probs
         from .scoring import perplexity
 
-        prefix = routing_configs(routing)[2].prefix_tokens
+        prefix = self.info.routing_configs(routing)["lm"].prefix_tokens
         texts = data.eval.texts
         ppl = perplexity(token_log_probs(expert, base, texts, cache, prefix))
         base_ppl = perplexity(token_log_probs(None, base, texts, cache, prefix))
@@ -82,16 +86,16 @@ class CausalLMKind(MixtureKind):
     def compose(self, base, experts, expert_domains, data, *, cache, routing: dict, previous=None):
         from .composing import compose
 
-        gate_config, train_config, lm = routing_configs(routing)
+        configs = self.info.routing_configs(routing)
         return compose(
             base,
             experts,
             expert_domains,
             {d: data[d] for d in set(expert_domains)},
             cache=cache,
-            gate_config=gate_config,
-            train_config=train_config,
-            routing=lm,
+            gate_config=configs["gate"],
+            train_config=configs["train"],
+            routing=configs["lm"],
             previous=previous,
         )
 

@@ -11,8 +11,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ...cache import TensorCache
-from ...data import DomainData
 from ...gate_training import shuffled_batches
+from ...splits import DomainData
 from .base import CausalBase
 from .composing import token_log_probs
 from .experts import load_lm_expert, save_lm_expert
@@ -85,10 +85,12 @@ def train_lm_expert_file(
     target_modules: tuple[str, ...] = DEFAULT_TARGETS,
     seed: int = 0,
     progress=False,
+    evaluate: bool = True,
     **options,
 ) -> dict:
     """Train an expert on a domain's training texts and write it as a contract file;
-    returns a summary with its held-out perplexity against the base model's."""
+    returns a summary with (when `evaluate`) its held-out perplexity against the base
+    model's."""
     alpha = 2.0 * r if alpha is None else alpha
     started = time.perf_counter()
     lora = train_lm_lora(
@@ -107,14 +109,19 @@ def train_lm_expert_file(
         domain=data.name,
     )
     expert = load_lm_expert(path, base=base.spec)
-    texts = data.eval.texts
-    return {
+    summary = {
         "path": str(path),
         "domain": data.name,
         "train_texts": len(data.train),
         "train_seconds": seconds,
+        "parameters": expert.header.num_parameters,
+    }
+    if not evaluate:
+        return summary
+    texts = data.eval.texts
+    return {
+        **summary,
         "eval_texts": len(texts),
         "eval_perplexity": perplexity(token_log_probs(expert, base, texts, cache, prefix_tokens)),
         "base_perplexity": perplexity(token_log_probs(None, base, texts, cache, prefix_tokens)),
-        "parameters": expert.header.num_parameters,
     }

@@ -29,7 +29,14 @@ def add_commands(sub) -> None:
     p = sub.add_parser("train", parents=[common], help="train an expert on one domain")
     p.add_argument("--dataset", required=True, help="packaged name or CSV/JSONL file")
     p.add_argument("--domain", help="domain name written into the file (default: dataset name)")
-    p.add_argument("--kind", choices=("head", "lora"), default="head")
+    p.add_argument(
+        "--architecture",
+        "--kind",  # its name before 0.2
+        dest="architecture",
+        choices=("head", "lora"),
+        default="head",
+        help="head: an MLP over the frozen base's embedding; lora: LoRA on the encoder",
+    )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--limit", type=int, help="at most this many training examples")
     p.add_argument(

@@ -67,7 +67,7 @@ def cmd_train(args) -> int:
         )
     encoder = _encoder(args)
     options = {"epochs": args.epochs} if args.epochs else {}
-    if args.kind == "head":
+    if args.architecture == "head":
         options["hidden"] = args.hidden
     else:
         options.update(r=args.rank, target_modules=tuple(args.target_modules.split(",")))
@@ -75,14 +75,14 @@ def cmd_train(args) -> int:
         encoder,
         data,
         args.out,
-        kind=args.kind,
+        architecture=args.architecture,
         cache=TensorCache(args.cache),
         seed=args.seed,
         progress=True,
         **options,
     )
     print(
-        f"wrote {args.out}: {summary['kind']} expert for domain {summary['domain']!r}, "
+        f"wrote {args.out}: {summary['architecture']} expert for domain {summary['domain']!r}, "
         f"{summary['parameters']:,} parameters, trained on {summary['train_examples']} examples "
         f"in {summary['train_seconds']:.1f} s; "
         + ("accuracy on trained-on texts" if args.all_data else "held-out accuracy")
@@ -119,7 +119,10 @@ def cmd_check(args) -> int:
     except ContractError as exc:
         print(f"REJECTED ({exc.code}): {exc}", file=sys.stderr)
         return 1
-    print(f"OK: {header.kind} expert ({header.source} format), base model {header.base_model!r}")
+    print(
+        f"OK: {header.architecture} expert ({header.source} format), "
+        f"base model {header.base_model!r}"
+    )
     print(
         f"domain: {header.domain or '(not declared)'}; {len(header.labels)} labels: "
         f"{', '.join(header.labels)}"

@@ -18,10 +18,10 @@ import torch
 
 from ...cache import TensorCache, texts_hash
 from ...config import ClassifierRouting, GateConfig, TrainConfig, to_dict
-from ...data import DomainData
 from ...gate import Gate
 from ...gate_training import domain_rows, train_gate, warm_start
 from ...losses import mixture_probs
+from ...splits import DomainData
 from .calibration import (
     SIGNALS_PER_EXPERT,
     calibrated,
@@ -52,7 +52,7 @@ def expert_log_probs(
     """An expert's log-probabilities (n, L) over its own labels, computed once."""
 
     def compute() -> torch.Tensor:
-        if expert.kind == "head":
+        if expert.architecture == "head":
             feats = cache.features(encoder, texts, progress=progress)
             return _log_softmax_on(expert.head, feats)
         name = expert.adapter_name
@@ -165,7 +165,7 @@ def compose(
     train_config = dataclasses.replace(
         train_config or TrainConfig(), balance_domains=routing.balance_domains
     )
-    reads = routing.read_experts and all(e.kind == "head" for e in experts)
+    reads = routing.read_experts and all(e.architecture == "head" for e in experts)
     how = routing.gate_features
     router = cached_split(experts, expert_domains, data, "router", encoder, cache, progress, how)
     keep = router.targets >= 0

@@ -8,11 +8,12 @@ the upload validator calls before anything is stored, and what
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ...basemodels import BaseSpec, same_base
+from ...data import MAX_LABELS
 from ...expert_metadata import (
     KEY_BASE,
     KEY_DOMAIN,
@@ -22,14 +23,14 @@ from ...expert_metadata import (
     lora_from_metadata,
     require,
 )
-from ...peft_config import LoraSpec, load_adapter_config, lora_from_peft_config, modules_to_save
+from ...peft_config import LoraSpec, adapter_config_for, lora_from_peft_config, modules_to_save
 from ...safetensors_header import ContractError, parse_json, read_header
+from .info import INFO
 from .layout import CLS_POOLER, MEAN, check_head, check_lora
 
-EXPERT_FORMAT_VERSION = "1"
-KINDS = ("head", "lora")
+EXPERT_FORMAT_VERSION = str(INFO.expert_format_version)  # "1"
+ARCHITECTURES = ("head", "lora")  # what the file metadata calls its "kind"
 
-MAX_LABELS = 1000
 # PEFT task types a classification mixture runs, and the pooling each implies: an adapter
 # without a task type wraps the documented mean-pooling module; SEQ_CLS wraps
 # AutoModelForSequenceClassification, whose BERT head reads the pooler over [CLS].
@@ -44,7 +45,7 @@ PEFT_MODULES_TO_SAVE = {MEAN: {"classifier"}, CLS_POOLER: {"classifier", "score"
 class ExpertHeader:
     """What a checked expert file declares; enough to load and compose it."""
 
-    kind: str
+    architecture: str  # head or lora (the metadata key moecollab.kind)
     base_model: str
     labels: list[str]
     domain: str | None
@@ -138,9 +139,11 @@ def check_expert_file(
                 f"{KEY_FORMAT} is {metadata[KEY_FORMAT]!r}; "
                 f"this hub reads version {EXPERT_FORMAT_VERSION}",
             )
-        kind = require(metadata, KEY_KIND)
-        if kind not in KINDS:
-            raise ContractError("bad_kind", f"{KEY_KIND} is {kind!r}; expected one of {KINDS}")
+        architecture = require(metadata, KEY_KIND)
+        if architecture not in ARCHITECTURES:
+            raise ContractError(
+                "bad_kind", f"{KEY_KIND} is {architecture!r}; expected one of {ARCHITECTURES}"
+            )
         base_model = require(metadata, KEY_BASE)
         if base is not None and not same_base(base_model, base.name):
             raise ContractError(
@@ -150,28 +153,23 @@ def check_expert_file(
             )
         expert_labels = _parse_labels(require(metadata, KEY_LABELS))
         source = "moecollab"
-        lora = lora_from_metadata(metadata) if kind == "lora" else None
+        lora = lora_from_metadata(metadata) if architecture == "lora" else None
         domain = metadata.get(KEY_DOMAIN)
         pooling = MEAN
     else:
-        if adapter_config is None:
-            beside = Path(path).with_name("adapter_config.json")
-            if not look_beside or not beside.exists():
-                raise ContractError(
-                    "missing_metadata",
-                    f"__metadata__ lacks {KEY_FORMAT!r}: write experts with "
-                    "`python -m routing train`, or upload a PEFT adapter with its "
-                    "adapter_config.json",
-                )
-            adapter_config = beside
-        if not isinstance(adapter_config, dict):
-            adapter_config = load_adapter_config(adapter_config)
+        adapter_config = adapter_config_for(
+            path,
+            adapter_config,
+            look_beside=look_beside,
+            train_command="python -m routing train",
+            missing_key=KEY_FORMAT,
+        )
         if labels is None:
             raise ContractError(
                 "missing_labels",
                 "a PEFT adapter carries no label names: the domain's labels must be given",
             )
-        kind, source, domain = "lora", "peft", None
+        architecture, source, domain = "lora", "peft", None
         lora = lora_from_peft_config(adapter_config, base)
         pooling = _peft_pooling(adapter_config)
         base_model = (
@@ -183,27 +181,20 @@ def check_expert_file(
 
     _check_labels_against(expert_labels, labels)
     result = ExpertHeader(
-        kind=kind,
+        architecture=architecture,
         base_model=base_model,
         labels=expert_labels,
         domain=domain,
         source=source,
-        num_parameters=sum(_numel(t.shape) for t in header.tensors.values()),
+        num_parameters=sum(math.prod(t.shape) for t in header.tensors.values()),
         lora=lora,
         pooling=pooling,
         metadata=dict(metadata),
     )
-    if kind == "head":
+    if architecture == "head":
         result.head_hidden = check_head(header, expert_labels, base)
     else:
         result.classifier_keys, result.pooler_keys = check_lora(
             header, expert_labels, base, lora, pooling
         )
     return result
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n

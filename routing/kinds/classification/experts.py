@@ -60,8 +60,8 @@ class ClassifierExpert:
     pooler: nn.Linear | None = None
 
     @property
-    def kind(self) -> str:
-        return self.header.kind
+    def architecture(self) -> str:
+        return self.header.architecture
 
     @property
     def labels(self) -> list[str]:
@@ -75,7 +75,7 @@ class ClassifierExpert:
     def output_key(self) -> str:
         """What the expert's outputs depend on besides the base model and the texts: its
         file, and for a lora expert how it is run (a PEFT adapter's config says that)."""
-        if self.kind == "head":
+        if self.architecture == "head":
             return self.sha256
         lora = self.header.lora
         return f"{self.sha256}:{self.pooling}:r{lora.r}:alpha{lora.alpha:g}"
@@ -126,12 +126,12 @@ class ClassifierExpert:
         """The expert as a composition's and an export's config.json describe it."""
         entry = {
             "name": self.name,
-            "kind": self.kind,
+            "kind": self.architecture,  # the key of the file format
             "domain": domain,
             "labels": list(self.labels),
             "sha256": self.sha256,
         }
-        if self.kind == "head":
+        if self.architecture == "head":
             entry["head_hidden"] = self.head.hidden.out_features
             return entry
         lora = self.header.lora
@@ -157,11 +157,13 @@ class ClassifierExpert:
         return out
 
 
-def _metadata(kind: str, base_model: str, labels: list[str], domain: str | None) -> dict[str, str]:
+def _metadata(
+    architecture: str, base_model: str, labels: list[str], domain: str | None
+) -> dict[str, str]:
     meta = {
         "format": "pt",
         KEY_FORMAT: EXPERT_FORMAT_VERSION,
-        KEY_KIND: kind,
+        KEY_KIND: architecture,
         KEY_BASE: base_model,
         KEY_LABELS: json.dumps(list(labels)),
     }
@@ -204,7 +206,7 @@ def expert_from_tensors(
     """Build an Expert from a checked header and its tensors (file or canonical names)."""
     expert = ClassifierExpert(name=name, header=header, sha256=sha256)
     n_labels = len(header.labels)
-    if header.kind == "head":
+    if header.architecture == "head":
         weight = tensors["head.hidden.weight"]
         expert.head = HeadExpert(weight.shape[1], weight.shape[0], n_labels)
         expert.head.load_state_dict({k[len("head.") :]: v for k, v in tensors.items()})

@@ -81,7 +81,7 @@ def hf_state_dict(composition: MoEClassifier, base_state: dict) -> dict[str, tor
     out = {f"encoder.{k}": v for k, v in base_state.items()}
     out.update({f"gate.{k}": v for k, v in composition.gate.state_dict().items()})
     for k, expert in enumerate(composition.experts):
-        if expert.kind == "head":
+        if expert.architecture == "head":
             head = expert.head.state_dict()
             out.update({f"experts.{k}.{name}": head[name] for name in head})
             continue

@@ -10,26 +10,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ...config import ClassifierRouting, GateConfig, LossWeights, TrainConfig, from_dict
 from ...data import read_table
-from .. import KINDS
 from ..interface import ExpertScore, MixtureKind
 from .contract import check_expert_file
-
-
-def routing_configs(routing: dict | None) -> tuple[GateConfig, TrainConfig, ClassifierRouting]:
-    """A mixture's routing settings ({"gate", "loss", "seed", "classifier"}) as the gate's
-    configs; a mixture saved before "classifier" existed gets today's defaults."""
-    routing = routing or {}
-    gate = from_dict(GateConfig, routing.get("gate"))
-    loss = from_dict(LossWeights, routing.get("loss"))
-    options = from_dict(ClassifierRouting, routing.get("classifier"))
-    train = TrainConfig(seed=int(routing.get("seed", 0)), loss=loss)
-    return gate, train, options
+from .info import INFO
 
 
 class ClassificationKind(MixtureKind):
-    info = KINDS["classification"]
+    info = INFO
 
     def read_examples(self, data: bytes, filename: str):
         fmt = "jsonl" if filename.lower().endswith((".jsonl", ".ndjson")) else "csv"
@@ -39,6 +27,21 @@ class ClassificationKind(MixtureKind):
         from .encoder import BaseEncoder
 
         return BaseEncoder(name, revision=revision or None, device=device)
+
+    def packaged_data(self) -> dict[str, str]:
+        from ...data import PACKAGED
+
+        return {name: description for name, (description, _) in PACKAGED.items()}
+
+    def load_packaged(self, name: str):
+        from ...data import load_domain
+
+        return load_domain(name)
+
+    def train_expert(self, base, data, path, *, cache, **options) -> dict:
+        from .training import train_expert_file
+
+        return train_expert_file(base, data, path, cache=cache, **options)
 
     def check_expert(
         self, path, *, base, labels=None, adapter_config=None, look_beside: bool = True
@@ -87,16 +90,16 @@ class ClassificationKind(MixtureKind):
     def compose(self, base, experts, expert_domains, data, *, cache, routing: dict, previous=None):
         from .composing import compose
 
-        gate_config, train_config, options = routing_configs(routing)
+        configs = self.info.routing_configs(routing)
         return compose(
             base,
             experts,
             expert_domains,
             {d: data[d] for d in set(expert_domains)},
             cache=cache,
-            gate_config=gate_config,
-            train_config=train_config,
-            routing=options,
+            gate_config=configs["gate"],
+            train_config=configs["train"],
+            routing=configs["classifier"],
             previous=previous,
         )
 

@@ -58,7 +58,7 @@ class MoEClassifier:
     ):
         if len(experts) != len(expert_domains) or len(experts) != gate.n_experts:
             raise ValueError("one domain per expert and one gate output per expert are needed")
-        if reads_experts and any(e.kind != "head" for e in experts):
+        if reads_experts and any(e.architecture != "head" for e in experts):
             raise ValueError("a gate that reads its experts needs head experts only")
         if gate.side_dim != (SIGNALS_PER_EXPERT * len(experts) if reads_experts else 0):
             raise ValueError(f"the gate reads {gate.side_dim} expert signals, which does not fit")
@@ -84,7 +84,7 @@ class MoEClassifier:
         self.info = info or {}
         self.adapter_names: list[str | None] = []
         for expert in experts:
-            if expert.kind == "lora":
+            if expert.architecture == "lora":
                 name = expert.adapter_name
                 if name not in encoder.adapters:
                     encoder.add_lora(name, expert.header.lora, expert.lora_tensors)
@@ -129,7 +129,7 @@ class MoEClassifier:
             rows = weights[:, k].nonzero().squeeze(1)  # examples routed to expert k
             if rows.numel() == 0:
                 continue
-            if expert.kind == "head":
+            if expert.architecture == "head":
                 logits = expert.head(features[rows])  # (b, L_k)
             else:
                 sub = {key: value[rows] for key, value in batch.items()}
@@ -265,7 +265,7 @@ class MoEClassifier:
             prefix = f"experts.{i}."
             own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             header = ExpertHeader(
-                kind=entry["kind"],
+                architecture=entry["kind"],
                 base_model=config["base_model"],
                 labels=entry["labels"],
                 domain=entry["domain"],

@@ -11,8 +11,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ...cache import TensorCache
-from ...data import DomainData
 from ...gate_training import shuffled_batches
+from ...splits import DomainData
 from .composing import expert_log_probs
 from .encoder import BaseEncoder
 from .experts import HeadExpert, load_expert, save_head_expert, save_lora_expert
@@ -129,7 +129,7 @@ def train_expert_file(
     data: DomainData,
     path,
     *,
-    kind: str = "head",
+    architecture: str = "head",
     cache: TensorCache,
     seed: int = 0,
     progress=False,
@@ -142,11 +142,11 @@ def train_expert_file(
     index = {label: i for i, label in enumerate(data.labels)}
     targets = torch.tensor([index[x] for x in data.train.labels])
     started = time.perf_counter()
-    if kind == "head":
+    if architecture == "head":
         feats = cache.features(encoder, data.train.texts, progress=progress and "embedding train")
         head = train_head(feats, targets, len(data.labels), seed=seed, progress=progress, **options)
         save_head_expert(path, head, labels=data.labels, base_model=encoder.name, domain=data.name)
-    elif kind == "lora":
+    elif architecture == "lora":
         r = options.pop("r", 8)
         alpha = options.pop("alpha", 2.0 * r)
         targets_modules = tuple(options.pop("target_modules", ("query", "value")))
@@ -176,14 +176,14 @@ def train_expert_file(
             domain=data.name,
         )
     else:
-        raise ValueError(f"unknown expert kind {kind!r}; use head or lora")
+        raise ValueError(f"unknown expert architecture {architecture!r}; use head or lora")
     seconds = time.perf_counter() - started
     expert = load_expert(path, base=encoder.spec, labels=data.labels)
     lp = expert_log_probs(expert, encoder, data.eval.texts, cache, progress)
     truth = torch.tensor([index.get(x, -1) for x in data.eval.labels])
     return {
         "path": str(path),
-        "kind": kind,
+        "architecture": architecture,
         "domain": data.name,
         "train_examples": len(data.train),
         "train_seconds": seconds,

@@ -1,0 +1,76 @@
+"""What a language-model mixture is, for the hub's pages, forms and API (no torch)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ...basemodels import gguf_file
+from ...config import LMRouting, from_dict
+from ..interface import KindInfo
+from .snippets import peft_training_snippet
+
+
+@dataclass(frozen=True)
+class CausalLMInfo(KindInfo):
+    def page_context(self, routing: dict | None, base_name: str) -> dict:
+        return {
+            "lm": from_dict(LMRouting, (routing or {}).get("lm")),
+            "peft_snippet": peft_training_snippet(base_name),
+            "gguf_file": gguf_file(base_name),
+        }
+
+    def score_rows(self, metrics: dict, names: list[str], charted: list[int]) -> list[dict]:
+        """Perplexity per domain against the base model's and each charted expert's alone."""
+        rows = []
+        for domain, m in (metrics.get("domains") or {}).items():
+            alone = m.get("experts") or []
+            best = min(range(len(alone)), key=lambda k: alone[k]) if alone else None
+            base = m.get("base_perplexity")
+            rows.append(
+                {
+                    "domain": domain,
+                    "n": m.get("n"),
+                    "tokens": m.get("tokens"),
+                    "perplexity": m.get("perplexity"),
+                    "base": base,
+                    "gain": 1 - m["perplexity"] / base if base else math.nan,
+                    "alone": [alone[k] if k < len(alone) else None for k in charted],
+                    "best": alone[best] if best is not None else None,
+                }
+            )
+        return rows
+
+    def acceptance(self, tolerance: float) -> str:
+        percent = f"{100 * tolerance:g} %"
+        return (
+            f"held-out perplexity at least {percent} below the base model's on the expert's "
+            f"domain; no other domain's may rise by more than {percent}"
+        )
+
+
+INFO = CausalLMInfo(
+    name="causal-lm",
+    title="Language model",
+    metric="perplexity",
+    metric_title="Perplexity",
+    higher_is_better=False,
+    second_metric="base_perplexity",
+    second_metric_title="Base model's",
+    auto_class="AutoModelForCausalLM",
+    pipeline_task="text-generation",
+    example_input="The government announced",
+    implementation="routing.kinds.causal_lm.kind:CAUSAL_LM",
+    expert_format_version=2,
+    has_labels=False,
+    generates=True,
+    data_formats=".txt (blank lines between documents) or JSONL with a text field",
+    tolerance_help="the least relative fall in held-out perplexity an expert must bring to "
+    "its own domain, and the largest relative rise it may cause on any other (0.02: 2 %)",
+    metric_digits=3,
+    # Language-model work is heavier: its own queue, which GPU workers take while CPU
+    # workers keep classification flowing.
+    queue="lm",
+    routing_sections=(("lm", LMRouting, "Language model"),),
+    gate_defaults={"top_k": 1},
+)
