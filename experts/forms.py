@@ -4,7 +4,7 @@ from django import forms
 
 from routing.config import user_settings, value_type
 from routing.kinds import KINDS, describe
-from routing.kinds.interface import SEED_HELP
+from routing.kinds.interface import COMMON_SECTIONS, SEED_HELP
 
 from .models import Domain, Expert, Mixture
 from .services import mixtures
@@ -83,6 +83,9 @@ def _checked(check, value):
         raise forms.ValidationError(str(exc)) from None
 
 
+COMMON = {key for key, _, _ in COMMON_SECTIONS}  # the routing settings every kind has
+
+
 def routing_fields(kinds) -> dict[str, tuple]:
     """The form fields of the routing settings of these kinds, by form name: each kind's
     sections (`KindInfo.sections`), their fields' help text and bounds from the config
@@ -97,21 +100,26 @@ def routing_fields(kinds) -> dict[str, tuple]:
     return found
 
 
-def _form_field(f, title: str, initial, owners: list, every: int):
+def _form_field(key: str, f, title: str, initial, owners: list, every: int):
+    """A setting's form field: the settings every kind has (gate, loss) are required, a
+    kind's own may be left empty (its default)."""
     meta, kind = f.metadata, value_type(f)
     help_text = meta["help"]
     if len(owners) < every:
         help_text += " (" + ", ".join(info.title.lower() for info in owners) + " mixtures)"
     options = {"label": f"{title}: {f.name.replace('_', ' ')}", "help_text": help_text}
     options["initial"] = initial
+    required = key in COMMON
     if kind is bool:
         return forms.BooleanField(required=False, **options)
     if meta.get("choices"):
         return forms.ChoiceField(
-            choices=[(c, c) for c in meta["choices"]], required=len(owners) == every, **options
+            choices=[("", "(default)")] * (not required) + [(c, c) for c in meta["choices"]],
+            required=required,
+            **options,
         )
     field = forms.IntegerField if kind is int else forms.FloatField
-    return field(required=len(owners) == every, **options)
+    return field(required=required, **options)
 
 
 class MixtureForm(forms.ModelForm):
@@ -147,7 +155,7 @@ class MixtureForm(forms.ModelForm):
         for name, (key, f, title, owners) in self.routing.items():
             stored = (routing or owners[0].default_routing()).get(key) or {}
             initial = stored.get(f.name, owners[0].default_routing()[key][f.name])
-            self.fields[name] = _form_field(f, title, initial, owners, len(kinds))
+            self.fields[name] = _form_field(key, f, title, initial, owners, len(kinds))
         self.routing_start = next(iter(self.routing), None)
         self.fields["seed"].initial = (routing or {}).get("seed", 0)
         self.order_fields([*self.Meta.fields, *self.routing, "seed"])

@@ -25,6 +25,16 @@ def _checked(check, value, field: str | None = None):
 NOT_BLANK = RegexValidator(r"\S", "may not be blank")
 
 
+class LookupByName(serializers.SlugRelatedField):
+    """An object named in a request (a base model, a mixture's slug). A name with a NUL
+    character names nothing (PostgreSQL cannot even compare it): the usual 400."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data.replace("\x00", ""))
+        return super().to_internal_value(data)
+
+
 class DomainSerializer(serializers.ModelSerializer):
     mixture = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 

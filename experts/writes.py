@@ -7,7 +7,7 @@ from rest_framework import serializers
 from routing.kinds import DEFAULT_KIND, KINDS
 
 from .models import BaseModel, Domain, Mixture
-from .serializers import DEPRECATED, NOT_BLANK, _checked
+from .serializers import DEPRECATED, NOT_BLANK, LookupByName, _checked
 from .services import mixtures
 
 
@@ -28,7 +28,7 @@ def routing_help() -> str:
 class MixtureWriteSerializer(serializers.ModelSerializer):
     """Open a mixture (its creator maintains it) or change its settings."""
 
-    base_model = serializers.SlugRelatedField(
+    base_model = LookupByName(
         slug_field="name",
         queryset=BaseModel.objects.all(),
         help_text="a base model this hub knows (see the mixtures' `base_model`)",
@@ -95,7 +95,7 @@ class MixtureWriteSerializer(serializers.ModelSerializer):
 class DomainWriteSerializer(serializers.ModelSerializer):
     """Add a domain to a mixture you maintain, or change its description and labels."""
 
-    mixture = serializers.SlugRelatedField(slug_field="slug", queryset=Mixture.objects.all())
+    mixture = LookupByName(slug_field="slug", queryset=Mixture.objects.all())
     labels = serializers.JSONField(
         required=False,
         allow_null=True,

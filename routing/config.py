@@ -154,7 +154,10 @@ def checked(cls, data, where: str, defaults: dict | None = None):
     settable = {f.name: f for f in user_settings(cls)}
     unknown = sorted(set(data) - set(settable))
     if unknown:
-        raise ValueError(f"{where} has unknown keys {unknown}; known: {list(settable)}")
+        raise ValueError(
+            f"{where}: unknown {cls.__name__} keys: {', '.join(unknown)} (known: "
+            f"{', '.join(settable)})"
+        )
     given = {**(defaults or {}), **data}
     return cls(**{n: check_value(settable[n], v, f"{where}.{n}") for n, v in given.items()})
 

@@ -191,6 +191,7 @@ class HashingReader:
 
     def __init__(self, f):
         self._f, self.name = f, f.name
+        self._size = os.fstat(f.fileno()).st_size
         self._hash, self._done = hashlib.sha256(), 0
 
     def read(self, n: int = -1) -> bytes:
@@ -212,9 +213,15 @@ class HashingReader:
     def seekable(self) -> bool:
         return True
 
+    @property
+    def closed(self) -> bool:
+        return self._f.closed
+
+    def __getattr__(self, name):  # anything else (fileno, readinto) bypasses the hash
+        return getattr(self._f, name)
+
     def sha256(self) -> str | None:
-        size = os.fstat(self._f.fileno()).st_size
-        return self._hash.hexdigest() if self._done == size else None
+        return self._hash.hexdigest() if self._done == self._size else None
 
 
 def _store(expert: Expert, path: str) -> str:

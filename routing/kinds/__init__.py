@@ -12,7 +12,7 @@ import pkgutil
 from importlib import import_module
 from pathlib import Path
 
-from .interface import ExpertScore, KindInfo, MixtureKind
+from .interface import KINDS, ExpertScore, KindInfo, MixtureKind
 
 DEFAULT_KIND = "classification"  # what a new mixture is unless it says otherwise
 
@@ -27,7 +27,7 @@ def _discover() -> dict[str, KindInfo]:
     return dict(sorted(found.items(), key=lambda item: (item[0] != DEFAULT_KIND, item[0])))
 
 
-KINDS: dict[str, KindInfo] = _discover()
+KINDS.update(_discover())
 _loaded: dict[str, MixtureKind] = {}
 
 

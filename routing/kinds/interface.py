@@ -192,10 +192,12 @@ class _Parts:
         return self.info.template(part)
 
 
+# Every kind found (`routing.kinds` fills it when it is imported): name -> KindInfo.
+KINDS: dict[str, KindInfo] = {}
+
+
 def _section_owner(key: str):
     """The kind whose own routing section `key` is, if any."""
-    from . import KINDS
-
     for info in KINDS.values():
         if any(key == k for k, _, _ in info.routing_sections):
             return info

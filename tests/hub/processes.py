@@ -108,8 +108,14 @@ class Process:
 class Worker(Process):
     """A prefork Celery worker with one child, serving every queue (or those named)."""
 
-    def __init__(self, tmp_path, media, *, beat=False, name="worker", queues=QUEUES, **env):
-        args = [sys.executable, "-m", "celery", "-A", "hub", "worker", "--pool", "prefork"]
+    def __init__(
+        self, tmp_path, media, *, beat=False, name="worker", queues=QUEUES, slow_validation=0,
+        **env,
+    ):  # fmt: skip
+        program = ["tests.hub.slow_worker"] if slow_validation else ["celery"]
+        if slow_validation:
+            env["SLOW_VALIDATION_SECONDS"] = str(slow_validation)
+        args = [sys.executable, "-m", *program, "-A", "hub", "worker", "--pool", "prefork"]
         args += ["--concurrency", "1", "--queues", queues, "--loglevel", "INFO"]
         args += ["--without-gossip", "--without-mingle", "--hostname", f"{name}@%h"]
         if beat:

@@ -76,7 +76,8 @@ def test_web_and_two_workers_that_share_no_disk(
     work = "default,training,publishing,lm"
     web = WebServer(tmp_path, media, **machine(tmp_path, "web", bucket))
     a, b = machine(tmp_path, "a", bucket), machine(tmp_path, "b", bucket)
-    validator = Worker(tmp_path, media, name="a", queues="validation", **a)
+    # machine a's validations wait 5 s after claiming their job: time to kill it in one
+    validator = Worker(tmp_path, media, name="a", queues="validation", slow_validation=5, **a)
     trainer = Worker(tmp_path, media, name="b", queues=work, **b)
     started = [web, validator, trainer]
     try:
