@@ -127,7 +127,8 @@ def _csv_rows(text: str, name: str):
             if "field larger than field limit" in str(exc)
             else f"not valid CSV ({exc})"
         )
-        raise DatasetError(f"{name} line {reader.line_num}: {why}") from None
+        # the row that failed starts on the line after the last one read
+        raise DatasetError(f"{name} line {reader.line_num + 1}: {why}") from None
 
 
 def read_table(source: str | os.PathLike | bytes, *, fmt: str | None = None) -> Split:

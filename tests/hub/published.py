@@ -11,9 +11,9 @@ from devtools.hubserver import HubServer
 from devtools.tiny import synthetic_domain, synthetic_rows
 from experts.models import Composition, Expert, Job
 from experts.services import publishing
+from experts.services.publishing import enqueue_publish
 from experts.services.resources import base_for, load_model
 from experts.services.uploads import LocalFile, UploadRequest, accept_upload
-from experts.services.publishing import enqueue_publish
 from routing.cache import TensorCache
 from routing.config import GateConfig
 from routing.kinds.classification.composing import compose

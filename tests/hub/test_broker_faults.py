@@ -8,8 +8,8 @@ import pytest
 from django.utils import timezone
 
 from experts.models import Composition, Expert, Job, ScheduledRun
-from experts.services.queueing import recover_jobs
 from experts.services.compositions import enqueue_retrain
+from experts.services.queueing import recover_jobs
 from tests.hub.processes import (
     Browserless,
     RedisServer,

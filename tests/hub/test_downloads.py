@@ -12,8 +12,8 @@ import pytest
 from django.test import Client
 
 from experts.models import Composition, Job
-from experts.services.storage import export_folder
 from experts.services.publishing import enqueue_publish
+from experts.services.storage import export_folder
 from tests.hub.conftest import api_client
 from tests.hub.published import prepared_by_a_worker, stored  # noqa: F401 (fixtures)
 from tests.hub.test_experts_access import client_for

@@ -96,7 +96,9 @@ def test_a_text_over_the_limit_is_refused_with_its_length():
     from routing.kinds.causal_lm.corpora import read_texts
 
     long = "y" * (MAX_TEXT_CHARS + 1)
-    rows = json.dumps({"text": "ok", "label": "a"}) + "\n" + json.dumps({"text": long, "label": "b"})
+    rows = (
+        json.dumps({"text": "ok", "label": "a"}) + "\n" + json.dumps({"text": long, "label": "b"})
+    )
     with pytest.raises(DatasetError, match="line 2: the text is 100,001 characters long; a text "
                        "may have at most 100,000"):  # fmt: skip
         read_table(rows.encode(), fmt="jsonl")
@@ -105,8 +107,8 @@ def test_a_text_over_the_limit_is_refused_with_its_length():
 
 
 def test_a_domain_has_at_most_a_thousand_labels():
-    rows = "".join(f"text {i},label {i}\n" for i in range(200_000))
-    with pytest.raises(DatasetError, match="200,000 distinct labels; a domain has at most 1,000"):
+    rows = "".join(f"text {i},label {i}\n" for i in range(1_500))
+    with pytest.raises(DatasetError, match="1,500 distinct labels; a domain has at most 1,000"):
         read_table(("text,label\n" + rows).encode(), fmt="csv")
     ok = "".join(f"text {i},label {i % 1000}\n" for i in range(2000))
     assert len(set(read_table(("text,label\n" + ok).encode(), fmt="csv").labels)) == 1000

@@ -28,7 +28,9 @@ def composition(tmp_path, tiny_encoder):
 def card(composition):
     pairs = zip(composition.experts, composition.expert_domains, strict=True)
     contributors = [
-        Contributor(e.name, f"user{i}", d, e.architecture, "mit", e.sha256, share=0.3, drop=0.01 * i)
+        Contributor(
+            e.name, f"user{i}", d, e.architecture, "mit", e.sha256, share=0.3, drop=0.01 * i
+        )
         for i, (e, d) in enumerate(pairs)
     ]
     metrics = {

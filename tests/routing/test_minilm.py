@@ -33,7 +33,9 @@ def test_the_default_base_model_loads_offline_from_its_package(minilm):
 def test_a_head_expert_learns_bbc_topics_in_seconds(tmp_path, minilm, cache):
     bbc = load_domain("bbc")
     bbc.train, bbc.eval = bbc.train.limited(300), bbc.eval.limited(150)
-    summary = train_expert_file(minilm, bbc, tmp_path / "bbc.safetensors", architecture="head", cache=cache)
+    summary = train_expert_file(
+        minilm, bbc, tmp_path / "bbc.safetensors", architecture="head", cache=cache
+    )
     assert summary["eval_accuracy"] > 0.85, summary
     header = check_expert_file(tmp_path / "bbc.safetensors", base=minilm.spec, labels=bbc.labels)
     assert header.head_hidden == 256

@@ -198,3 +198,26 @@ def test_domain_balanced_sampling_gives_each_domain_an_equal_share():
     assert len(drawn) == 1000 and 0.45 < share < 0.55
     plain = torch.cat(list(_epoch_batches(1000, TrainConfig(), g, domain_idx)))
     assert sorted(plain.tolist()) == list(range(1000))
+
+
+def test_the_balance_term_counts_what_the_gate_dispatches():
+    """Top-1 it is Switch's term; top-k it counts each input's k experts, as Mixtral's
+    load-balancing loss does (transformers' own function gives the same number)."""
+    from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
+
+    from routing.losses import load_balance
+
+    torch.manual_seed(0)
+    logits = torch.randn(64, 5)
+    probs = logits.softmax(-1)
+    switch = 5 * (torch.nn.functional.one_hot(probs.argmax(-1), 5).float().mean(0) * probs.mean(0))
+    assert torch.allclose(load_balance(probs, 1), switch.sum())
+    for k in (1, 2, 3):
+        mixtral = load_balancing_loss_func((logits,), num_experts=5, top_k=k)
+        assert torch.allclose(load_balance(probs, k), mixtral, atol=1e-6), k
+    # perfectly balanced top-2 routing of 4 experts scores k = 2; a dense gate is constant
+    balanced = torch.tensor([[0.4, 0.4, 0.1, 0.1], [0.1, 0.1, 0.4, 0.4]]).repeat(8, 1)
+    assert torch.isclose(load_balance(balanced, 2), torch.tensor(2.0))
+    dense = logits.softmax(-1).requires_grad_()
+    load_balance(dense, 5).backward()
+    assert torch.allclose(dense.grad, torch.full_like(dense.grad, 5 / 64))  # N * mean: flat
