@@ -2,6 +2,7 @@
 and no module grows past what a reader takes in one sitting (docs/architecture.md)."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,56 @@ def test_the_web_process_imports_no_heavy_dependency():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "none"
+
+
+# --- the kind seam: everything kind-specific sits behind routing.kinds ------------------
+
+KIND_SEEDER = {"experts.services.demo"}  # the demo names the kinds of its demo mixtures
+
+
+def kind_names() -> set[str]:
+    from routing.kinds import KINDS
+
+    return set(KINDS)
+
+
+def naming_kinds(path: Path) -> list[tuple[int, str]]:
+    """The string literals of a module that name a kind of mixture (line, literal)."""
+    names = kind_names()
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names
+    ]
+
+
+def test_no_module_outside_the_kinds_names_a_kind():
+    """A kind is compared, chosen or described by name only under `routing/kinds/`: the hub
+    reads the facts of `KindInfo` (its queue, metric, labels, generation, settings), so a
+    third kind is a package there and nothing else (the demo seeder aside)."""
+    found = {
+        f"{name}:{line}": literal
+        for name, path in modules().items()
+        if not name.startswith("routing.kinds") and name not in KIND_SEEDER
+        for line, literal in naming_kinds(path)
+    }
+    assert found == {}
+
+
+def test_the_kind_check_sees_a_comparison_by_name(tmp_path):
+    leaky = tmp_path / "leaky.py"
+    leaky.write_text('def f(m):\n    return m.kind == "causal-lm"\n')
+    assert naming_kinds(leaky) == [(2, "causal-lm")]
+
+
+TEMPLATE_LEAKS = re.compile(r"kind\.name|\.task_type|causal-lm|\"classification\"|'classification'")
+
+
+def test_no_template_of_the_hub_compares_a_kind():
+    """The hub's templates read the kind's facts (`kind.generates`, `kind.has_labels`,
+    `kind.metric_title`) and include its own parts (`kind.parts.contract`)."""
+    leaks = {
+        str(path.relative_to(ROOT)): TEMPLATE_LEAKS.findall(path.read_text())
+        for path in (ROOT / "templates").rglob("*.html")
+    }
+    assert {k: v for k, v in leaks.items() if v} == {}

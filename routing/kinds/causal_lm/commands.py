@@ -212,6 +212,17 @@ def cmd_export(args) -> int:
                     mixture=Path(args.folder).name, base_licence=args.base_licence)  # fmt: skip
     out = export_lm_composition(model, args.out, card)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    print(f"wrote {out} ({size / 1e6:.1f} MB): load it with")
-    print(f"  AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True)")
+    print(f"wrote {out} ({size / 1e6:.1f} MB); it runs in three lines:\n")
+    print(loading_snippet(str(out)))
     return 0
+
+
+def loading_snippet(folder: str) -> str:
+    """How to run an export. Both the model and its tokenizer are loaded with
+    `trust_remote_code=True`: transformers reads the model's config before the tokenizer's,
+    and without it asks "Do you wish to run the custom code?" even for the tokenizer."""
+    return (
+        "from transformers import pipeline\n\n"
+        f'generate = pipeline("text-generation", model={folder!r}, trust_remote_code=True)\n'
+        'print(generate("The government announced", max_new_tokens=40)[0]["generated_text"])'
+    )
