@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 COPIED = ("routing", "experts", "hub", "workers", "devtools", "templates", "manage.py")
 
-INFO = '''
+INFO = """
 from dataclasses import dataclass
 
 from ...config import setting
@@ -36,8 +36,8 @@ INFO = KindInfo(
     tolerance_help="the largest BLEU drop on another domain", queue="echo-queue",
     routing_sections=(("echo", EchoRouting, "Echo"),),
 )
-'''
-KIND = '''
+"""
+KIND = """
 from ...data import read_table
 from ..interface import MixtureKind
 from .info import INFO
@@ -57,8 +57,8 @@ for _name in EchoKind.__abstractmethods__ - {"read_examples"}:
     setattr(EchoKind, _name, lambda self, *a, **k: None)
 EchoKind.__abstractmethods__ = frozenset()
 ECHO = EchoKind()
-'''
-SCRIPT = '''
+"""
+SCRIPT = """
 import json, os
 import django
 
@@ -108,7 +108,7 @@ for url in ("/", "/m/echoes/", "/m/echoes/settings/", "/m/echoes/leaderboard/",
     pages[url] = [page.status_code, page.content.decode()]
 out["pages"] = pages
 print("RESULT " + json.dumps(out))
-'''
+"""
 
 
 def test_a_third_kind_is_a_package_under_routing_kinds_and_nothing_else(tmp_path):
