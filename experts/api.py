@@ -27,7 +27,7 @@ from .serializers import (
     MixtureSerializer,
 )
 from .services.domains import import_domain_file
-from .services.experts import retire, retry
+from .services.experts import may_retry, retire, retry
 from .services.generation import enqueue_generation
 from .services.mixtures import create_mixture
 from .services.publishing import enqueue_publish, publish_refusal
@@ -227,7 +227,7 @@ class ExpertViewSet(
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         expert = self.get_object()
-        if expert.owner_id != request.user.pk and not expert.mixture.is_maintainer(request.user):
+        if not may_retry(request.user, expert):
             return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
         job = retry(expert)
         if job is None:

@@ -18,6 +18,14 @@ def retire(expert: Expert) -> bool:
     )
 
 
+def may_retry(user, expert: Expert) -> bool:
+    """Who may ask for a failed expert's validation again: its owner and its mixture's
+    maintainers."""
+    return user.is_authenticated and (
+        expert.owner_id == user.pk or expert.mixture.is_maintainer(user)
+    )
+
+
 def retry(expert: Expert):
     """Validate a failed expert again (a worker died or the infrastructure failed while it
     was validated; the file itself was never judged): it is uploaded again and its new

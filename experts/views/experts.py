@@ -12,7 +12,7 @@ from ..downloads import stored_file_response
 from ..forms import UploadForm
 from ..models import Expert, Mixture
 from ..queries import get_expert, visible_jobs
-from ..services.experts import retire, retry
+from ..services.experts import may_retry, retire, retry
 from ..services.uploads import UploadError, UploadRequest, accept_upload
 from ..uploading import bound_form
 
@@ -54,18 +54,10 @@ def expert_detail(request, pk: int):
             "expert": expert,
             "jobs": jobs,
             "is_owner": request.user.is_authenticated and expert.owner_id == request.user.pk,
-            "may_retry": may_retry(request.user, expert),
+            "may_retry": expert.status == Expert.Status.FAILED and may_retry(request.user, expert),
             "kind": expert.mixture.kind_info,
             "score": expert.metrics.get(expert.mixture.kind_info.metric),
         },
-    )
-
-
-def may_retry(user, expert) -> bool:
-    """Whether `user` may validate the failed `expert` again: its owner, its mixture's
-    maintainers."""
-    return expert.status == Expert.Status.FAILED and (
-        expert.owner_id == user.pk or expert.mixture.is_maintainer(user)
     )
 
 
@@ -91,7 +83,7 @@ def expert_retire(request, pk: int):
 @require_POST
 def expert_retry(request, pk: int):
     expert = get_expert(request.user, pk)
-    if expert.owner_id != request.user.pk and not expert.mixture.is_maintainer(request.user):
+    if not may_retry(request.user, expert):
         raise Http404("no such expert")
     if retry(expert) is not None:
         messages.success(request, f"{expert.name} is queued for validation again.")

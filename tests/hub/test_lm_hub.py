@@ -204,6 +204,11 @@ def test_a_language_model_composition_is_published_and_loads_from_the_hub(
 
     composition, job = publish_now(lm_stored)
     assert (composition.hub_status, job.status) == ("published", "succeeded"), job.error
+    # the commit says what the composition scores in its own kind's metric
+    (commit,) = hub_server.commits("charlie/tiny-lm")[:1]
+    overall = composition.metrics["overall"]["perplexity"]
+    assert f"overall held-out perplexity {overall:.3f}" in commit.message, commit.message
+    assert "nan" not in commit.message and "accuracy" not in commit.message
     folder = snapshot_download(
         "charlie/tiny-lm", revision="v1", endpoint=hub_server.url, cache_dir=tmp_path / "hf"
     )
