@@ -24,6 +24,7 @@ from ..models import Domain, Expert, Mixture
 from .basemodels import register_base_model
 from .domains import import_domain_data
 from .mixtures import clean_routing
+from .resources import loaded_base
 from .uploads import LocalFile, UploadRequest, accept_upload
 
 DEMO_USERS = {
@@ -134,16 +135,6 @@ def seed_mixture(demo: Demo, maintainer, say=print) -> Mixture:
     return mixture
 
 
-_bases: dict = {}
-
-
-def _loaded(kind, name: str):
-    """A base model loaded once per process (the seeder trains in two rounds)."""
-    if (kind.info.name, name) not in _bases:
-        _bases[(kind.info.name, name)] = kind.load_base(name)
-    return _bases[(kind.info.name, name)]
-
-
 def _todo(mixture, contributor, names, limit=None) -> list[Domain]:
     todo = [
         d
@@ -195,7 +186,7 @@ def train_experts(demo: Demo, mixture, contributor, say=print, limit=None) -> li
     if not todo:
         return []
     kind = get_kind(demo.kind)
-    base = _loaded(kind, mixture.base_model.name)
+    base = loaded_base(demo.kind, mixture.base_model.name, mixture.base_model.revision)
     cache = TensorCache(settings.MOECOLLAB_CACHE_DIR)
     uploaded = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,11 +30,13 @@ def kind_of(mixture: Mixture) -> MixtureKind:
 def base_for(mixture: Mixture):
     """The mixture's frozen base model, loaded once per worker process."""
     base = mixture.base_model
-    return _base(mixture.kind, base.name, base.revision)
+    return loaded_base(mixture.kind, base.name, base.revision)
 
 
 @lru_cache(maxsize=4)
-def _base(kind: str, name: str, revision: str):
+def loaded_base(kind: str, name: str, revision: str):
+    """A base model loaded once per process (seconds to load: workers and the demo seeder
+    keep it), on the device the process computes on."""
     from routing.tensors import pick_device  # torch, in a worker only
 
     return get_kind(kind).load_base(name, revision=revision or None, device=pick_device())

@@ -18,9 +18,9 @@ def test_a_peft_adapter_on_smollm2_is_validated_by_its_held_out_perplexity(
     from experts.services.basemodels import register_base_model
     from experts.services.domains import import_domain_data
     from experts.services.mixtures import clean_routing
+    from experts.services.resources import base_for
     from routing.basemodels import DEFAULT_LM_BASE
     from routing.data import Split
-    from routing.kinds.causal_lm.base import CausalBase
     from routing.kinds.causal_lm.corpora import load_corpus
     from routing.kinds.causal_lm.training import train_lm_lora
     from tests.hub.lm_mixture import upload_adapter
@@ -36,8 +36,9 @@ def test_a_peft_adapter_on_smollm2_is_validated_by_its_held_out_perplexity(
     corpus = load_corpus("python")
     domain = Domain.objects.create(mixture=mixture, name="python")
     import_domain_data(domain, Split(corpus.router.texts + corpus.eval.texts).limited(16))
-    # the contributor's side: PEFT on the packaged weights, saved the ordinary way
-    base = CausalBase(device="cpu")
+    # the contributor's side: PEFT on the packaged weights, saved the ordinary way (on the
+    # very base the worker loads: one load of SmolLM2 for both sides)
+    base = base_for(mixture)
     lora = train_lm_lora(base, corpus.train.limited(16).texts, r=8, alpha=16, lr=2e-3, epochs=2)
     config = LoraConfig(
         task_type="CAUSAL_LM", r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]

@@ -44,6 +44,24 @@ def test_it_accepts_an_api_upload_and_queues_validation(
     assert sent == [("workers.tasks.validate_expert", {"args": [job.pk], "queue": "validation"})]
 
 
+def test_the_file_is_hashed_as_it_is_stored_not_read_again(
+    alice, mixture, expert_file, media, sent, monkeypatch
+):
+    import hashlib
+
+    from experts.services import uploads
+
+    def read_again(path):
+        raise AssertionError("the upload read the whole file a second time to hash it")
+
+    monkeypatch.setattr(uploads, "file_sha256", read_again)
+    path = expert_file()
+    response = post_api(alice, path)
+    assert response.status_code == 201, response.content
+    assert response.json()["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (media / Expert.objects.get().file.name).read_bytes() == path.read_bytes()
+
+
 def bad_file(kind, tmp_path, tiny_encoder, expert_file):
     path = tmp_path / "bad.safetensors"
     good = expert_file().read_bytes()
