@@ -152,9 +152,10 @@ class MixtureForm(forms.ModelForm):
         kinds = [self.instance.kind_info] if self.instance.pk else list(KINDS.values())
         routing = self.instance.routing if self.instance.pk else None
         self.routing = routing_fields(kinds)
+        defaults = {info.name: info.default_routing() for info in kinds}
         for name, (key, f, title, owners) in self.routing.items():
-            stored = (routing or owners[0].default_routing()).get(key) or {}
-            initial = stored.get(f.name, owners[0].default_routing()[key][f.name])
+            default = defaults[owners[0].name][key][f.name]
+            initial = ((routing or {}).get(key) or {}).get(f.name, default)
             self.fields[name] = _form_field(key, f, title, initial, owners, len(kinds))
         self.routing_start = next(iter(self.routing), None)
         self.fields["seed"].initial = (routing or {}).get("seed", 0)
