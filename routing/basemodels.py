@@ -94,6 +94,9 @@ class BaseSpec:
     # A content hash of the weights the hub loads ("" when not known): experts that say
     # which weights they were trained on are checked against it.
     fingerprint: str = ""
+    # The sha256 of the anchor adapter merged into those weights ("" when none): every
+    # expert of an anchored mixture is trained on the base with it merged.
+    anchor: str = ""
 
     @classmethod
     def from_config(cls, name: str, config, fingerprint: str = "") -> BaseSpec:

@@ -182,6 +182,24 @@ class LMRouting:
         "mix", "mix: the experts' next-token distributions; merge: their LoRA deltas "
         "(one pass)", choices=("mix", "merge"),
     )  # fmt: skip
+    granularity: str = setting(
+        "sequence", "sequence: a router reads each text's prefix and picks its experts; "
+        "token: every layer routes each token among the experts' MLPs, the shared expert "
+        "(the anchor) included, as a Mixtral layer does", choices=("sequence", "token"),
+    )  # fmt: skip
+    token_top_k: int = setting(
+        2, "per-token mixtures: experts each token goes to in every layer", minimum=1
+    )
+    token_temperature: float = setting(
+        0.005, "per-token mixtures: the router rows are the domains' mean hidden states "
+        "divided by this times their mean squared norm (lower: sharper routing)", above=0,
+    )  # fmt: skip
+    tune_router: bool = setting(
+        False, "per-token mixtures: tune the router rows on the router texts, experts frozen"
+    )
+    tune_steps: int = setting(
+        30, "per-token mixtures: optimiser steps of that tuning", minimum=1, maximum=2000
+    )
 
 
 # What a classification gate reads of the frozen base pass: the last layer's mean, its

@@ -17,6 +17,8 @@ KEY_DOMAIN = PREFIX + "domain"
 KEY_LORA_R = PREFIX + "lora_r"
 KEY_LORA_ALPHA = PREFIX + "lora_alpha"
 KEY_LORA_TARGETS = PREFIX + "lora_target_modules"
+KEY_ANCHOR = PREFIX + "anchor_sha256"  # the anchor merged into the base it was trained on
+KEY_ROLE = PREFIX + "role"  # "anchor" for a mixture's anchor; absent for an expert
 
 
 def require(metadata: dict[str, str], key: str) -> str:

@@ -1,12 +1,16 @@
 """The frozen base causal LM of a language-model mixture: loading (a Hub id, a local folder
-or a packaged GGUF file, dequantised to float32), its fingerprint, the router's prefix
-features and the per-token log-probabilities experts are scored by."""
+or a packaged GGUF file, dequantised to float32), the mixture's anchor merged into it, its
+fingerprint, the router's prefix features and the per-token log-probabilities experts are
+scored by."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 from functools import cached_property
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -22,7 +26,10 @@ DEFAULT_PREFIX_TOKENS = 32  # the router reads only these; perplexity is measure
 class CausalBase:
     """A frozen causal LM with its tokenizer and every loaded expert's LoRA pairs.
 
-    `name` is what experts and compositions record; `revision` pins a Hub commit.
+    `name` is what experts and compositions record; `revision` pins a Hub commit. With
+    `anchor` (a mixture's anchor adapter: the project's file or a PEFT adapter), the
+    anchor is merged into the weights for good: every expert of the mixture is trained,
+    scored and composed on the base with it merged.
     """
 
     def __init__(
@@ -32,6 +39,7 @@ class CausalBase:
         revision: str | None = None,
         device: str | torch.device | None = None,
         max_tokens: int = DEFAULT_MAX_TOKENS,
+        anchor: str | os.PathLike | None = None,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -53,6 +61,27 @@ class CausalBase:
         self.weights = dict(self.model.state_dict())
         self.bank = LoraBank(self.model)
         self.spec = BaseSpec.from_config(name, self.model.config, self.weights_fingerprint)
+        self.anchor = None  # the merged anchor (an LMExpert), if any
+        if anchor is not None:
+            self.merge_anchor(anchor)
+
+    @torch.no_grad()
+    def merge_anchor(self, path: str | os.PathLike) -> None:
+        """Merge a mixture's anchor into the weights: W += (alpha / r) B A in every layer it
+        adapts. The spec keeps the fingerprint of the weights as loaded (what experts name)
+        and records the anchor's sha256; the cache fingerprint covers both."""
+        from .experts import load_lm_expert
+
+        if self.anchor is not None or self.bank.names:
+            raise ValueError("an anchor is merged once, before any expert is loaded")
+        anchor = load_lm_expert(path, base=self.spec, name="anchor")
+        for module in anchor.modules():
+            a = anchor.lora_tensors[f"{module}.lora_A.weight"].to(self.device)  # (r, in)
+            b = anchor.lora_tensors[f"{module}.lora_B.weight"].to(self.device)  # (out, r)
+            self.model.get_submodule(module).weight += anchor.scale * (b @ a)  # (out, in)
+        self.anchor, self.anchor_path = anchor, Path(path)
+        self.spec = dataclasses.replace(self.spec, anchor=anchor.sha256)
+        self.__dict__.pop("fingerprint", None)  # cached before the merge: stale
 
     @property
     def hidden_size(self) -> int:
@@ -70,8 +99,11 @@ class CausalBase:
 
     @cached_property
     def fingerprint(self) -> str:
-        """What every cached tensor depends on: the weights, the tokenizer, the cut."""
+        """What every cached tensor depends on: the weights, the anchor, the tokenizer, the
+        cut."""
         h = hashlib.sha256(self.weights_fingerprint.encode())
+        if self.spec.anchor:
+            h.update(b"anchor" + self.spec.anchor.encode())
         vocab = sorted(self.tokenizer.get_vocab().items())
         h.update(json.dumps({"max_tokens": self.max_tokens, "vocab": vocab}).encode())
         return h.hexdigest()

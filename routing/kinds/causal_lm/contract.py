@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 
 from ...basemodels import BaseSpec, same_base
 from ...expert_metadata import (
+    KEY_ANCHOR,
     KEY_BASE,
     KEY_BASE_FINGERPRINT,
     KEY_DOMAIN,
     KEY_FORMAT,
     KEY_KIND,
+    KEY_ROLE,
     KEY_TASK,
     lora_from_metadata,
     require,
@@ -45,6 +47,27 @@ class LMExpertHeader:
     metadata: dict[str, str] = field(default_factory=dict)
     architecture: str = "lora"
     labels: list[str] = field(default_factory=list)  # a language model has none
+    anchor: str = ""  # the sha256 of the anchor it was trained on ("": none, or not said)
+    role: str = "expert"  # or "anchor": a mixture's anchor adapter
+
+
+def _check_anchor(anchor: str, base: BaseSpec | None) -> None:
+    """An anchored mixture's expert names the same anchor (its sha256) as the mixture."""
+    if base is None or anchor == base.anchor:
+        return
+    if not base.anchor:
+        raise ContractError(
+            "wrong_anchor",
+            f"the expert was trained on the base with the anchor {anchor[:16]}... merged, but "
+            "this mixture has no anchor: train it on the plain base model",
+        )
+    raise ContractError(
+        "wrong_anchor",
+        f"this mixture's experts build on its anchor {base.anchor[:16]}..., and the expert "
+        + (f"was trained on another anchor ({anchor[:16]}...)" if anchor else "names none")
+        + ": train it on the base with the mixture's anchor merged (python -m routing lm "
+        "train --anchor ANCHOR.safetensors, or the PEFT recipe in docs/expert-format.md)",
+    )
 
 
 def _check_base(named: str, fingerprint: str, base: BaseSpec | None, how: str) -> None:
@@ -101,6 +124,11 @@ def check_lm_expert(
         base_model = require(metadata, KEY_BASE)
         fingerprint = metadata.get(KEY_BASE_FINGERPRINT, "")
         _check_base(base_model, fingerprint, base, f"{how} (python -m routing lm train)")
+        anchor, role = metadata.get(KEY_ANCHOR, ""), metadata.get(KEY_ROLE, "expert")
+        if role not in ("expert", "anchor"):
+            raise ContractError("bad_kind", f"{KEY_ROLE} is {role!r}; expected 'anchor' or none")
+        if role == "expert":
+            _check_anchor(anchor, base)
         lora, source, domain = lora_from_metadata(metadata), "moecollab", metadata.get(KEY_DOMAIN)
     else:
         adapter_config = adapter_config_for(
@@ -128,6 +156,7 @@ def check_lm_expert(
         named = str(adapter_config.get("base_model_name_or_path") or "")
         _check_base(named, "", base, f"{how} (AutoModelForCausalLM on the mixture's base)")
         base_model, fingerprint, source, domain = (base.name if base else named), "", "peft", None
+        anchor, role = (base.anchor if base else ""), "expert"  # a PEFT file cannot say
     check_lora_tensors(header, lora, base)
     return LMExpertHeader(
         base_model=base_model,
@@ -137,4 +166,6 @@ def check_lm_expert(
         num_parameters=sum(math.prod(t.shape) for t in header.tensors.values()),
         lora=lora,
         metadata=dict(metadata),
+        anchor=anchor,
+        role=role,
     )

@@ -13,11 +13,13 @@ import torch
 from safetensors import safe_open
 
 from ...expert_metadata import (
+    KEY_ANCHOR,
     KEY_BASE,
     KEY_BASE_FINGERPRINT,
     KEY_DOMAIN,
     KEY_FORMAT,
     KEY_KIND,
+    KEY_ROLE,
     KEY_TASK,
     lora_metadata,
 )
@@ -120,6 +122,8 @@ def save_lm_expert(
     base_model: str,
     base_fingerprint: str = "",
     domain: str | None = None,
+    anchor: str = "",
+    role: str = "expert",
 ) -> None:
     """Write a language-model expert in the project's single file (format 2); tensor names
     are PEFT's, so PEFT tools read them too."""
@@ -135,6 +139,10 @@ def save_lm_expert(
         meta[KEY_BASE_FINGERPRINT] = base_fingerprint
     if domain:
         meta[KEY_DOMAIN] = domain
+    if anchor:  # the sha256 of the anchor merged into the base it was trained on
+        meta[KEY_ANCHOR] = anchor
+    if role != "expert":
+        meta[KEY_ROLE] = role
     tensors = {f"base_model.model.{k}": v for k, v in lora_tensors.items()}
     save_safetensors(tensors, path, meta)
 

@@ -41,6 +41,7 @@ class Generation:
     prompt: str
     text: str  # the continuation
     experts: list[tuple[str, float]] = field(default_factory=list)  # routed: (name, weight)
+    tokens: list[str] = field(default_factory=list)  # per token: its top expert (per-token)
 
 
 class MoECausalLM:

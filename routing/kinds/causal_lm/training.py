@@ -1,5 +1,7 @@
-"""Training a language-model expert: a PEFT LoRA adapter of the base causal LM on one
-domain's texts, written as the project's single file or a plain PEFT adapter folder."""
+"""Training a language-model expert: a PEFT LoRA adapter of the base causal LM (with the
+mixture's anchor merged, when it has one) on one domain's texts, alone or coordinated with
+the shared expert (`coordinated`), written as the project's single file; and a mixture's
+anchor, trained the same way on public text."""
 
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ from .composing import token_log_probs
 from .experts import load_lm_expert, save_lm_expert
 from .scoring import perplexity
 
-DEFAULT_TARGETS = ("q_proj", "v_proj")
+# An expert is LoRA on the feed-forward projections: it composes sequence by sequence and
+# token by token (a per-token mixture routes among MLPs and shares attention).
+DEFAULT_TARGETS = ("gate_proj", "up_proj", "down_proj")
 
 
 def train_lm_lora(
@@ -86,17 +90,29 @@ def train_lm_expert_file(
     seed: int = 0,
     progress=False,
     evaluate: bool = True,
+    coordinated: bool = False,
+    role: str = "expert",
     **options,
 ) -> dict:
-    """Train an expert on a domain's training texts and write it as a contract file;
-    returns a summary with (when `evaluate`) its held-out perplexity against the base
-    model's."""
+    """Train an expert (or, with role "anchor", a mixture's anchor) on a domain's training
+    texts and write it as a contract file; returns a summary with (when `evaluate`) its
+    held-out perplexity against the base model's. With `coordinated`, the expert trains
+    beside the frozen shared expert (`coordinated.train_coordinated`); else alone."""
     alpha = 2.0 * r if alpha is None else alpha
     started = time.perf_counter()
-    lora = train_lm_lora(
-        base, data.train.texts, r=r, alpha=alpha, target_modules=target_modules, seed=seed,
-        progress=progress, **options,
-    )  # fmt: skip
+    if coordinated:
+        from .coordinated import train_coordinated
+
+        lora = train_coordinated(
+            base, data.train.texts, r=r, alpha=alpha, target_modules=target_modules, seed=seed,
+            progress=progress, **options,
+        )  # fmt: skip
+    else:
+        options.pop("temperature", None)
+        lora = train_lm_lora(
+            base, data.train.texts, r=r, alpha=alpha, target_modules=target_modules, seed=seed,
+            progress=progress, **options,
+        )  # fmt: skip
     seconds = time.perf_counter() - started
     save_lm_expert(
         path,
@@ -107,10 +123,14 @@ def train_lm_expert_file(
         base_model=base.name,
         base_fingerprint=base.weights_fingerprint,
         domain=data.name,
+        anchor=base.spec.anchor if role == "expert" else "",
+        role=role,
     )
-    expert = load_lm_expert(path, base=base.spec)
+    expert = load_lm_expert(path, base=base.spec if role == "expert" else None)
     summary = {
         "path": str(path),
+        "role": role,
+        "coordinated": coordinated,
         "domain": data.name,
         "train_texts": len(data.train),
         "train_seconds": seconds,
