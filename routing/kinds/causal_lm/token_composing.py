@@ -22,6 +22,11 @@ from .token_model import TokenMoECausalLM, tune_routers
 from .token_routing import domain_row
 
 
+def router_texts(data: dict[str, DomainData], domains: list[str]) -> list[str]:
+    """Every domain's router texts, each domain once, in the experts' order."""
+    return [text for d in dict.fromkeys(domains) for text in data[d].router.texts]
+
+
 def token_routers(base, experts, expert_domains, data, *, cache, routing: LMRouting,
                   previous=None, shared_texts=None) -> tuple[torch.Tensor, dict]:  # fmt: skip
     """(L, 1 + N, D) the shared expert's row and each expert's; rows of `previous` (a
@@ -34,7 +39,7 @@ def token_routers(base, experts, expert_domains, data, *, cache, routing: LMRout
             kept[e.sha256] = old[:, 1 + k]
     t = routing.token_temperature
     if None not in kept:
-        texts = shared_texts or [x for d in dict.fromkeys(expert_domains) for x in data[d].router.texts]
+        texts = shared_texts or router_texts(data, expert_domains)
         kept[None] = domain_row(base, texts, temperature=t, cache=cache)
     rows = [kept[None]]
     for expert, domain in zip(experts, expert_domains, strict=True):
@@ -63,7 +68,7 @@ def compose_tokens(base: CausalBase, experts: list[LMExpert], expert_domains: li
     info.update(granularity="token", router="domain embeddings", tuned=routing.tune_router)
     info["rows_seconds"] = time.perf_counter() - started
     if routing.tune_router:
-        texts = [x for d in dict.fromkeys(expert_domains) for x in data[d].router.texts]
+        texts = router_texts(data, expert_domains)
         info["tuning"] = tune_routers(model, texts, steps=routing.tune_steps)
     info["compose_seconds"] = time.perf_counter() - started
     model.info.update(info)
