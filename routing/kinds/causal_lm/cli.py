@@ -1,5 +1,5 @@
-"""The language-model commands: `python -m routing lm {datasets,train,check,compose,
-evaluate,generate,export}` (commands.py runs them)."""
+"""The language-model commands: `python -m routing lm {datasets,anchor,train,check,compose,
+evaluate,generate,export}` (commands.py and compose_commands.py run them)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,12 @@ from pathlib import Path
 
 from ...basemodels import DEFAULT_LM_BASE
 from ...config import LMRouting
-from .commands import (
-    cmd_check,
-    cmd_compose,
-    cmd_datasets,
-    cmd_evaluate,
-    cmd_export,
-    cmd_generate,
-    cmd_train,
-)
+from .commands import cmd_anchor, cmd_check, cmd_datasets, cmd_train
+from .compose_commands import cmd_compose, cmd_evaluate, cmd_export, cmd_generate
 
 ROUTERS = ("learned", "centroid", "prefix-likelihood")
+MLP = "gate_proj,up_proj,down_proj"
+ALL_LINEAR = "q_proj,k_proj,v_proj,o_proj," + MLP
 
 
 def add_commands(sub) -> None:
@@ -38,17 +33,40 @@ def add_commands(sub) -> None:
     )
     common.add_argument("--cache", default=None, help="feature cache folder")
     common.add_argument("--seed", type=int, default=0)
+    common.add_argument("--anchor", type=Path, help="the mixture's anchor: merged into the base")
 
     commands.add_parser("datasets", help="the packaged text corpora and their splits")
 
+    p = commands.add_parser("anchor", parents=[common],
+                            help="train a mixture's anchor on public text")  # fmt: skip
+    p.add_argument("--corpus", default="speeches", help="packaged name, or a .txt/.jsonl file")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--limit", type=int, default=400, help="at most this many training texts")
+    p.add_argument("--eval-limit", type=int, default=100, help="held-out texts to report on")
+    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--target-modules", default=ALL_LINEAR, help="merged into the base for all")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=2e-3)
+
     p = commands.add_parser("train", parents=[common], help="train a LoRA expert on a corpus")
-    p.add_argument("--corpus", required=True, help="packaged name, or a .txt/.jsonl file")
+    p.add_argument(
+        "--corpus",
+        required=True,
+        help="packaged name, or a .txt/.jsonl file; "
+        "several, by commas, train one adapter on all of them (a multitask LoRA)",
+    )
     p.add_argument("--domain", help="domain name written into the file (default: corpus)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--limit", type=int, default=200, help="at most this many training texts")
     p.add_argument("--eval-limit", type=int, default=100, help="held-out texts to report on")
     p.add_argument("--rank", type=int, default=8)
-    p.add_argument("--target-modules", default="q_proj,v_proj")
+    p.add_argument("--target-modules", default=MLP,
+                   help="the MLP's (the default) compose per token and per sequence; "
+                   "attention modules per sequence only, trained --solo")  # fmt: skip
+    p.add_argument("--solo", action="store_true",
+                   help="train alone on the base (with the anchor merged) instead of beside "
+                   "the frozen shared expert (coordinated, the default)")  # fmt: skip
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -60,16 +78,28 @@ def add_commands(sub) -> None:
     p = commands.add_parser("compose", parents=[common], help="route experts, score per domain")
     p.add_argument("experts", nargs="+", help="FILE[=CORPUS] (default: the file's domain)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--router", choices=ROUTERS, default="learned")
-    p.add_argument("--mixing", choices=("mix", "merge"), default="mix")
-    p.add_argument("--top-k", type=int, default=1)
+    p.add_argument("--granularity", choices=("sequence", "token"), default="sequence",
+                   help="route each text by its prefix, or each token in every layer")  # fmt: skip
+    p.add_argument("--router", choices=ROUTERS, default="learned", help="sequence routing")
+    p.add_argument("--mixing", choices=("mix", "merge"), default="mix", help="sequence routing")
+    p.add_argument("--top-k", type=int, help="experts per text (1) or per token (2)")
     p.add_argument("--gate-hidden", type=int, default=128)
+    p.add_argument("--token-temperature", type=float, default=LMRouting.token_temperature)
+    p.add_argument("--tune-router", action="store_true",
+                   help="per token: tune the router rows on the router texts")  # fmt: skip
+    p.add_argument("--tune-steps", type=int, default=LMRouting.tune_steps)
+    p.add_argument("--shared-corpus", help="per token: the texts of the shared expert's "
+                   "router row (default: the experts' router texts)")  # fmt: skip
     p.add_argument("--limit", type=int, default=200, help="texts per router and eval split")
+    p.add_argument("--against", type=Path,
+                   help="one more adapter to score beside it, on the base without the anchor "
+                   "(a multitask LoRA trained on every corpus)")  # fmt: skip
 
     p = commands.add_parser("evaluate", parents=[common], help="score a composition per domain")
     p.add_argument("folder")
     p.add_argument("--top-k", type=int)
     p.add_argument("--limit", type=int)
+    p.add_argument("--against", type=Path, help="one more adapter to score beside it")
     p.add_argument("--json", action="store_true")
 
     p = commands.add_parser("generate", parents=[common], help="generate from prompts")
@@ -91,6 +121,7 @@ def add_commands(sub) -> None:
 
 COMMANDS = {
     "datasets": cmd_datasets,
+    "anchor": cmd_anchor,
     "train": cmd_train,
     "check": cmd_check,
     "compose": cmd_compose,

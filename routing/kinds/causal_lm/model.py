@@ -45,6 +45,8 @@ class Generation:
 
 
 class MoECausalLM:
+    granularity = "sequence"
+
     def __init__(
         self,
         base: CausalBase,

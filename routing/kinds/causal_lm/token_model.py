@@ -259,3 +259,13 @@ def tune_routers(model: TokenMoECausalLM, texts: list[str], *, steps: int = 30,
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
     }
+
+
+def load_composition(folder, *, base: CausalBase | None = None, device=None):
+    """A saved language-model composition of either granularity."""
+    from .model import MoECausalLM
+
+    config = json.loads((Path(folder) / "config.json").read_text())
+    if config.get("format") == TOKEN_COMPOSITION_FORMAT:
+        return TokenMoECausalLM.load(folder, base=base, device=device)
+    return MoECausalLM.load(folder, base=base, device=device)
