@@ -104,7 +104,7 @@ def test_an_anchored_mixture_from_the_command_line(tmp_path, tiny_lm_folder, cap
     anchor = tmp_path / "anchor.safetensors"
     assert main(["lm", "anchor", "--corpus", str(corpora["public"]), "--out", str(anchor),
                  *fast, *common]) == 0  # fmt: skip
-    assert "training an anchor on the base" in capsys.readouterr().out
+    assert "an anchor on the base;" in capsys.readouterr().out
     anchored = [*common, "--anchor", str(anchor)]
     for name, how in (("weather", []), ("food", ["--solo"])):
         argv = ["lm", "train", "--corpus", str(corpora[name]), "--out",

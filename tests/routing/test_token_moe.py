@@ -92,6 +92,29 @@ def test_the_anchor_is_merged_for_good_and_experts_name_it(anchored, tiny_lm_fol
     assert refused.value.code == "wrong_anchor" and "has no anchor" in str(refused.value)
 
 
+def test_the_anchor_carries_the_shared_experts_router_row(anchored, tiny_lm_folder, lm_domains):
+    """Its public texts' statistics at every MLP input, with the anchor merged: the shared
+    expert's row in every per-token composition and in coordinated training."""
+    from routing.kinds.causal_lm.token_composing import token_routers
+    from routing.kinds.causal_lm.token_routing import mlp_input_stats, row_of
+
+    anchor, files, public = anchored
+    base = CausalBase(tiny_lm_folder, device="cpu", max_tokens=MAX_TOKENS, anchor=anchor)
+    stats = base.anchor.router_stats  # (2, L, D)
+    torch.testing.assert_close(stats, mlp_input_stats(base, public.router.texts[:64]))
+    weather = load_lm_expert(files["weather"], base=base.spec)
+    rows, _ = token_routers(
+        base,
+        [weather],
+        ["weather"],
+        lm_domains,
+        cache=None,
+        routing=LMRouting(),
+        shared_texts=lm_domains["food"].router.texts,
+    )
+    torch.testing.assert_close(rows[:, 0], row_of(stats, LMRouting().token_temperature))
+
+
 def test_a_one_expert_token_composition_equals_the_base_with_anchor_and_expert_merged(
     anchored, tiny_lm_folder
 ):

@@ -108,9 +108,10 @@ class CausalBase:
         h.update(json.dumps({"max_tokens": self.max_tokens, "vocab": vocab}).encode())
         return h.hexdigest()
 
-    def fresh_model(self):
+    def fresh_model(self, merged=None):
         """A trainable copy of the base, free of every expert's adapter, sharing the frozen
-        weight tensors (it costs no memory for them)."""
+        weight tensors (it costs no memory for them); with `merged` (an LMExpert), that
+        expert's deltas merged into copies of the weights it adapts."""
         from transformers import AutoModelForCausalLM
 
         with torch.device("meta"):
@@ -124,6 +125,15 @@ class CausalBase:
                 model.get_submodule(owner).register_buffer(attr, loaded[name], persistent=False)
         if getattr(model.config, "tie_word_embeddings", False):
             model.tie_weights()
+        if merged is not None:
+            with torch.no_grad():
+                for module in merged.modules():
+                    a = merged.lora_tensors[f"{module}.lora_A.weight"].to(self.device)
+                    b = merged.lora_tensors[f"{module}.lora_B.weight"].to(self.device)
+                    layer = model.get_submodule(module)
+                    layer.weight = torch.nn.Parameter(
+                        layer.weight + merged.scale * (b @ a), requires_grad=False
+                    )
         return model
 
     def tokenize(self, texts: list[str], max_tokens: int | None = None) -> dict[str, torch.Tensor]:

@@ -103,11 +103,11 @@ def _train(args, *, targets, role: str, coordinated: bool) -> int:
     on = f"the base with the anchor {base.spec.anchor[:12]}... merged" if base.spec.anchor else (
         "the base"
     )  # fmt: skip
+    what = "an anchor" if role == "anchor" else f"an expert {how}"
     print(
-        f"training {'an anchor' if role == 'anchor' else 'an expert ' + how} on {on}: "
-        f"{len(data.train)} of the {total} texts of {args.corpus} (at most {args.max_tokens} "
-        f"tokens each); held-out perplexity on {len(data.eval)} texts after their first "
-        f"{args.prefix_tokens} tokens"
+        f"training on {len(data.train)} of the {total} texts of {args.corpus} (at most "
+        f"{args.max_tokens} tokens each), {what} on {on}; held-out perplexity on "
+        f"{len(data.eval)} texts after their first {args.prefix_tokens} tokens"
     )
     summary = train_lm_expert_file(
         base,

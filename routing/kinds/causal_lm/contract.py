@@ -28,7 +28,7 @@ from ...expert_metadata import (
 from ...peft_config import LoraSpec, adapter_config_for, lora_from_peft_config, modules_to_save
 from ...safetensors_header import ContractError, read_header
 from .info import INFO
-from .layout import check_lora_tensors
+from .layout import ROUTER_MEAN, ROUTER_MSQ, check_lora_tensors, check_router_stats
 
 LM_FORMAT_VERSION = str(INFO.expert_format_version)  # "2"
 TASK = "causal-lm"
@@ -49,6 +49,7 @@ class LMExpertHeader:
     labels: list[str] = field(default_factory=list)  # a language model has none
     anchor: str = ""  # the sha256 of the anchor it was trained on ("": none, or not said)
     role: str = "expert"  # or "anchor": a mixture's anchor adapter
+    router_stats: bool = False  # an anchor with its public texts' router statistics
 
 
 def _check_anchor(anchor: str, base: BaseSpec | None) -> None:
@@ -157,7 +158,9 @@ def check_lm_expert(
         _check_base(named, "", base, f"{how} (AutoModelForCausalLM on the mixture's base)")
         base_model, fingerprint, source, domain = (base.name if base else named), "", "peft", None
         anchor, role = (base.anchor if base else ""), "expert"  # a PEFT file cannot say
-    check_lora_tensors(header, lora, base)
+    extra = (ROUTER_MEAN, ROUTER_MSQ) if role == "anchor" else ()
+    check_lora_tensors(header, lora, base, extra)
+    has_router = role == "anchor" and check_router_stats(header, base)
     return LMExpertHeader(
         base_model=base_model,
         base_fingerprint=fingerprint,
@@ -168,4 +171,5 @@ def check_lm_expert(
         metadata=dict(metadata),
         anchor=anchor,
         role=role,
+        router_stats=has_router,
     )

@@ -2,11 +2,13 @@
 per-token mixture with the frozen shared expert (the base with the mixture's anchor
 merged), so it learns what the shared expert lacks rather than all of its domain again.
 
-Both router rows start equal (the mean MLP input of the contributor's own texts), so every
-token begins half to each; the expert's LoRA on the MLP and its own router row train, the
-shared row and every base weight stay frozen. Every token goes to both experts (top-2 of
-2), weighted by the router. What is kept is the expert's LoRA, a plain LoRA on the MLP of
-the anchored base: it composes sequence by sequence or token by token like any other.
+The shared expert's router row is the mixture's (the anchor's public texts, when the anchor
+carries their statistics; else the contributor's own texts, so that every token begins
+half to each); the expert's row starts from its own texts. The expert's LoRA on the MLP and
+its own router row train; the shared row and every base weight stay frozen. Every token
+goes to both experts (top-2 of 2), weighted by the router. What is kept is the expert's
+LoRA, a plain LoRA on the MLP of the anchored base: it composes sequence by sequence or
+token by token like any other.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ...gate_training import shuffled_batches
 from .token_moe import PROJECTIONS, ExpertDeltas, install
-from .token_routing import domain_row
+from .token_routing import domain_row, shared_row
 
 DEFAULT_TEMPERATURE = 0.005  # LMRouting.token_temperature's default
 
@@ -38,8 +40,10 @@ def train_coordinated(base, texts: list[str], *, r: int = 8, alpha: float = 16.0
     g = torch.Generator().manual_seed(seed)
     device = base.device
     model = base.fresh_model().to(device).requires_grad_(False)
-    start = domain_row(base, texts[: 4 * batch_size], temperature=temperature)  # (L, D)
-    routers = torch.stack([start, start], 1)  # (L, 2, D): [shared, expert], half each
+    own = texts[: 4 * batch_size]
+    start = domain_row(base, own, temperature=temperature)  # (L, D)
+    shared = shared_row(base, own, temperature=temperature)  # (L, D)
+    routers = torch.stack([shared, start], 1)  # (L, 2, D): [shared, expert]
     lora: dict[str, nn.Parameter] = {}
     trainee: dict[int, ExpertDeltas] = {}
     for i, layer in enumerate(model.model.layers):

@@ -25,6 +25,7 @@ from ...expert_metadata import (
 )
 from ...files import check_finite, file_sha256, save_safetensors
 from .contract import LM_FORMAT_VERSION, TASK, LMExpertHeader, check_lm_expert
+from .layout import ROUTER_MEAN, ROUTER_MSQ
 
 
 def expert_folder(k: int, name: str) -> str:
@@ -41,6 +42,8 @@ class LMExpert:
     header: LMExpertHeader
     sha256: str
     lora_tensors: dict[str, torch.Tensor]
+    # an anchor's router statistics (2, L, D) as `token_routing.mlp_input_stats` gives them
+    router_stats: torch.Tensor | None = None
 
     architecture = "lora"
 
@@ -124,6 +127,7 @@ def save_lm_expert(
     domain: str | None = None,
     anchor: str = "",
     role: str = "expert",
+    router_stats: torch.Tensor | None = None,
 ) -> None:
     """Write a language-model expert in the project's single file (format 2); tensor names
     are PEFT's, so PEFT tools read them too."""
@@ -144,6 +148,9 @@ def save_lm_expert(
     if role != "expert":
         meta[KEY_ROLE] = role
     tensors = {f"base_model.model.{k}": v for k, v in lora_tensors.items()}
+    if router_stats is not None:  # an anchor's: its public texts' router statistics
+        tensors[ROUTER_MEAN] = router_stats[0]
+        tensors[ROUTER_MSQ] = router_stats[1, :, 0]
     save_safetensors(tensors, path, meta)
 
 
@@ -167,4 +174,11 @@ def load_lm_expert(
     with safe_open(str(path), framework="pt") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     stem = Path(path).parent.name if Path(path).stem == "adapter_model" else Path(path).stem
-    return lm_expert_from_tensors(name or stem, header, file_sha256(path), tensors)
+    router = None
+    if header.router_stats:
+        mean = tensors.pop(ROUTER_MEAN).float()  # (L, D)
+        router = torch.zeros(2, *mean.shape)
+        router[0], router[1, :, 0] = mean, tensors.pop(ROUTER_MSQ).float()
+    expert = lm_expert_from_tensors(name or stem, header, file_sha256(path), tensors)
+    expert.router_stats = router
+    return expert

@@ -11,6 +11,9 @@ from ...peft_config import LoraSpec
 from ...safetensors_header import ContractError, Header
 
 MAX_LM_RANK = 64
+# An anchor's router statistics: the mean hidden state of its public texts at each layer's
+# MLP input (L, D) and their mean squared norm (L,): the shared expert's router row.
+ROUTER_MEAN, ROUTER_MSQ = "moecollab.router.mean", "moecollab.router.msq"
 MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight (PEFT), or the same
 # without PEFT's wrapper prefix.
@@ -35,12 +38,33 @@ def module_dims(module: str, spec: BaseSpec) -> tuple[int, int]:
     }[module.rsplit(".", 1)[-1]]
 
 
-def check_lora_tensors(header: Header, lora: LoraSpec, base: BaseSpec | None) -> None:
+def check_router_stats(header: Header, base: BaseSpec | None) -> bool:
+    """An anchor may carry its router statistics; both or neither, shaped for the base."""
+    present = [n for n in (ROUTER_MEAN, ROUTER_MSQ) if n in header.tensors]
+    if not present:
+        return False
+    if len(present) == 1:
+        raise ContractError("missing_tensor", f"{present[0]} comes with its twin; one is missing")
+    if base is not None:
+        want = {ROUTER_MEAN: [base.num_layers, base.hidden_size], ROUTER_MSQ: [base.num_layers]}
+        for name, shape in want.items():
+            if list(header.tensors[name].shape) != shape:
+                raise ContractError(
+                    "bad_shape", f"{name} is {list(header.tensors[name].shape)}, not {shape}"
+                )
+    return True
+
+
+def check_lora_tensors(header: Header, lora: LoraSpec, base: BaseSpec | None,
+                       extra: tuple[str, ...] = ()) -> None:  # fmt: skip
     """Every tensor is a LoRA pair of a decoder layer's linear module, of the declared
-    rank and target modules, shaped for the base model. Fills `lora.modules`."""
+    rank and target modules, shaped for the base model (or one of `extra`). Fills
+    `lora.modules`."""
     if not 1 <= lora.r <= MAX_LM_RANK:
         raise ContractError("bad_lora", f"LoRA rank {lora.r} is outside 1..{MAX_LM_RANK}")
     for name in header.tensors:
+        if name in extra:
+            continue
         m = LORA_KEY.match(name)
         if m is None:
             raise ContractError(

@@ -19,7 +19,7 @@ from .composing import Composed, cached_split
 from .experts import LMExpert
 from .scoring import perplexity
 from .token_model import TokenMoECausalLM, tune_routers
-from .token_routing import domain_row
+from .token_routing import domain_row, shared_row
 
 
 def router_texts(data: dict[str, DomainData], domains: list[str]) -> list[str]:
@@ -40,7 +40,7 @@ def token_routers(base, experts, expert_domains, data, *, cache, routing: LMRout
     t = routing.token_temperature
     if None not in kept:
         texts = shared_texts or router_texts(data, expert_domains)
-        kept[None] = domain_row(base, texts, temperature=t, cache=cache)
+        kept[None] = shared_row(base, texts, temperature=t, cache=cache)
     rows = [kept[None]]
     for expert, domain in zip(experts, expert_domains, strict=True):
         row = kept.get(expert.sha256)

@@ -21,11 +21,11 @@ from ...cache import TensorCache, texts_hash
 
 
 @torch.inference_mode()
-def mlp_input_stats(base, texts: list[str], *, batch_size: int = 8) -> torch.Tensor:
+def mlp_input_stats(base, texts: list[str], *, batch_size: int = 8, model=None) -> torch.Tensor:
     """(2, L, D) over every token of `texts` at each decoder layer's MLP input, on the base
-    alone (anchor merged, no expert): [0] the mean hidden state, [1, :, 0] the mean squared
-    norm (the rest of [1] is zero)."""
-    layers = base.model.model.layers
+    alone (anchor merged, no expert) or on `model`: [0] the mean hidden state, [1, :, 0] the
+    mean squared norm (the rest of [1] is zero)."""
+    layers = (model or base.model).model.layers
     n_layers, dim = len(layers), base.hidden_size
     sums = torch.zeros(n_layers, dim, dtype=torch.float64)
     norms = torch.zeros(n_layers, dtype=torch.float64)
@@ -49,7 +49,7 @@ def mlp_input_stats(base, texts: list[str], *, batch_size: int = 8) -> torch.Ten
             mask_now[:] = [batch["attention_mask"]]
             count += int(batch["attention_mask"].sum())
             with base.bank.off():
-                base.model.model(**batch)
+                (model or base.model).model(**batch)
     finally:
         for handle in handles:
             handle.remove()
@@ -71,5 +71,18 @@ def domain_row(base, texts: list[str], *, temperature: float,
                cache: TensorCache | None = None) -> torch.Tensor:  # fmt: skip
     """One expert's router rows (L, D): the mean MLP input of `texts` at each layer, divided
     by temperature times their mean squared norm there."""
-    stats = cached_stats(base, texts, cache)
+    return row_of(cached_stats(base, texts, cache), temperature)
+
+
+def row_of(stats: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Router rows (L, D) from statistics (2, L, D) (`mlp_input_stats`)."""
     return stats[0] / (temperature * stats[1, :, 0].clamp(min=1e-6))[:, None]
+
+
+def shared_row(base, texts: list[str], *, temperature: float, cache=None) -> torch.Tensor:
+    """The shared expert's rows: from the anchor's own statistics (its public texts) when it
+    carries them, else from `texts`."""
+    anchor = getattr(base, "anchor", None)
+    if anchor is not None and anchor.router_stats is not None:
+        return row_of(anchor.router_stats, temperature)
+    return domain_row(base, texts, temperature=temperature, cache=cache)

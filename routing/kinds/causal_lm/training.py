@@ -23,6 +23,7 @@ from .scoring import perplexity
 # An expert is LoRA on the feed-forward projections: it composes sequence by sequence and
 # token by token (a per-token mixture routes among MLPs and shares attention).
 DEFAULT_TARGETS = ("gate_proj", "up_proj", "down_proj")
+ROUTER_TEXTS = 64  # of an anchor's public texts, for the shared expert's router row
 
 
 def train_lm_lora(
@@ -126,6 +127,18 @@ def train_lm_expert_file(
         anchor=base.spec.anchor if role == "expert" else "",
         role=role,
     )
+    if role == "anchor":  # the shared expert's router row: its public texts, anchor merged
+        from .token_routing import mlp_input_stats
+
+        candidate = load_lm_expert(path, base=None)
+        merged = base.fresh_model(merged=candidate).to(base.device).eval()
+        texts = (data.router.texts or data.train.texts)[:ROUTER_TEXTS]
+        stats = mlp_input_stats(base, texts, model=merged)
+        save_lm_expert(
+            path, lora_tensors=lora, r=r, alpha=alpha, target_modules=list(target_modules),
+            base_model=base.name, base_fingerprint=base.weights_fingerprint,
+            domain=data.name, role=role, router_stats=stats,
+        )  # fmt: skip
     expert = load_lm_expert(path, base=base.spec if role == "expert" else None)
     summary = {
         "path": str(path),
