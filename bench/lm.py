@@ -1,18 +1,29 @@
 """The language-model benchmark: four contributors' LoRA experts of SmolLM2-135M-Instruct,
-composed every way users compare, against the base and a multitask LoRA of the same budget.
+composed every way users compare, against the base and single models trained centrally.
 
-Writes docs/results-lm.md, docs/results-lm.json and two plots (see the report for the
-reading). Everything expensive is cached (the base's features and log-probabilities,
-each expert's log-probabilities), so the routers and ablations cost seconds.
+Four families of systems, each runnable alone (`--families`), so that a full run splits
+into runs of under an hour on 2 cores, one seed and data size each (`--seed`, `--train`,
+`--part DIR` writes the run's figures), merged into the report afterwards (`--merge DIR`):
+- `present`: attention LoRA experts on the plain base, every router and way of mixing,
+  the multitask LoRA of the experts' budget (the first systems, kept as they were);
+- `anchored`: an anchor on public text, MLP experts on the base with it merged, composed
+  per sequence and per token (untuned and tuned), timings and the cost of a new expert;
+- `coordinated`: the same experts trained beside the shared expert (FlexOlmo's step);
+- `multitask`: the fair single model, with the anchor's and experts' total training steps
+  and trainable parameters, on every text any of them saw (its learning rate searched on
+  the router texts at seed 0).
+Writes docs/results-lm.md, docs/results-lm.json and plots.
 
-    .venv/bin/python bench/lm.py            # full run: 3 seeds, about 50 min on 2 CPU cores
-    .venv/bin/python bench/lm.py --quick    # 1 seed, small subsets: about 4 min
-    .venv/bin/python bench/lm.py --device cuda --train 200 --eval 100   # with a GPU
+    .venv/bin/python bench/lm.py --quick    # every family, 1 seed, small subsets
+    .venv/bin/python bench/lm.py --train 64 --seed 0 --families anchored,coordinated \
+        --part docs/lm-runs                 # one run of a full benchmark
+    .venv/bin/python bench/lm.py --merge docs/lm-runs   # the report from every run
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -25,7 +36,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-from bench.lm_report import aggregate, targets, write_report  # noqa: E402
+from bench import lm_anchored as anchored  # noqa: E402
+from bench.lm_report import merge_runs, write_report  # noqa: E402
 from bench.lm_systems import (  # noqa: E402
     LORA_R,
     PROFILES,
@@ -79,114 +91,219 @@ def flops_table(spec, vocab, routing: LMRouting, experts: int, gate_hidden: int 
     }
 
 
+FAMILIES = ("present", "anchored", "coordinated", "multitask")
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, small subsets")
     parser.add_argument("--limit", type=int, help="at most this many texts per split")
-    parser.add_argument("--seeds", type=int)
+    parser.add_argument("--seeds", type=int, help="run seeds 0..N-1 (default: the profile's)")
+    parser.add_argument("--seed", type=int, help="run this seed only")
     parser.add_argument("--train", type=int, help="training texts per expert (default: profile)")
     parser.add_argument("--eval", type=int, help="router and held-out texts per domain")
+    parser.add_argument("--families", default=",".join(FAMILIES),
+                        help=f"which systems to run, of {', '.join(FAMILIES)}")  # fmt: skip
+    parser.add_argument(
+        "--multitask-lr",
+        type=float,
+        help="the fair multitask LoRA's learning rate (default: searched)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--base", help="the base causal LM, a Hub id or a folder "
                         "(default: SmolLM2-135M-Instruct from its PyPI package)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, help="tensor cache (default: a new folder)")
+    parser.add_argument("--work", type=Path, help="trained files (default: a new folder)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (the median counts)")
+    parser.add_argument("--part", type=Path, help="write this run's figures into DIR, no report")
+    parser.add_argument("--merge", type=Path, help="write the report from the runs in DIR")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
     args = parser.parse_args(argv)
+    if args.merge:
+        results = merge_runs(sorted(args.merge.glob("*.json")))
+        write_report(results, args.out)
+        return results
     torch.set_num_threads(args.threads)
-    started = time.perf_counter()
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
     profile = dict(PROFILES["quick" if args.quick else "full"])
     profile["train"] = args.train or profile["train"]
     profile["router"] = profile["eval"] = args.eval or profile["eval"]
-    seeds = args.seeds or profile["seeds"]
-    folder = Path(tempfile.mkdtemp(prefix="moecollab-lm-bench-"))
-    cache = TensorCache(args.cache or folder / "cache")
-    base = (
-        CausalBase(args.base, device=args.device) if args.base else CausalBase(device=args.device)
-    )
-    routing = LMRouting()
-    log(f"base {base.name} on {base.device}; {seeds} seed(s); sizes {profile}")
-    per_seed, timing, generations, matrix = [], None, [], None
-    for seed in range(seeds):
-        data = domains_for(profile, seed, args.limit)
-        experts, expert_seconds = train_experts(base, data, seed, folder)
-        multitask, multitask_seconds = train_multitask(base, data, seed, folder)
-        results, learned = systems(base, experts, multitask, data, cache, seed, routing)
-        per_seed.append(
-            {
-                "systems": results,
-                "expert_seconds": expert_seconds,
-                "multitask_seconds": multitask_seconds,
-            }
-        )
-        if seed == 0:
-            matrix = results["learned top-1"]["routing_matrix"]
-            prompts = [
-                base.tokenizer.decode(base.tokenize([d.eval.texts[i]], 32)["input_ids"][0])
-                for d in data.values()
-                for i in range(profile["prompts"] // 4 or 1)
-            ]
-            log("timing prefill and generation")
-            texts = [t for d in data.values() for t in d.eval.texts[: profile["prompts"] // 4 or 1]]
-            timing = timings(
-                base, learned.model, experts[0], texts, prompts, profile["new_tokens"], args.repeats
-            )
-            for g in learned.model.generate(
-                prompts[:: max(1, len(prompts) // 4)], max_new_tokens=24
-            ):
-                generations.append({"prompt": g.prompt, "text": g.text, "experts": g.experts})
-    log("gate retraining from cache: 8 experts, 5,000 sequences")
-    gate_seconds = gate_retrain_seconds(hidden=base.hidden_size)
-    summary = aggregate(per_seed)
-    expert_seconds = sum(sum(s["expert_seconds"]) for s in per_seed) / (4 * len(per_seed))
-    trained_on = min(args.limit or profile["train"], profile["train"])
-    per_text = expert_seconds / trained_on  # scaled to a contributor's 200 texts below
-    results = {
-        "meta": {
-            "command": "python bench/lm.py"
-            + (" --quick" if args.quick else "")
-            + (f" --limit {args.limit}" if args.limit else "")
-            + (f" --seeds {args.seeds}" if args.seeds else "")
-            + (f" --train {args.train}" if args.train else "")
-            + (f" --eval {args.eval}" if args.eval else "")
-            + (f" --repeats {args.repeats}" if args.repeats != 3 else "")
-            + (f" --device {args.device}" if args.device != "cpu" else "")
-            + (f" --base {args.base}" if args.base else ""),
-            "quick": args.quick,
-            "seeds": seeds,
-            "base": base.name,
-            "rank": LORA_R,
-            "train": profile["train"] if not args.limit else args.limit,
-            "eval": profile["eval"] if not args.limit else args.limit,
-            "prefix_tokens": routing.prefix_tokens,
-            "device": str(base.device),
-            "machine": f"{platform.machine()}, {args.threads} threads, {args.device}",
-            "seconds": time.perf_counter() - started,
-        },
-        "summary": summary,
-        "per_seed": per_seed,
-        "timing": timing,
-        "flops": flops_table(base.spec, base.model.config.vocab_size, routing, 4),
-        "gate_seconds": gate_seconds,
-        "training": {
-            "expert_seconds": expert_seconds,
-            "multitask_seconds": sum(s["multitask_seconds"] for s in per_seed) / len(per_seed),
-        },
-        "routing_matrix": matrix,
-        "generations": generations,
-        "reading": READING,
-    }
-    results["targets"] = targets(summary, timing, gate_seconds, per_text * 200, trained_on)
-    results["meta"]["seconds"] = time.perf_counter() - started
+    seeds = [args.seed] if args.seed is not None else list(range(args.seeds or profile["seeds"]))
+    work = args.work or Path(tempfile.mkdtemp(prefix="moecollab-lm-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    cache = TensorCache(args.cache or work / "cache")
+    base = CausalBase(args.base, device=args.device) if args.base else (
+        CausalBase(device=args.device)
+    )  # fmt: skip
+    log(f"base {base.name} on {base.device}; seeds {seeds}; families {families}; sizes {profile}")
+    runs = [run_seed(args, base, seed, families, profile, work, cache) for seed in seeds]
+    if args.part:
+        args.part.mkdir(parents=True, exist_ok=True)
+        for run in runs:
+            name = f"train{run['meta']['train']}-seed{run['seed']}-{'+'.join(families)}.json"
+            (args.part / name).write_text(json.dumps(run, indent=1, default=str) + "\n")
+            log(f"wrote {args.part / name}")
+        return {"runs": runs}
+    results = merge_runs(runs)
     write_report(results, args.out)
-    for system, entry in summary.items():
-        mean, std = entry["overall"]
-        print(f"{system:40s} overall perplexity {mean:8.3f} ± {std:.3f}")
+    for size, entry in results["sizes"].items():
+        for system, figures in entry["summary"].items():
+            mean, std = figures["overall"]
+            print(f"{size:>5} texts  {system:44s} overall perplexity {mean:8.3f} ± {std:.3f}")
     for target, measured, met in results["targets"]:
         print(f"{'met' if met else 'MISSED':6s} {target}: {measured}")
-    log(f"done in {results['meta']['seconds'] / 60:.1f} min; wrote {args.out / 'results-lm.md'}")
     return results
+
+
+def run_seed(args, base, seed, families, profile, work, cache) -> dict:
+    """One seed of the chosen families at one data size: its systems' figures and, for
+    seed 0, the timings and what the report draws."""
+    started = time.perf_counter()
+    data = domains_for(profile, seed, args.limit)
+    train = len(next(iter(data.values())).train)
+    routing = LMRouting()
+    systems_, extras, cost = {}, {}, {}
+    if "present" in families:
+        experts, expert_seconds = train_experts(base, data, seed, work)
+        multitask, multitask_seconds = train_multitask(base, data, seed, work)
+        results, learned = systems(base, experts, multitask, data, cache, seed, routing)
+        systems_.update(results)
+        cost.update(expert_seconds=expert_seconds, multitask_seconds=multitask_seconds)
+        if seed == 0:
+            extras.update(present_extras(args, base, profile, data, experts, learned, results))
+    if {"anchored", "coordinated", "multitask"} & set(families):
+        sizes = anchor_sizes(args, profile)
+        public = anchored.public_data(seed, sizes["anchor"], sizes["router"])
+        anchor_path, anchor_seconds = anchored.train_anchor(base, public, seed, work)
+        cost["anchor_seconds"] = anchor_seconds
+        if {"anchored", "coordinated"} & set(families):
+            extras.update(anchored_family(args, base, anchor_path, data, families, seed, work,
+                                          cache, profile, systems_, cost))  # fmt: skip
+        if "multitask" in families:
+            lr = args.multitask_lr
+            expert, seconds, search = anchored.train_fair_multitask(
+                base, data, public, seed, work, lr, cache
+            )
+            texts = [t for d in data.values() for t in d.eval.texts]
+            from bench.lm_systems import score
+            from routing.kinds.causal_lm.composing import cached_split, token_log_probs
+
+            split = cached_split([expert], list(data), data, "eval", base, cache, routing)
+            systems_["fair multitask LoRA"] = score(
+                token_log_probs(expert, base, texts, cache, routing.prefix_tokens), split
+            )
+            cost["fair_multitask_seconds"] = seconds
+            extras["fair_multitask"] = search
+    return {
+        "seed": seed,
+        "families": families,
+        "systems": systems_,
+        "cost": cost,
+        "extras": extras,
+        "meta": run_meta(args, base, profile, train, time.perf_counter() - started),
+    }
+
+
+def anchor_sizes(args, profile) -> dict:
+    if args.quick:
+        return {"anchor": 4 * profile["train"], "router": profile["router"]}
+    return {"anchor": anchored.ANCHOR["texts"], "router": 64}
+
+
+def anchored_family(args, base, anchor_path, data, families, seed, work, cache, profile,
+                    systems_: dict, cost: dict) -> dict:  # fmt: skip
+    """The anchored and coordinated systems of one seed (into `systems_`, `cost`)."""
+    abase = CausalBase(base.name if not args.base else args.base, device=args.device,
+                       max_tokens=base.max_tokens, anchor=anchor_path)  # fmt: skip
+    trained = {}
+    for family, coordinated in (("anchored", False), ("coordinated", True)):
+        if family in families:
+            experts, seconds = anchored.train_anchored(abase, data, seed, work,
+                                                       coordinated=coordinated)  # fmt: skip
+            trained[family] = experts
+            cost[f"{family}_expert_seconds"] = seconds
+    results, models = anchored.anchored_systems(abase, trained, data, cache, seed)
+    systems_.update(results)
+    extras = {}
+    if seed != 0:
+        return extras
+    key = "anchored experts, token top-2" if "anchored" in trained else (
+        "coordinated experts, token top-2"
+    )  # fmt: skip
+    model = models[key]
+    per = max(1, profile["prompts"] // 4)
+    texts = [t for d in data.values() for t in d.eval.texts[:per]]
+    prompts = [
+        base.tokenizer.decode(base.tokenize([t], 32)["input_ids"][0]) for t in texts
+    ]  # fmt: skip
+    log("timing the per-token composition against the base")
+    extras["token_timing"] = anchored.token_timings(
+        base, model, texts, prompts, profile["new_tokens"], args.repeats
+    )
+    extras["token_flops"] = anchored.token_flops(base.spec, base.model.config.vocab_size,
+                                                 len(model.names))  # fmt: skip
+    extras["layer_routing"] = {"names": model.names, "domains": list(data),
+                               "by_layer": [model.token_routing(data[d].eval.texts).tolist()
+                                            for d in data]}  # fmt: skip
+    extras["token_generations"] = [
+        {"prompt": g.prompt, "text": g.text, "experts": g.experts, "tokens": g.tokens}
+        for g in model.generate(prompts[:: max(1, len(prompts) // 4)], max_new_tokens=24)
+    ]
+    if len(trained) == 2:
+        log("adding an 8th expert to a per-token composition of 7")
+        experts = trained["anchored"] + trained["coordinated"]
+        extras["add_expert"] = anchored.add_expert_seconds(abase, experts, data, cache, seed)
+    return extras
+
+
+def present_extras(args, base, profile, data, experts, learned, results) -> dict:
+    prompts = [
+        base.tokenizer.decode(base.tokenize([d.eval.texts[i]], 32)["input_ids"][0])
+        for d in data.values()
+        for i in range(profile["prompts"] // 4 or 1)
+    ]
+    log("timing prefill and generation")
+    texts = [t for d in data.values() for t in d.eval.texts[: profile["prompts"] // 4 or 1]]
+    out = {
+        "timing": timings(
+            base, learned.model, experts[0], texts, prompts, profile["new_tokens"], args.repeats
+        ),  # fmt: skip
+        "routing_matrix": results["learned top-1"]["routing_matrix"],
+        "generations": [
+            {"prompt": g.prompt, "text": g.text, "experts": g.experts}
+            for g in learned.model.generate(
+                prompts[:: max(1, len(prompts) // 4)], max_new_tokens=24
+            )  # fmt: skip
+        ],
+        "flops": flops_table(base.spec, base.model.config.vocab_size, LMRouting(), 4),
+    }
+    log("gate retraining from cache: 8 experts, 5,000 sequences")
+    out["gate_seconds"] = gate_retrain_seconds(hidden=base.hidden_size)
+    return out
+
+
+def run_meta(args, base, profile, train, seconds) -> dict:
+    command = "python bench/lm.py" + (" --quick" if args.quick else "")
+    families = args.families if args.families != ",".join(FAMILIES) else None
+    for flag, value in (("--limit", args.limit), ("--train", args.train), ("--eval", args.eval),
+                        ("--seed", args.seed), ("--seeds", args.seeds), ("--families", families),
+                        ("--repeats", args.repeats if args.repeats != 3 else None),
+                        ("--base", args.base)):  # fmt: skip
+        if value is not None:
+            command += f" {flag} {value}"
+    return {
+        "command": command,
+        "quick": args.quick,
+        "base": base.name,
+        "rank": LORA_R,
+        "train": train,
+        "eval": profile["eval"] if not args.limit else min(args.limit, profile["eval"]),
+        "prefix_tokens": LMRouting().prefix_tokens,
+        "device": str(base.device),
+        "machine": f"{platform.machine()}, {args.threads} threads, {args.device}",
+        "seconds": seconds,
+    }
 
 
 if __name__ == "__main__":

@@ -1,91 +1,16 @@
-"""The language-model benchmark's report: figures over seeds, the targets, the tables of
-docs/results-lm.md and its plots (bench/lm.py calls `write_report`)."""
+"""The language-model benchmark's report: the tables of docs/results-lm.md and its plots,
+from the merged runs (bench/lm_merge.py; bench/lm.py calls `write_report`)."""
 
 from __future__ import annotations
 
 import json
 import math
-import statistics
 from pathlib import Path
 
+from bench.lm_merge import merge_runs
 from bench.lm_systems import DOMAINS
 
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
-        return math.nan, math.nan
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def aggregate(per_seed: list[dict]) -> dict:
-    """system -> {"domains": {d: (mean, std)}, "overall": (mean, std), "routing": ...}"""
-    out = {}
-    for system in per_seed[0]["systems"]:
-        runs = [s["systems"][system] for s in per_seed]
-        entry = {
-            "domains": {d: mean_std([r["domains"][d] for r in runs]) for d in DOMAINS},
-            "overall": mean_std([r["overall"]["perplexity"] for r in runs]),
-        }
-        if "routing_accuracy" in runs[0]["overall"]:
-            entry["routing_accuracy"] = mean_std([r["overall"]["routing_accuracy"] for r in runs])
-            entry["load_entropy"] = mean_std([r["utilisation"]["entropy"] for r in runs])
-        out[system] = entry
-    return out
-
-
-def targets(
-    summary: dict, timing: dict, gate_seconds: float, expert_seconds: float, trained_on: int
-) -> list:
-    """(target, measured, met) for each of the issue's targets."""
-    learned, oracle = summary["learned top-1"], summary["oracle routing"]
-    gap = learned["overall"][0] / oracle["overall"][0] - 1
-    worse_than_merge = [
-        d for d in DOMAINS if learned["domains"][d][0] >= summary["uniform merge"]["domains"][d][0]
-    ]
-    worse_than_base = [
-        d for d in DOMAINS if learned["domains"][d][0] >= summary["base model"]["domains"][d][0]
-    ]
-    multitask = summary["multitask LoRA (same budget)"]["domains"]
-    beats = [d for d in DOMAINS if learned["domains"][d][0] < multitask[d][0]]
-    ratio = timing["composition top-1"]["generate"] / timing["base + one PEFT adapter"]["generate"]
-    return [
-        (
-            "learned top-1 within 2 % of oracle perplexity overall",
-            f"{100 * gap:+.2f} %",
-            gap <= 0.02,
-        ),
-        (
-            "better than the uniform merge on every domain",
-            "every domain" if not worse_than_merge else f"not on {worse_than_merge}",
-            not worse_than_merge,
-        ),
-        (
-            "better than the base model on every domain",
-            "every domain" if not worse_than_base else f"not on {worse_than_base}",
-            not worse_than_base,
-        ),
-        (
-            "better than the multitask LoRA of the same budget on at least 3 of 4 domains",
-            f"{len(beats)} of 4 ({', '.join(beats) or 'none'})",
-            len(beats) >= 3,
-        ),
-        (
-            "top-1 generation at least 0.9x the tokens/s of the base with one PEFT adapter",
-            f"{ratio:.2f}x",
-            ratio >= 0.9,
-        ),
-        (
-            "gate retraining from cache under 2 s (8 experts, 5,000 router sequences)",
-            f"{gate_seconds:.2f} s",
-            gate_seconds < 2,
-        ),
-        (
-            "a contributor's expert (200 sequences of 128 tokens) trains in under 10 minutes",
-            f"{expert_seconds / 60:.1f} min (measured at {200} sequences)",
-            expert_seconds < 600,
-        ),
-    ]
+__all__ = ["merge_runs", "write_report"]
 
 
 def _cell(pair) -> str:
@@ -93,29 +18,23 @@ def _cell(pair) -> str:
     return "n/a" if math.isnan(mean) else f"{mean:.3f} ± {std:.3f}"
 
 
-def markdown(results: dict) -> str:
-    summary, meta = results["summary"], results["meta"]
+READING = """
+The router reads only each text's first 32 tokens and is scored on the rest, as in
+Branch-Train-Merge; per-token systems are scored on the same tokens. Oracle routing is each
+text's own domain's expert; the learned router's gap to it is the price of routing from a
+prefix. The uniform ensemble and merge show what routing buys over using every expert for
+everything; the multitask LoRA (same budget) is the monolithic model trained centrally on
+the four domains with the first experts' parameters. The fair multitask LoRA is the single
+model an anchored mixture must beat: the anchor's and the experts' total optimiser steps
+and trainable parameters, on every text any of them saw, the public texts included. Timings
+are ratios within one run on the same prompts, so machine load cancels out.
+"""
+
+
+def _table(summary: dict) -> list[str]:
     lines = [
-        "# Language-model mixtures: the benchmark",
-        "",
-        "Written by `bench/lm.py` ("
-        + ("`--quick`" if meta["quick"] else "full run")
-        + f", {meta['seeds']} seed(s), {meta['seconds'] / 60:.1f} min on {meta['machine']}). "
-        f"Base model `{meta['base']}`. Four packaged text domains, one LoRA expert each "
-        f"(rank {meta['rank']} on q_proj and v_proj), trained only on its own domain's "
-        f"{meta['train']} texts of at most 128 tokens; every system is scored on the same "
-        f"{meta['eval']} held-out texts per domain: perplexity of each text's continuation "
-        f"after its first {meta['prefix_tokens']} tokens (the router reads only those). "
-        "Mean ± standard deviation over the seeds; lower is better. Regenerate with:",
-        "",
-        "```bash",
-        f".venv/bin/{meta['command']}",
-        "```",
-        "",
-        "## Perplexity",
-        "",
-        "| System | " + " | ".join(DOMAINS) + " | overall | routing accuracy |",
-        "|---|" + "---:|" * (len(DOMAINS) + 2),
+        "| System | " + " | ".join(DOMAINS) + " | overall | routing accuracy | seeds |",
+        "|---|" + "---:|" * (len(DOMAINS) + 3),
     ]
     for system, entry in summary.items():
         routing = entry.get("routing_accuracy")
@@ -124,52 +43,128 @@ def markdown(results: dict) -> str:
             + " | ".join(_cell(entry["domains"][d]) for d in DOMAINS)
             + f" | {_cell(entry['overall'])} | "
             + (f"{100 * routing[0]:.1f} %" if routing else "")
-            + " |"
+            + f" | {entry.get('seeds', '')} |"
         )
-    lines += [
-        "",
-        "![held-out perplexity per system and domain](img/lm-perplexity.png)",
-        "![routing matrix of the learned top-1 router](img/lm-routing-matrix.png)",
-    ]
-    lines += ["", "## Targets", "", "| Target | Measured | Met |", "|---|---|---|"]
-    lines += [f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in results["targets"]]
-    lines += [
-        "",
-        "## Inference cost",
-        "",
-        "Measured in one run on the same prompts (tokens/s; ratio to the base model), and "
-        "counted FLOPs per token of a 128-token text (ratio to the base model).",
-        "",
-        "| System | prefill tokens/s | ratio | generation tokens/s | ratio |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for system, t in results["timing"].items():
+    return lines
+
+
+def verdict(results: dict) -> list[str]:
+    """What the runs say about the mixture against the fair single model, per data size."""
+    from bench.lm_merge import compositions, wins_over
+
+    lines = []
+    for size, entry in results["sizes"].items():
+        summary = entry["summary"]
+        if "fair multitask LoRA" not in summary or not compositions(summary):
+            continue
+        best = min(compositions(summary), key=lambda s: summary[s]["overall"][0])
+        wins = wins_over(summary, best, "fair multitask LoRA")
+        ours, theirs = summary[best]["overall"][0], summary["fair multitask LoRA"]["overall"][0]
+        beats = len(wins) >= 3 and ours < theirs
         lines.append(
-            f"| {system} | {t['prefill']:.0f} | {t['prefill_ratio']:.2f} | "
-            f"{t['generate']:.1f} | {t['generate_ratio']:.2f} |"
+            f"- **{size} texts per domain** ({len(entry['seeds'])} seed(s)): the best composition, "
+            f"*{best}*, is {'below' if ours < theirs else 'above'} the fair multitask LoRA "
+            f"overall ({ours:.3f} against {theirs:.3f}, {100 * (ours / theirs - 1):+.1f} %) and "
+            f"lower on {len(wins)} of 4 domains ({', '.join(wins) or 'none'}): the mixture "
+            + ("**beats** the single model here." if beats else "does **not** beat it here.")
         )
-    lines += ["", "| System | FLOPs per token | ratio |", "|---|---:|---:|"]
-    base_flops = results["flops"]["base model"]
-    for system, f in results["flops"].items():
-        lines.append(f"| {system} | {f / 1e6:.1f} M | {f / base_flops:.3f} |")
-    cost = results["training"]
-    lines += [
+    return lines
+
+
+def markdown(results: dict) -> str:
+    meta = results["meta"]
+    lines = [
+        "# Language-model mixtures: the benchmark",
         "",
-        "## Training cost",
+        f"Written by `bench/lm.py` from {len(results['runs'])} run(s), "
+        f"{meta['seconds'] / 60:.0f} min in all on {meta['machine']}. Base model "
+        f"`{meta['base']}`. Four packaged text domains, one LoRA expert each, trained only on "
+        f"its own domain's texts of at most 128 tokens; every system is scored on the same "
+        f"{meta['eval']} held-out texts per domain: perplexity of each text's continuation "
+        f"after its first {meta['prefix_tokens']} tokens (the sequence router reads only "
+        "those). Mean ± standard deviation over the seeds; lower is better.",
         "",
-        f"Each contributor trains one expert: {cost['expert_seconds']:.0f} s on average for "
-        f"{meta['train']} texts; the multitask LoRA of the same budget, trained centrally on "
-        f"all four domains, took {cost['multitask_seconds']:.0f} s. The gate retrains from "
-        f"cached tensors only: {results['gate_seconds']:.2f} s for 8 experts and 5,000 router "
-        "sequences.",
+        "## Does the mixture beat the single model?",
         "",
-        "## Sample generations (learned top-1, greedy)",
+        *verdict(results),
         "",
+        f"The targets are judged at {results['claim_size']} texts per domain.",
+        "",
+        "## Targets",
+        "",
+        "| Target | Measured | Met |",
+        "|---|---|---|",
+        *[f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in results["targets"]],
     ]
-    for g in results["generations"]:
-        experts = ", ".join(f"{n} {w:.2f}" for n, w in g["experts"])
-        lines.append(f"- [{experts}] *{g['prompt'].strip()[:80]}* → {g['text'].strip()[:160]}")
-    lines += ["", "## Reading", "", results.get("reading", "").strip(), ""]
+    for size, entry in results["sizes"].items():
+        lines += ["", f"## Perplexity, {size} training texts per domain", "", *_table(
+            entry["summary"])]  # fmt: skip
+    lines += ["", "![held-out perplexity per system and domain](img/lm-perplexity.png)"]
+    if "routing_matrix" in results:
+        lines += ["![routing matrix of the learned top-1 router](img/lm-routing-matrix.png)"]
+    if "layer_routing" in results:
+        lines += ["![per-token routing by layer](img/lm-token-routing.png)"]
+    lines += ["", "## Inference cost", ""]
+    for key, title in (("timing", "sequence-level"), ("token_timing", "per-token")):
+        if key in results:
+            lines += [
+                f"Measured in one run on the same prompts ({title}; tokens/s, ratio to the "
+                "base model):",
+                "",
+                "| System | prefill tokens/s | ratio | generation tokens/s | ratio |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            for system, t in results[key].items():
+                lines.append(
+                    f"| {system} | {t['prefill']:.0f} | {t['prefill_ratio']:.2f} | "
+                    f"{t['generate']:.1f} | {t['generate_ratio']:.2f} |"
+                )
+            lines.append("")
+    for key in ("flops", "token_flops"):
+        if key in results:
+            base_flops = results[key]["base model"]
+            lines += ["| System | FLOPs per token (128-token text) | ratio |", "|---|---:|---:|"]
+            lines += [f"| {s} | {f / 1e6:.1f} M | {f / base_flops:.3f} |"
+                      for s, f in results[key].items()]  # fmt: skip
+            lines.append("")
+    lines += ["## Training cost", ""]
+    for size, cost in results["training"].items():
+        parts = ", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in cost.items())
+        lines.append(f"- {size} texts per domain (mean per run or per expert): {parts}")
+    if "fair_multitask" in results:
+        f = results["fair_multitask"]
+        tried = ", ".join(f"{lr}: {p:.3f}" for lr, p in f["router_perplexity"].items())
+        lines.append(
+            f"- the fair multitask LoRA: rank {f['rank']} on every linear module "
+            f"({f['parameters']:,} trainable parameters, as the anchor and the four experts), "
+            f"{f['steps']} optimiser steps (as theirs); learning rate {f['lr']:g}, the best "
+            f"on the router texts of those tried ({tried})"
+        )
+    if "add_expert" in results:
+        a = results["add_expert"]
+        lines.append(
+            f"- adding an expert to a per-token composition of {a['experts'] - 1}: router rows "
+            f"{a['rows_seconds']:.1f} s (its domain's statistics; the others' kept), tuning "
+            f"{a['tuning_seconds']:.1f} s"
+        )
+    if "gate_seconds" in results:
+        lines.append(
+            f"- the sequence gate retrains from cached tensors only: "
+            f"{results['gate_seconds']:.2f} s for 8 experts and 5,000 router sequences"
+        )
+    for key, title in (("generations", "learned top-1"), ("token_generations", "per token")):
+        if key in results:
+            lines += ["", f"## Sample generations ({title}, greedy)", ""]
+            for g in results[key]:
+                experts = ", ".join(f"{n} {w:.2f}" for n, w in g["experts"])
+                lines.append(
+                    f"- [{experts}] *{g['prompt'].strip()[:80]}* → {g['text'].strip()[:160]}"
+                )
+    lines += ["", "## Runs", "", "| Texts | Seed | Families | Minutes | Command |",
+              "|---:|---:|---|---:|---|"]  # fmt: skip
+    lines += [f"| {r['train']} | {r['seed']} | {', '.join(r['families'])} | {r['minutes']:.1f} "
+              f"| `{r['command']}` |" for r in results["runs"]]  # fmt: skip
+    lines += ["", "## Reading", "", READING.strip(), ""]
     return "\n".join(lines)
 
 
@@ -181,7 +176,7 @@ def plots(results: dict, folder: Path) -> None:
 
     summary = results["summary"]
     systems = list(summary)
-    fig, ax = plt.subplots(figsize=(10, 5))
+    fig, ax = plt.subplots(figsize=(max(10, 0.45 * len(systems)), 5))
     width = 0.8 / len(DOMAINS)
     for i, d in enumerate(DOMAINS):
         ax.bar(
@@ -197,6 +192,10 @@ def plots(results: dict, folder: Path) -> None:
     fig.tight_layout()
     fig.savefig(folder / "lm-perplexity.png", dpi=110)
     plt.close(fig)
+    if "layer_routing" in results:
+        token_routing_plot(results["layer_routing"], folder)
+    if "routing_matrix" not in results:
+        return
     matrix = results["routing_matrix"]
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
@@ -208,6 +207,24 @@ def plots(results: dict, folder: Path) -> None:
     ax.set_title("learned top-1: share of each domain's texts")
     fig.tight_layout()
     fig.savefig(folder / "lm-routing-matrix.png", dpi=110)
+    plt.close(fig)
+
+
+def token_routing_plot(routing: dict, folder: Path) -> None:
+    """Per layer, the share of each domain's tokens whose top expert is each expert: one
+    heatmap per domain (layers down, experts across)."""
+    import matplotlib.pyplot as plt
+
+    names, domains = routing["names"], routing["domains"]
+    fig, axes = plt.subplots(1, len(domains), figsize=(3 * len(domains), 6), sharey=True)
+    for ax, domain, by_layer in zip(axes, domains, routing["by_layer"], strict=True):
+        ax.imshow(by_layer, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+        ax.set_title(f"{domain} tokens", fontsize=9)
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+    axes[0].set_ylabel("layer")
+    fig.suptitle("per-token routing: share of each domain's tokens to each expert, by layer")
+    fig.tight_layout()
+    fig.savefig(folder / "lm-token-routing.png", dpi=110)
     plt.close(fig)
 
 

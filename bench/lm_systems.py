@@ -16,11 +16,14 @@ from routing.kinds.causal_lm.corpora import load_corpus
 from routing.kinds.causal_lm.experts import load_lm_expert, save_lm_expert
 from routing.kinds.causal_lm.model import MoECausalLM
 from routing.kinds.causal_lm.scoring import mixture_log_probs, perplexity
-from routing.kinds.causal_lm.training import DEFAULT_TARGETS, train_lm_lora
+from routing.kinds.causal_lm.training import train_lm_lora
 from routing.metrics import routing_matrix, utilisation
 
 DOMAINS = ("bbc", "rotten", "20news", "python")
 LORA_R = 8
+# The first systems' experts, as they were measured first: attention LoRA on the plain base
+# (the anchored systems' experts are LoRA on the MLP: bench/lm_anchored.py).
+PRESENT_TARGETS = ("q_proj", "v_proj")
 PROFILES = {
     "full": {"train": 64, "router": 32, "eval": 32, "seeds": 3, "prompts": 8, "new_tokens": 32},
     "quick": {"train": 16, "router": 8, "eval": 8, "seeds": 1, "prompts": 4, "new_tokens": 16},
@@ -47,7 +50,7 @@ def domains_for(sizes: dict, seed: int, limit: int | None) -> dict[str, DomainDa
 
 def _train(base, texts, folder, name, r, seed, domain) -> tuple:
     started = time.perf_counter()
-    lora = train_lm_lora(base, texts, r=r, alpha=2.0 * r, seed=seed)
+    lora = train_lm_lora(base, texts, r=r, alpha=2.0 * r, seed=seed, target_modules=PRESENT_TARGETS)
     seconds = time.perf_counter() - started
     path = folder / f"{name}-{seed}.safetensors"
     save_lm_expert(
@@ -55,7 +58,7 @@ def _train(base, texts, folder, name, r, seed, domain) -> tuple:
         lora_tensors=lora,
         r=r,
         alpha=2.0 * r,
-        target_modules=list(DEFAULT_TARGETS),
+        target_modules=list(PRESENT_TARGETS),
         base_model=base.name,
         base_fingerprint=base.weights_fingerprint,
         domain=domain,

@@ -28,16 +28,29 @@ def test_the_quick_language_model_benchmark_writes_sane_tables(tmp_path, tiny_lm
     routed = summary["oracle routing"]["routing_accuracy"][0]
     assert routed == 1.0
     # the oracle and the experts it routes to are the same numbers, by construction
-    seed = results["per_seed"][0]["systems"]
+    (size,) = results["sizes"]
+    seed = results["sizes"][size]["per_seed"][0]["systems"]
     assert seed["oracle routing"]["utilisation"]["entropy"] > 0.9  # four domains, one each
     timing = results["timing"]
     assert all(t["prefill"] > 0 and t["generate"] > 0 for t in timing.values())
     assert results["flops"]["learned top-2 mixed"] > results["flops"]["learned top-1"]
-    assert results["gate_seconds"] > 0 and len(results["targets"]) == 7
+    # the anchored systems: per token (named so), the fair single model, their costs
+    for system in ("anchor alone", "anchored experts, oracle", "anchored experts, learned top-1",
+                   "anchored experts, token top-1", "anchored experts, token top-2 tuned",
+                   "coordinated experts, oracle", "coordinated experts, token top-2",
+                   "fair multitask LoRA"):  # fmt: skip
+        assert 1.0 < summary[system]["overall"][0] < 1000.0, system
+    assert results["token_timing"]["token top-2"]["generate"] > 0
+    assert results["token_flops"]["token top-2"] > results["token_flops"]["token top-1"]
+    assert results["add_expert"]["experts"] == 8 and results["add_expert"]["rows_new"] == 1
+    assert results["fair_multitask"]["lr"] in (5e-4, 1e-3, 2e-3)
+    assert len(results["layer_routing"]["by_layer"]) == 4  # domains, each (layers, experts)
+    assert results["gate_seconds"] > 0 and len(results["targets"]) == 11
     report = (out / "results-lm.md").read_text()
     assert "python bench/lm.py --quick --limit 2 --repeats 1 --base" in report
     assert "| learned top-1 |" in report and "## Targets" in report
-    for plot in ("lm-perplexity.png", "lm-routing-matrix.png"):
+    assert "Does the mixture beat the single model?" in report
+    for plot in ("lm-perplexity.png", "lm-routing-matrix.png", "lm-token-routing.png"):
         data = (out / "img" / plot).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
         assert f"(img/{plot})" in report

@@ -38,9 +38,11 @@ def train_lm_lora(
     lr: float = 1e-3,
     seed: int = 0,
     progress: bool = False,
+    steps: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Fine-tune a LoRA adapter on `texts` (next-token loss on every token) with PEFT on a
-    copy of the base that shares its frozen weights. Returns the canonical LoRA tensors
+    copy of the base that shares its frozen weights, for `epochs` passes or exactly `steps`
+    batches (as many passes as that takes). Returns the canonical LoRA tensors
     (`model.layers.0.self_attn.q_proj.lora_A.weight`)."""
     from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
 
@@ -57,11 +59,14 @@ def train_lm_lora(
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    steps = max(1, epochs * math.ceil(len(texts) / batch_size))
+    steps = steps or max(1, epochs * math.ceil(len(texts) / batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
     bar = tqdm(total=steps, desc="training lora", unit="step", disable=not progress)
-    for _ in range(epochs):
+    done = 0
+    while done < steps:
         for idx in shuffled_batches(len(texts), batch_size, g):
+            if done == steps:
+                break
             batch = base.tokenize([texts[i] for i in idx])
             labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
             loss = model(**batch, labels=labels).loss
@@ -69,6 +74,7 @@ def train_lm_lora(
             loss.backward()
             opt.step()
             sched.step()
+            done += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
