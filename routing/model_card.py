@@ -175,7 +175,8 @@ def licence_and_provenance(
     return lines + [f"- `{sha}` {name} ({domain})" for sha, name, domain in experts]
 
 
-def card_data(card: CardInfo, base_name: str, eval_results: list, *, pipeline_tag: str, tags):
+def card_data(card: CardInfo, base_name: str, eval_results: list, *, pipeline_tag: str, tags,
+              custom_code: bool = True):  # fmt: skip
     """The YAML metadata: licence of the whole, base model, datasets, model-index."""
     from huggingface_hub import ModelCardData
 
@@ -188,7 +189,7 @@ def card_data(card: CardInfo, base_name: str, eval_results: list, *, pipeline_ta
         license=licence,
         library_name="transformers",
         pipeline_tag=pipeline_tag,
-        tags=["moecollab", "mixture-of-experts", *tags, "custom_code"],
+        tags=["moecollab", "mixture-of-experts", *tags, *(["custom_code"] if custom_code else [])],
         datasets=sorted({dataset_id(s) for s in card.datasets.values()}) or None,
         model_name=card.repo_id.split("/")[-1] if card.repo_id else card.title,
         eval_results=eval_results or None,

@@ -28,18 +28,33 @@ def kind_of(mixture: Mixture) -> MixtureKind:
 
 
 def base_for(mixture: Mixture):
-    """The mixture's frozen base model, loaded once per worker process."""
+    """The mixture's frozen base model with its anchor merged, loaded once per process."""
     base = mixture.base_model
-    return loaded_base(mixture.kind, base.name, base.revision)
+    anchor = mixture.anchor.sha256 if mixture.anchor_id else ""
+    return loaded_base(mixture.kind, base.name, base.revision, anchor)
 
 
 @lru_cache(maxsize=4)
-def loaded_base(kind: str, name: str, revision: str):
-    """A base model loaded once per process (seconds to load: workers and the demo seeder
-    keep it), on the device the process computes on."""
+def loaded_base(kind: str, name: str, revision: str, anchor: str = ""):
+    """A base model (with the anchor of this sha256 merged) loaded once per process
+    (seconds to load: workers and the demo seeder keep it), on the device the process
+    computes on."""
     from routing.tensors import pick_device  # torch, in a worker only
 
-    return get_kind(kind).load_base(name, revision=revision or None, device=pick_device())
+    path = anchor_path(anchor) if anchor else None
+    return get_kind(kind).load_base(
+        name, revision=revision or None, device=pick_device(), anchor=path
+    )
+
+
+def anchor_path(sha256: str):
+    """A local copy of the stored anchor file with this sha256."""
+    from ..models import Anchor
+
+    anchor = Anchor.objects.filter(sha256=sha256).exclude(file="").first()
+    if anchor is None:
+        raise LookupError(f"no stored anchor has the sha256 {sha256}")
+    return local_copy(anchor.file, anchor.sha256)
 
 
 def tensor_cache():

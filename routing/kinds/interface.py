@@ -61,6 +61,7 @@ class KindInfo:
     data_formats: str  # what a domain's data file may be, for the upload form
     tolerance_help: str  # what a mixture's tolerance means for this kind
     metric_digits: int = 4  # decimals a page shows of the metric
+    has_anchor: bool = False  # whether a mixture may have an anchor merged into its base
     queue: str | None = None  # the queue of every job of this kind; None: each job's own
     routing_sections: tuple = ()  # the kind's own (key, config class, title) sections
     gate_defaults: dict = field(default_factory=dict)  # its gate's defaults, where not ours
@@ -216,8 +217,14 @@ class MixtureKind(ABC):
         """A domain's data file (as uploaded) -> `routing.data.Split`, or a DatasetError."""
 
     @abstractmethod
-    def load_base(self, name: str, *, revision: str | None = None, device=None):
-        """The frozen base model, ready to compute features (seconds to load: keep it)."""
+    def load_base(self, name: str, *, revision: str | None = None, device=None, anchor=None):
+        """The frozen base model, ready to compute features (seconds to load: keep it), with
+        the mixture's anchor file merged into it when the kind has anchors."""
+
+    def score_anchor(self, base, anchored, data: dict, cache, *, routing=None) -> ExpertScore:
+        """An anchor candidate (`anchored`: the base with it merged) on every domain's
+        held-out data against the base alone; kinds without anchors have none to score."""
+        raise NotImplementedError(f"{self.info.title} mixtures have no anchor")
 
     # --- data, experts ---------------------------------------------------------------
 
@@ -244,9 +251,11 @@ class MixtureKind(ABC):
         labels: list[str] | None = None,
         adapter_config: dict | None = None,
         look_beside: bool = True,
+        routing: dict | None = None,
     ):
         """Read only the header and check it against the kind's contract, the base model's
-        spec and the domain's labels; a ContractError says what is wrong."""
+        spec (its anchor included), the domain's labels and what the mixture's routing
+        settings run; a ContractError says what is wrong."""
 
     @abstractmethod
     def load_expert(

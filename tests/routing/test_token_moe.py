@@ -4,6 +4,8 @@ rows from the domains' embeddings, tuning, coordinated training, the folder roun
 
 # ruff: noqa: F811 -- fixtures are imported to be used here
 
+import json
+
 import pytest
 import torch
 
@@ -266,3 +268,35 @@ def test_a_token_composition_scores_tunes_saves_loads_and_generates(
     log = tune_routers(model, tuning, steps=24, lr=2e-2)
     assert log["steps"] == 24
     assert perplexity(model.token_log_probs(tuning)) < before  # the rows learned something
+
+
+def test_a_token_composition_exports_as_a_mixtral_checkpoint_without_remote_code(
+    anchored, tiny_lm_folder, lm_domains, tmp_path
+):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from routing.kinds.causal_lm.mixtral_export import export_token_composition
+    from routing.kinds.causal_lm.token_routing import domain_row
+
+    anchor, files, public = anchored
+    base = CausalBase(tiny_lm_folder, device="cpu", max_tokens=MAX_TOKENS, anchor=anchor)
+    experts = [load_lm_expert(files[d], base=base.spec) for d in ("weather", "food")]
+    rows = [domain_row(base, public.router.texts, temperature=0.005)]  # the shared expert
+    rows += [domain_row(base, lm_domains[d].router.texts, temperature=0.005)
+             for d in ("weather", "food")]  # fmt: skip
+    model = TokenMoECausalLM(base, experts, ["weather", "food"], routers=torch.stack(rows, 1))
+    folder = export_token_composition(model, tmp_path / "mixtral")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "mixtral" and "auto_map" not in config
+    assert config["num_local_experts"] == 3 and config["num_experts_per_tok"] == 2
+    exported = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)  # no remote code, no question
+    batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        theirs = exported(**batch).logits
+        ours = model.model(**batch).logits
+    assert (theirs - ours).abs().max() < 1e-4
+    greedy = exported.generate(**batch, max_new_tokens=6, do_sample=False,
+                               pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    new = tokenizer.batch_decode(greedy[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert new == [g.text for g in model.generate(PROMPTS, max_new_tokens=6)]

@@ -141,3 +141,55 @@ def peft_snippet(base: CausalBase, repo: str, expert: str) -> list[str]:
         lines.append(f'base = AutoModelForCausalLM.from_pretrained("{base.name}")')
     lines.append(f'model = PeftModel.from_pretrained(base, "{repo}", subfolder="experts/{expert}")')
     return lines
+
+
+def token_model_card(model, card: CardInfo) -> str:
+    """The card of a per-token composition exported as a Mixtral checkpoint."""
+    metrics = card.metrics or model.info.get("metrics") or {}
+    base = model.base
+    hub_base = ORIGINALS.get(base.name, base.name)
+    data = card_data(card, hub_base, _eval_results(card, metrics), pipeline_tag="text-generation",
+                     tags=["text-generation", "lora", "mixtral"], custom_code=False)  # fmt: skip
+    repo = card.repo_id or "path/to/this/folder"
+    experts, people, share = people_phrase(len(model.experts), card.contributors)
+    anchor = f" with the mixture's anchor `{base.spec.anchor[:16]}...` merged" if (
+        base.spec.anchor) else ""  # fmt: skip
+    lines = [f"# {card.title}", ""]
+    if card.description:
+        lines += [card.description.strip(), ""]
+    lines += [
+        "A Mixture-of-Experts language model built collaboratively on MoECollab Hub, saved as a "
+        f"standard **Mixtral** checkpoint (no remote code). {experts} (LoRA adapters on the "
+        f"feed-forward layers) contributed by {people} {share} the base `{base.name}`{anchor}. "
+        f"In every layer a router sends each token to its top {model.top_k} of "
+        f"{len(model.names)} experts: the shared expert (the base with the anchor) and the "
+        "contributors', each merged into the base's MLP; attention is the base's.",
+        "",
+        "## Use it",
+        "",
+        "```python",
+        "from transformers import pipeline",
+        "",
+        f'generate = pipeline("text-generation", model="{repo}")',
+        'print(generate("The government announced", max_new_tokens=40)[0]["generated_text"])',
+        "```",
+        "",
+        "## Held-out perplexity",
+        "",
+        "| Domain | Texts | Composition | Base model | Best expert alone |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for domain, m in metrics.get("domains", {}).items():
+        best = min(m.get("experts") or [float("nan")])
+        lines.append(f"| {domain} | {m['n']} | {m['perplexity']:.2f} | "
+                     f"{m['base_perplexity']:.2f} | {best:.2f} |")  # fmt: skip
+    lines += missing_domains_note(card, len(metrics.get("domains", {})), "has no expert for them")
+    lines += contributors_section(
+        card, "how much the overall held-out perplexity rises without it (positive: it helps)"
+    )
+    lines += utilisation_section(model.names, metrics)
+    pairs = zip(model.experts, model.expert_domains, strict=True)
+    lines += licence_and_provenance(
+        card, data.license, base.name, "model", [(e.sha256, e.name, d) for e, d in pairs]
+    )
+    return render(data, lines)

@@ -146,6 +146,7 @@ class Composed:
     model: MoECausalLM
     report: dict
     eval_split: LMSplit
+    eval_texts: dict[str, list[str]] | None = None  # per domain, for what re-scores them
 
 
 def compose(

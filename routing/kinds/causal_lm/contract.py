@@ -71,6 +71,25 @@ def _check_anchor(anchor: str, base: BaseSpec | None) -> None:
     )
 
 
+MLP_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
+
+
+def check_token_modules(modules) -> None:
+    """A per-token mixture's experts are LoRA on the MLP only: attention is shared by every
+    expert, so an attention adapter has nowhere to run; the message says how to retrain."""
+    outside = sorted({m.rsplit(".", 1)[-1] for m in modules} - set(MLP_PROJECTIONS))
+    if outside:
+        raise ContractError(
+            "attention_modules_in_token_mixture",
+            f"the expert adapts {', '.join(outside)}, outside the MLP; a per-token mixture "
+            "routes each token among the experts' feed-forward layers and shares attention, "
+            "so its experts are LoRA on gate_proj, up_proj and down_proj only: train it again "
+            "with `python -m routing lm train --target-modules gate_proj,up_proj,down_proj` "
+            "(the default) or PEFT's LoraConfig(target_modules=['gate_proj', 'up_proj', "
+            "'down_proj'])",
+        )
+
+
 def _check_base(named: str, fingerprint: str, base: BaseSpec | None, how: str) -> None:
     if base is None:
         return

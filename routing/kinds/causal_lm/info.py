@@ -41,6 +41,18 @@ class CausalLMInfo(KindInfo):
             )
         return rows
 
+    def clean_routing(self, value) -> dict:
+        """As every kind's, and a per-token setting is refused by name on a mixture that
+        routes per sequence (it would do nothing there)."""
+        cleaned = super().clean_routing(value)
+        given = (value.get("lm") or {}) if isinstance(value, dict) else {}
+        if cleaned["lm"]["granularity"] == "sequence" and given.get("tune_router") is True:
+            raise ValueError(
+                "routing.lm.tune_router tunes a per-token router; this mixture routes per "
+                "sequence (routing.lm.granularity is 'sequence'): set granularity 'token' first"
+            )
+        return cleaned
+
     def acceptance(self, tolerance: float) -> str:
         percent = f"{100 * tolerance:g} %"
         return (
@@ -68,6 +80,7 @@ INFO = CausalLMInfo(
     tolerance_help="the least relative fall in held-out perplexity an expert must bring to "
     "its own domain, and the largest relative rise it may cause on any other (0.02: 2 %)",
     metric_digits=3,
+    has_anchor=True,
     # Language-model work is heavier: its own queue, which GPU workers take while CPU
     # workers keep classification flowing.
     queue="lm",

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..interface import ExpertScore, MixtureKind
-from .contract import check_lm_expert
+from .contract import check_lm_expert, check_token_modules
 from .corpora import read_texts
 from .info import INFO
 
@@ -23,10 +23,37 @@ class CausalLMKind(MixtureKind):
     def read_examples(self, data: bytes, filename: str):
         return read_texts(data, filename)
 
-    def load_base(self, name: str, *, revision: str | None = None, device=None):
+    def load_base(self, name: str, *, revision: str | None = None, device=None, anchor=None):
         from .base import CausalBase
 
-        return CausalBase(name, revision=revision or None, device=device)
+        return CausalBase(name, revision=revision or None, device=device, anchor=anchor)
+
+    def score_anchor(self, base, anchored, data: dict, cache, *, routing=None) -> ExpertScore:
+        """Held-out perplexity of every domain with the anchor merged against the base's: an
+        anchor is for every expert of the mixture, so it may make no domain worse."""
+        from .composing import token_log_probs
+        from .scoring import perplexity
+
+        prefix = self.info.routing_configs(routing)["lm"].prefix_tokens
+        domains, problems = {}, []
+        for name, domain in data.items():
+            texts = domain.eval.texts
+            plain = perplexity(token_log_probs(None, base, texts, cache, prefix))
+            merged = perplexity(token_log_probs(None, anchored, texts, cache, prefix))
+            domains[name] = {"perplexity": merged, "base_perplexity": plain,
+                             "eval_texts": len(texts)}  # fmt: skip
+            if merged > plain:
+                problems.append(
+                    f"with the anchor, domain {name!r} rises from the base's perplexity "
+                    f"{plain:.3f} to {merged:.3f}: an anchor may make no domain worse (every "
+                    "expert builds on it); train it on broader public text, or for less long"
+                )
+        mean = sum(d["perplexity"] for d in domains.values()) / max(len(domains), 1)
+        return ExpertScore(
+            {"domains": domains, "mean_perplexity": mean},
+            problems,
+            f"held-out perplexity on {len(domains)} domains, {len(problems)} worse than the base",
+        )
 
     def packaged_data(self) -> dict[str, str]:
         from .corpora import CORPORA
@@ -44,11 +71,15 @@ class CausalLMKind(MixtureKind):
         return train_lm_expert_file(base, data, path, cache=cache, **options)
 
     def check_expert(
-        self, path, *, base, labels=None, adapter_config=None, look_beside: bool = True
-    ):
-        return check_lm_expert(
+        self, path, *, base, labels=None, adapter_config=None, look_beside: bool = True,
+        routing=None,
+    ):  # fmt: skip
+        header = check_lm_expert(
             path, base=base, adapter_config=adapter_config, look_beside=look_beside
         )
+        if routing is not None and self.info.routing_configs(routing)["lm"].granularity == "token":
+            check_token_modules(header.lora.modules)
+        return header
 
     def load_expert(self, path, *, base, labels=None, adapter_config=None, name=None):
         from .experts import load_lm_expert
@@ -87,6 +118,15 @@ class CausalLMKind(MixtureKind):
         from .composing import compose
 
         configs = self.info.routing_configs(routing)
+        if configs["lm"].granularity == "token":
+            from .token_composing import compose_tokens
+
+            return compose_tokens(
+                base, experts, expert_domains, {d: data[d] for d in set(expert_domains)},
+                cache=cache, routing=configs["lm"], previous=previous,
+            )  # fmt: skip
+        if previous is not None and previous.granularity != "sequence":
+            previous = None  # the settings changed granularity: no gate to start from
         return compose(
             base,
             experts,
@@ -100,6 +140,10 @@ class CausalLMKind(MixtureKind):
         )
 
     def contributions(self, composed) -> list[dict]:
+        if composed.model.granularity == "token":
+            from .token_composing import token_contributions
+
+            return token_contributions(composed)
         from .composing import contributions
 
         return contributions(composed)
@@ -108,11 +152,15 @@ class CausalLMKind(MixtureKind):
         return model.save(folder)
 
     def load_composition(self, folder: str | os.PathLike, base):
-        from .model import MoECausalLM
+        from .token_model import load_composition
 
-        return MoECausalLM.load(folder, base=base)
+        return load_composition(folder, base=base)
 
     def export(self, model, folder, card) -> Path:
+        if model.granularity == "token":
+            from .mixtral_export import export_token_composition
+
+            return export_token_composition(model, folder, card)
         from .export import export_lm_composition
 
         return export_lm_composition(model, folder, card)

@@ -76,7 +76,8 @@ def compose_tokens(base: CausalBase, experts: list[LMExpert], expert_domains: li
                               routing, progress)  # fmt: skip
     report = evaluate_tokens(model, data, evaluation)
     model.info["metrics"] = report
-    return Composed(model, report, evaluation)
+    texts = {d: data[d].eval.texts for d in evaluation.domains}
+    return Composed(model, report, evaluation, texts)
 
 
 def evaluate_tokens(model: TokenMoECausalLM, data: dict[str, DomainData], split) -> dict:
@@ -125,3 +126,25 @@ def evaluate_tokens(model: TokenMoECausalLM, data: dict[str, DomainData], split)
         "routing_matrix": matrix.tolist(),
         "layer_routing": by_layer.tolist(),
     }
+
+
+@torch.inference_mode()
+def token_contributions(composed: Composed) -> list[dict]:
+    """Each expert's share of the tokens (its load) and how much the overall held-out
+    perplexity rises when no token may go to it (positive: the expert helps)."""
+    model, report = composed.model, composed.report
+    full = report["overall"]["perplexity"]
+    load = report["utilisation"]["load"]
+    texts = [t for d in composed.eval_split.domains for t in composed.eval_texts[d]]
+    out = []
+    for k in range(len(model.experts)):
+        column = k + 1 if model.shared else k
+        for layer in model.layers:
+            layer.left_out = {column}
+        try:
+            without = perplexity(model.token_log_probs(texts))
+        finally:
+            for layer in model.layers:
+                layer.left_out = set()
+        out.append({"drop": without - full, "share": load[column]})
+    return out

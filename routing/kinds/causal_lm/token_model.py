@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ...safetensors_header import ContractError
 from .base import CausalBase, continuation_log_probs
+from .contract import check_token_modules
 from .experts import LMExpert
 from .generation import _decode, _left_padded
 from .model import Generation, _expert
-from .token_moe import PROJECTIONS, balance_loss, deltas_of, install
+from .token_moe import balance_loss, deltas_of, install
 
 TOKEN_COMPOSITION_FORMAT = "moecollab-lm-token-composition"
 TOKEN_COMPOSITION_VERSION = 1
@@ -28,22 +28,8 @@ SHARED = "shared"  # the shared expert's name: the base with the anchor merged
 
 
 def check_token_expert(expert: LMExpert) -> None:
-    """A per-token mixture's experts are LoRA on the MLP only: attention is shared by every
-    expert, so an attention adapter has nowhere to run; the message says how to retrain."""
-    outside = sorted(
-        {m for m in expert.modules() if m.rsplit(".", 1)[-1] not in PROJECTIONS or ".mlp." not in m}
-    )
-    if outside:
-        kinds = sorted({m.rsplit(".", 1)[-1] for m in outside})
-        raise ContractError(
-            "attention_modules_in_token_mixture",
-            f"the expert adapts {', '.join(kinds)}, outside the MLP; a per-token mixture routes "
-            "each token among the experts' feed-forward layers and shares attention, so its "
-            "experts are LoRA on gate_proj, up_proj and down_proj only: train it again with "
-            "`python -m routing lm train --target-modules gate_proj,up_proj,down_proj` (the "
-            "default) or PEFT's LoraConfig(target_modules=['gate_proj', 'up_proj', "
-            "'down_proj'])",
-        )
+    """A ContractError (attention_modules_in_token_mixture) for an expert outside the MLP."""
+    check_token_modules(expert.modules())
 
 
 class TokenMoECausalLM:

@@ -57,12 +57,16 @@ class TokenMoEMLP(nn.Module):
         self.experts = experts
         self.top_k = min(top_k, len(experts))
         self.last_logits: torch.Tensor | None = None
+        self.left_out: set[int] = set()  # experts no token may go to (measuring credit)
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(logits (N, E), top-k weights (N, k), top-k experts (N, k)) of tokens x (N, D)."""
         logits = nn.functional.linear(x, self.router)  # (N, E)
+        if self.left_out:
+            logits = logits.index_fill(-1, torch.tensor(sorted(self.left_out)), -torch.inf)
         probs = torch.softmax(logits.float(), dim=-1)  # (N, E)
-        weights, chosen = probs.topk(self.top_k, dim=-1)  # (N, k)
+        k = min(self.top_k, len(self.experts) - len(self.left_out))
+        weights, chosen = probs.topk(k, dim=-1)  # (N, k)
         weights = weights / weights.sum(-1, keepdim=True)
         return logits, weights.to(x.dtype), chosen
 

@@ -23,8 +23,11 @@ class ClassificationKind(MixtureKind):
         fmt = "jsonl" if filename.lower().endswith((".jsonl", ".ndjson")) else "csv"
         return read_table(data, fmt=fmt)
 
-    def load_base(self, name: str, *, revision: str | None = None, device=None):
+    def load_base(self, name: str, *, revision: str | None = None, device=None, anchor=None):
         from .encoder import BaseEncoder
+
+        if anchor is not None:
+            raise ValueError("a classification mixture has no anchor")
 
         return BaseEncoder(name, revision=revision or None, device=device)
 
@@ -44,8 +47,9 @@ class ClassificationKind(MixtureKind):
         return train_expert_file(base, data, path, cache=cache, **options)
 
     def check_expert(
-        self, path, *, base, labels=None, adapter_config=None, look_beside: bool = True
-    ):
+        self, path, *, base, labels=None, adapter_config=None, look_beside: bool = True,
+        routing=None,
+    ):  # fmt: skip
         return check_expert_file(
             path, base=base, labels=labels, adapter_config=adapter_config, look_beside=look_beside
         )
