@@ -5,6 +5,7 @@ the worker registers its tasks under these names; beat schedules one of them."""
 from routing.kinds import KINDS, describe
 
 VALIDATE = "workers.tasks.validate_expert"
+VALIDATE_ANCHOR = "workers.tasks.validate_anchor"
 RETRAIN = "workers.tasks.retrain_gate"
 PUBLISH = "workers.tasks.publish_composition"
 EXPORT = "workers.tasks.export_composition"
@@ -13,6 +14,7 @@ RECOVER = "workers.tasks.recover_jobs"
 
 QUEUES = {
     VALIDATE: "validation",
+    VALIDATE_ANCHOR: "validation",
     RETRAIN: "training",
     PUBLISH: "publishing",
     EXPORT: "publishing",

@@ -191,3 +191,27 @@ def read_header(path: str | os.PathLike) -> Header:
             + (" (the file is truncated)" if code == "truncated" else ""),
         )
     return Header(tensors=tensors, metadata=metadata, header_size=n, file_size=file_size)
+
+
+def rewrite(path: str | os.PathLike, out, rename, metadata: dict[str, str]) -> None:
+    """Write the checked safetensors file at `path` to the binary stream `out` with its
+    tensors renamed by `rename(name)` (None leaves a tensor out) and `metadata` as its
+    metadata, copying each tensor's bytes as they are (any dtype; no framework needed)."""
+    header = read_header(path)
+    entries, kept, position = {}, [], 0
+    for name, info in sorted(header.tensors.items(), key=lambda kv: kv[1].start):
+        new = rename(name)
+        if new is None:
+            continue
+        size = info.end - info.start
+        entries[new] = {"dtype": info.dtype, "shape": list(info.shape),
+                        "data_offsets": [position, position + size]}  # fmt: skip
+        kept.append(info)
+        position += size
+    doc = json.dumps({"__metadata__": metadata, **entries}, separators=(",", ":")).encode()
+    doc += b" " * (-len(doc) % 8)  # the data section starts 8-byte aligned
+    out.write(struct.pack("<Q", len(doc)) + doc)
+    with open(path, "rb") as f:
+        for info in kept:
+            f.seek(8 + header.header_size + info.start)
+            out.write(f.read(info.end - info.start))

@@ -41,6 +41,14 @@ def validate_expert(job_id: int) -> None:
     validation.validate(job_id)
 
 
+@shared_task(name=task_names.VALIDATE_ANCHOR, **limits(settings.MOECOLLAB_VALIDATION_SOFT_LIMIT))
+def validate_anchor(job_id: int) -> None:
+    """Judge a mixture's anchor on every domain's held-out data."""
+    from experts.services import anchors
+
+    anchors.validate_anchor(job_id)
+
+
 @shared_task(name=task_names.RETRAIN, **limits(settings.MOECOLLAB_RETRAIN_SOFT_LIMIT))
 def retrain_gate(job_id: int) -> None:
     from experts.services import compositions

@@ -42,5 +42,7 @@ class Anchor(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    ACTIVE = (Status.UPLOADED, Status.VALIDATING)  # waiting for a verdict
+
     def __str__(self) -> str:
         return f"anchor {self.sha256[:12]} of {self.mixture_id} ({self.status})"

@@ -28,6 +28,14 @@ class Composition(models.Model):
     experts = models.ManyToManyField(Expert, related_name="compositions")
     expert_shas = models.JSONField(default=list, help_text="the exact expert set, in gate order")
     folder = models.CharField(max_length=300, blank=True, help_text="prefix in the storage")
+    anchor = models.ForeignKey(
+        "Anchor",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="the anchor merged into the base it was composed on",
+    )
     metrics = models.JSONField(default=dict, blank=True)
     contributions = models.JSONField(default=dict, blank=True)
     is_current = models.BooleanField(default=False)

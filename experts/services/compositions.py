@@ -138,6 +138,7 @@ def _store(job, mixture, experts, composed, contributions) -> Composition | None
                 version=version,
                 expert_shas=[e.sha256 for e in experts],
                 folder=prefix,
+                anchor_id=mixture.anchor_id,  # frozen while the mixture has experts
                 metrics=composed.report,
                 contributions=contributions,
                 is_current=False,

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ..models import Composition, Expert, Job
+from ..models import Anchor, Composition, Expert, Job
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
@@ -182,6 +182,10 @@ def _release(job: Job, message: str) -> None:
     if job.expert_id:
         Expert.objects.filter(pk=job.expert_id, status=Expert.Status.VALIDATING).update(
             status=Expert.Status.FAILED, report={"problems": [message]}
+        )
+    if job.anchor_id:
+        Anchor.objects.filter(pk=job.anchor_id, status=Anchor.Status.VALIDATING).update(
+            status=Anchor.Status.FAILED, report={"problems": [message]}
         )
     if job.action == Job.Action.PUBLISH and job.composition_id:
         Composition.objects.filter(

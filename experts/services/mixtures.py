@@ -7,6 +7,7 @@ maintainer can act on; the forms and serializers turn it into a field error.
 from __future__ import annotations
 
 import math
+import os
 
 from django.conf import settings
 from django.db import transaction
@@ -121,3 +122,57 @@ def create_mixture(user, mixture: Mixture) -> Mixture:
         mixture.save()
         mixture.maintainers.add(user)
     return mixture
+
+
+def free_slug(slug: str) -> str:
+    """`slug`, or `slug-2`, `slug-3`... the first that no mixture has."""
+    taken = set(Mixture.objects.filter(slug__startswith=slug).values_list("slug", flat=True))
+    candidate, n = slug, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{slug[: 80 - len(str(n)) - 1]}-{n}"
+    return candidate
+
+
+def copy_mixture(user, source: Mixture, *, slug: str = "", name: str = "") -> Mixture:
+    """A new mixture with `source`'s base, settings and domains (their data copied, not
+    shared: each mixture replaces its own), without its anchor, experts or compositions;
+    `user` maintains it. Where a frozen anchor sends a maintainer who wants another."""
+    from django.core.files.base import ContentFile
+
+    fields = ("description", "base_model", "kind", "routing", "tolerance", "upload_quota",
+              "max_upload_bytes")  # fmt: skip
+    saved = []  # stored copies of data files, removed again if the copy fails
+    try:
+        with transaction.atomic():
+            copy = Mixture(
+                slug=slug or free_slug(source.slug),
+                name=name or f"{source.name} (copy)"[:200],
+                **{f: getattr(source, f) for f in fields},
+            )
+            copy.save()
+            copy.maintainers.add(user)
+            for domain in source.domains.all():
+                twin = copy.domains.create(
+                    name=domain.name,
+                    description=domain.description,
+                    labels=domain.labels,
+                    labels_declared=domain.labels_declared,
+                    router_count=domain.router_count,
+                    eval_count=domain.eval_count,
+                    source=domain.source,
+                )
+                for field in ("router_data", "eval_data"):
+                    stored = getattr(domain, field)
+                    if stored:
+                        with stored.open("rb") as f:
+                            target = getattr(twin, field)
+                            target.save(os.path.basename(stored.name), ContentFile(f.read()),
+                                        save=False)  # fmt: skip
+                            saved.append(target)
+                twin.save()
+    except BaseException:
+        for target in saved:
+            target.delete(save=False)
+        raise
+    return copy

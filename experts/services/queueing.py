@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # The task that runs each action of a job (sent by name: see experts.task_names).
 TASKS = {
     Job.Action.VALIDATE: task_names.VALIDATE,
+    Job.Action.VALIDATE_ANCHOR: task_names.VALIDATE_ANCHOR,
     Job.Action.RETRAIN: task_names.RETRAIN,
     Job.Action.PUBLISH: task_names.PUBLISH,
     Job.Action.EXPORT: task_names.EXPORT,

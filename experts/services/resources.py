@@ -27,11 +27,12 @@ def kind_of(mixture: Mixture) -> MixtureKind:
     return get_kind(mixture.kind)
 
 
-def base_for(mixture: Mixture):
-    """The mixture's frozen base model with its anchor merged, loaded once per process."""
+def base_for(mixture: Mixture, anchor=None):
+    """The mixture's frozen base model with its anchor merged, loaded once per process; or
+    with the given `Anchor` merged (False: none), for a composition made on another."""
     base = mixture.base_model
-    anchor = mixture.anchor.sha256 if mixture.anchor_id else ""
-    return loaded_base(mixture.kind, base.name, base.revision, anchor)
+    anchor = anchor if anchor is not None else mixture.anchor
+    return loaded_base(mixture.kind, base.name, base.revision, anchor.sha256 if anchor else "")
 
 
 @lru_cache(maxsize=4)
@@ -101,7 +102,8 @@ def mixture_data(mixture: Mixture) -> dict:
 def load_model(composition: Composition):
     """A stored composition, loaded on its mixture's base model."""
     mixture = composition.mixture
-    return kind_of(mixture).load_composition(composition_folder(composition), base_for(mixture))
+    base = base_for(mixture, composition.anchor if composition.anchor_id else False)
+    return kind_of(mixture).load_composition(composition_folder(composition), base)
 
 
 _compositions: OrderedDict[tuple, object] = OrderedDict()

@@ -125,7 +125,7 @@ class LocalFile:
         return self.path
 
 
-def _spooled_path(uploaded) -> tuple[str, bool]:
+def spooled_path(uploaded) -> tuple[str, bool]:
     """A path on disk for the upload; (path, whether we made a temporary copy)."""
     if hasattr(uploaded, "temporary_file_path"):
         return uploaded.temporary_file_path(), False
@@ -224,12 +224,26 @@ class HashingReader:
         return self._hash.hexdigest() if self._done == self._size else None
 
 
-def _store(expert: Expert, path: str) -> str:
-    """Store the expert's file under a generated name; its sha256, from the same read."""
+def store_hashed(field, path: str, filename: str = "expert.safetensors") -> str:
+    """Store a file into a model's file field under a generated name (the row is not
+    saved); its sha256, from the same read."""
     with open(path, "rb") as f:
         reader = HashingReader(f)
-        expert.file.save("expert.safetensors", File(reader), save=False)
+        field.save(filename, File(reader), save=False)
     return reader.sha256() or file_sha256(path)
+
+
+def _check_anchor_unchanged(mixture: Mixture) -> None:
+    """The mixture's anchor is the one the file was checked against (an anchor accepted
+    meanwhile is refused once the mixture has experts; this closes the window between)."""
+    now = Mixture.objects.filter(pk=mixture.pk).values_list("anchor_id", flat=True).first()
+    if now != mixture.anchor_id:
+        raise UploadError(
+            409,
+            "the mixture's anchor changed while the file was checked: download the new "
+            "anchor, train on it and upload again",
+            "wrong_anchor",
+        )
 
 
 def accept_upload(user, req: UploadRequest) -> Expert:
@@ -245,15 +259,16 @@ def accept_upload(user, req: UploadRequest) -> Expert:
             f"{mixture.max_upload_bytes:,}",
             "too_large",
         )
-    path, temporary = _spooled_path(req.file)
+    path, temporary = spooled_path(req.file)
     try:
         try:
             header = get_kind(mixture.kind).check_expert(
                 path,
-                base=mixture.base_model.spec(),
+                base=mixture.base_spec(),  # its anchor, if any, included
                 labels=list(domain.labels),
                 adapter_config=req.adapter_config,
                 look_beside=False,
+                routing=mixture.routing,
             )
         except ContractError as exc:
             raise UploadError(
@@ -283,10 +298,11 @@ def accept_upload(user, req: UploadRequest) -> Expert:
         )
         # Stored before the locked transaction, so the lock is never held during a copy;
         # removed again on any refusal below.
-        expert.sha256 = _store(expert, path)
+        expert.sha256 = store_hashed(expert.file, path)
         try:
             with transaction.atomic():
                 get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+                _check_anchor_unchanged(mixture)
                 _check_allowance(user, mixture)
                 _check_duplicate(user, mixture, expert.sha256)
                 expert.save()

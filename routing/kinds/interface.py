@@ -125,9 +125,21 @@ class KindInfo:
         """`kind.parts.contract` in a template: `template("contract")`."""
         return _Parts(self)
 
-    def page_context(self, routing: dict | None, base_name: str) -> dict:
-        """What the kind's parts of a mixture page need beyond the mixture itself."""
+    def page_context(self, routing: dict | None, base_name: str, *, contract: dict | None = None,
+                     anchor_url: str = "") -> dict:  # fmt: skip
+        """What the kind's parts of a mixture page need beyond the mixture itself
+        (`contract`: `expert_contract`'s; `anchor_url`: where its anchor downloads)."""
         return {}
+
+    def expert_contract(self, base, routing: dict | None) -> dict:
+        """What an expert for a mixture on `base` (a BaseSpec, its anchor included) with
+        these routing settings must be: generated from the mixture for its pages and the
+        API, never written by hand."""
+        return {
+            "format_version": str(self.expert_format_version),
+            "base_model": base.name,
+            "base_fingerprint": base.fingerprint or None,
+        }
 
     def score_rows(self, metrics: dict, names: list[str], charted: list[int]) -> list[dict]:
         """The rows of a composition page's held-out table (`charted`: the gate indices of

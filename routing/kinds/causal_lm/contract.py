@@ -28,7 +28,14 @@ from ...expert_metadata import (
 from ...peft_config import LoraSpec, adapter_config_for, lora_from_peft_config, modules_to_save
 from ...safetensors_header import ContractError, read_header
 from .info import INFO
-from .layout import ROUTER_MEAN, ROUTER_MSQ, check_lora_tensors, check_router_stats
+from .layout import (
+    MLP_PROJECTIONS,
+    PEFT_ANCHOR_KEY,
+    ROUTER_MEAN,
+    ROUTER_MSQ,
+    check_lora_tensors,
+    check_router_stats,
+)
 
 LM_FORMAT_VERSION = str(INFO.expert_format_version)  # "2"
 TASK = "causal-lm"
@@ -52,7 +59,7 @@ class LMExpertHeader:
     router_stats: bool = False  # an anchor with its public texts' router statistics
 
 
-def _check_anchor(anchor: str, base: BaseSpec | None) -> None:
+def _check_anchor(anchor: str, base: BaseSpec | None, *, peft: bool = False) -> None:
     """An anchored mixture's expert names the same anchor (its sha256) as the mixture."""
     if base is None or anchor == base.anchor:
         return
@@ -62,16 +69,23 @@ def _check_anchor(anchor: str, base: BaseSpec | None) -> None:
             f"the expert was trained on the base with the anchor {anchor[:16]}... merged, but "
             "this mixture has no anchor: train it on the plain base model",
         )
+    said = (
+        f"was trained on another anchor ({anchor[:16]}...)"
+        if anchor
+        else (
+            f"its adapter_config.json has no {PEFT_ANCHOR_KEY}, so it was not trained by the "
+            "mixture's recipe"
+            if peft
+            else "names none"
+        )
+    )
     raise ContractError(
         "wrong_anchor",
-        f"this mixture's experts build on its anchor {base.anchor[:16]}..., and the expert "
-        + (f"was trained on another anchor ({anchor[:16]}...)" if anchor else "names none")
-        + ": train it on the base with the mixture's anchor merged (python -m routing lm "
-        "train --anchor ANCHOR.safetensors, or the PEFT recipe in docs/expert-format.md)",
+        f"this mixture's experts build on its anchor {base.anchor}, and the expert {said}: "
+        "download the anchor from the mixture's page, merge it into the base and train "
+        "again (python -m routing lm train --anchor ANCHOR.safetensors, or the PEFT recipe "
+        f"on the mixture's page, which records {PEFT_ANCHOR_KEY} in adapter_config.json)",
     )
-
-
-MLP_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
 
 
 def check_token_modules(modules) -> None:
@@ -176,7 +190,10 @@ def check_lm_expert(
         named = str(adapter_config.get("base_model_name_or_path") or "")
         _check_base(named, "", base, f"{how} (AutoModelForCausalLM on the mixture's base)")
         base_model, fingerprint, source, domain = (base.name if base else named), "", "peft", None
-        anchor, role = (base.anchor if base else ""), "expert"  # a PEFT file cannot say
+        # PEFT saves no metadata of ours: the recipe records the anchor's sha256 in
+        # adapter_config.json (PEFT ignores the key when it loads the adapter).
+        anchor, role = str(adapter_config.get(PEFT_ANCHOR_KEY) or ""), "expert"
+        _check_anchor(anchor, base, peft=True)
     extra = (ROUTER_MEAN, ROUTER_MSQ) if role == "anchor" else ()
     check_lora_tensors(header, lora, base, extra)
     has_router = role == "anchor" and check_router_stats(header, base)

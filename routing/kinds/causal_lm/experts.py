@@ -26,6 +26,7 @@ from ...expert_metadata import (
 from ...files import check_finite, file_sha256, save_safetensors
 from .contract import LM_FORMAT_VERSION, TASK, LMExpertHeader, check_lm_expert
 from .layout import ROUTER_MEAN, ROUTER_MSQ
+from .peft_form import peft_adapter_config
 
 
 def expert_folder(k: int, name: str) -> str:
@@ -90,19 +91,7 @@ class LMExpert:
 
     def peft_config(self, base_model: str) -> dict:
         """The adapter_config.json PEFT reads for this expert."""
-        lora = self.header.lora
-        return {
-            "peft_type": "LORA",
-            "task_type": "CAUSAL_LM",
-            "r": lora.r,
-            "lora_alpha": lora.alpha,
-            "target_modules": sorted(lora.target_modules),
-            "lora_dropout": 0.0,
-            "bias": "none",
-            "fan_in_fan_out": False,
-            "inference_mode": True,
-            "base_model_name_or_path": base_model,
-        }
+        return peft_adapter_config(self.header.lora, base_model)
 
     def save_peft(self, folder: str | os.PathLike, base_model: str) -> Path:
         """Write the expert as a plain PEFT adapter folder (PeftModel.from_pretrained)."""

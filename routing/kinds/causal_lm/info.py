@@ -8,16 +8,39 @@ from dataclasses import dataclass
 from ...basemodels import gguf_file
 from ...config import LMRouting, from_dict
 from ..interface import KindInfo
+from .layout import MAX_LM_RANK, MLP_PROJECTIONS, MODULES, PEFT_ANCHOR_KEY
 from .snippets import peft_training_snippet
 
 
 @dataclass(frozen=True)
 class CausalLMInfo(KindInfo):
-    def page_context(self, routing: dict | None, base_name: str) -> dict:
+    def page_context(self, routing: dict | None, base_name: str, *, contract: dict | None = None,
+                     anchor_url: str = "") -> dict:  # fmt: skip
+        contract = contract or {}
         return {
             "lm": from_dict(LMRouting, (routing or {}).get("lm")),
-            "peft_snippet": peft_training_snippet(base_name),
+            "peft_snippet": peft_training_snippet(
+                base_name,
+                targets=contract.get("recommended_modules") or MLP_PROJECTIONS,
+                anchor=contract.get("anchor_sha256") or "",
+                anchor_url=anchor_url,
+            ),
             "gguf_file": gguf_file(base_name),
+        }
+
+    def expert_contract(self, base, routing: dict | None) -> dict:
+        """Besides the base: its anchor (sha256), the modules an expert may adapt (the MLP
+        only in a per-token mixture) and recommends, the rank cap, the routing."""
+        lm = from_dict(LMRouting, (routing or {}).get("lm"))
+        allowed = MLP_PROJECTIONS if lm.granularity == "token" else MODULES
+        return {
+            **super().expert_contract(base, routing),
+            "anchor_sha256": base.anchor or None,
+            "granularity": lm.granularity,
+            "target_modules": list(allowed),
+            "recommended_modules": list(MLP_PROJECTIONS),
+            "max_rank": MAX_LM_RANK,
+            "peft_anchor_key": PEFT_ANCHOR_KEY if base.anchor else None,
         }
 
     def score_rows(self, metrics: dict, names: list[str], charted: list[int]) -> list[dict]:

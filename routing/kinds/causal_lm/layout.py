@@ -15,6 +15,9 @@ MAX_LM_RANK = 64
 # MLP input (L, D) and their mean squared norm (L,): the shared expert's router row.
 ROUTER_MEAN, ROUTER_MSQ = "moecollab.router.mean", "moecollab.router.msq"
 MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+MLP_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")  # a per-token mixture's experts
+# The key of adapter_config.json where the PEFT recipe records the anchor's sha256.
+PEFT_ANCHOR_KEY = "moecollab_anchor_sha256"
 # base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight (PEFT), or the same
 # without PEFT's wrapper prefix.
 LORA_KEY = re.compile(

@@ -18,11 +18,12 @@ from ...splits import DomainData
 from .base import CausalBase
 from .composing import token_log_probs
 from .experts import load_lm_expert, save_lm_expert
+from .layout import MLP_PROJECTIONS
 from .scoring import perplexity
 
 # An expert is LoRA on the feed-forward projections: it composes sequence by sequence and
 # token by token (a per-token mixture routes among MLPs and shares attention).
-DEFAULT_TARGETS = ("gate_proj", "up_proj", "down_proj")
+DEFAULT_TARGETS = MLP_PROJECTIONS
 ROUTER_TEXTS = 64  # of an anchor's public texts, for the shared expert's router row
 
 
