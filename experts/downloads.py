@@ -9,10 +9,10 @@ store the users cannot reach) it streams the object through instead.
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import FileResponse, Http404, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 
 from .models import private_storage
-from .services.blobs import local_path
+from .services.blobs import local_copy, local_path
 
 
 def stored_file_response(name: str, filename: str):
@@ -28,3 +28,27 @@ def stored_file_response(name: str, filename: str):
     except FileNotFoundError:
         raise Http404(f"{filename} is missing from the storage") from None
     return FileResponse(handle, as_attachment=True, filename=filename)
+
+
+ANCHOR_FORMATS = ("safetensors", "peft")
+
+
+def anchor_response(anchor, fmt: str = "safetensors"):
+    """A mixture's anchor as stored (`safetensors`), or as a zipped PEFT adapter folder
+    (`peft`: what the plain-PEFT recipe merges). Anyone may download an accepted anchor:
+    every expert of the mixture builds on it."""
+    from routing.kinds import get_kind
+
+    if fmt not in ANCHOR_FORMATS:
+        raise Http404(f"no format {fmt!r}: {' or '.join(ANCHOR_FORMATS)}")
+    stem = f"{anchor.mixture.slug}-anchor-{anchor.sha256[:12]}"
+    if fmt == "safetensors":
+        return stored_file_response(anchor.file.name, f"{stem}.safetensors")
+    body = get_kind(anchor.mixture.kind).anchor_peft_zip(
+        local_copy(anchor.file, anchor.sha256),
+        base_model=anchor.mixture.base_model.name,
+        adapter_config=anchor.adapter_config,
+    )
+    response = HttpResponse(body, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{stem}-peft.zip"'
+    return response

@@ -27,13 +27,31 @@ class UploadForm(forms.Form):
         self.fields["domain"].label_from_instance = domain_label
 
     def clean_adapter_config(self):
-        f = self.cleaned_data.get("adapter_config")
-        if not f:
-            return None
-        try:
-            return parse_adapter_config(f)
-        except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
+        return clean_adapter_config(self.cleaned_data.get("adapter_config"))
+
+
+def clean_adapter_config(f) -> dict | None:
+    """An uploaded adapter_config.json as a dict (None without one); a form error says
+    what is wrong with it."""
+    if not f:
+        return None
+    try:
+        return parse_adapter_config(f)
+    except ValueError as exc:
+        raise forms.ValidationError(str(exc)) from None
+
+
+class AnchorForm(forms.Form):
+    file = forms.FileField(
+        help_text="the anchor: python -m routing lm anchor's file, or a PEFT adapter's "
+        "adapter_model.safetensors"
+    )
+    adapter_config = forms.FileField(
+        required=False, help_text="adapter_config.json, only for a plain PEFT adapter"
+    )
+
+    def clean_adapter_config(self):
+        return clean_adapter_config(self.cleaned_data.get("adapter_config"))
 
 
 LABELS_SHOWN = 12  # labels named beside a domain in a choice; a domain may have 1,000

@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from routing.report import matrix_rows
 
-from .models import Composition, Domain, Expert, Job, Mixture
+from .models import Anchor, Composition, Domain, Expert, Job, Mixture
 from .services.generation import clean_request
 from .services.uploads import parse_adapter_config
 
@@ -61,10 +61,106 @@ class CurrentCompositionSerializer(serializers.Serializer):
 DEPRECATED = "deprecated: the same as `{}`, answered until 0.3"
 
 
+def _absolute(serializer, url: str) -> str:
+    request = serializer.context.get("request")
+    return request.build_absolute_uri(url) if request else url
+
+
+class AnchorSerializer(serializers.ModelSerializer):
+    mixture = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    job = serializers.SerializerMethodField(help_text="its validation job, latest first")
+    download_url = serializers.SerializerMethodField(
+        help_text="the file as stored (accepted anchors only)"
+    )
+    peft_download_url = serializers.SerializerMethodField(
+        help_text="a zipped PEFT adapter folder for PeftModel.from_pretrained (accepted only)"
+    )
+
+    def get_job(self, obj) -> int | None:
+        return obj.jobs.order_by("-pk").values_list("pk", flat=True).first()
+
+    def _download(self, obj, fmt: str) -> str | None:
+        from django.urls import reverse
+
+        if obj.status != Anchor.Status.ACCEPTED:
+            return None
+        url = reverse("anchor-download", args=[obj.mixture.slug])
+        return _absolute(self, url + ("?as=peft" if fmt == "peft" else ""))
+
+    def get_download_url(self, obj) -> str | None:
+        return self._download(obj, "safetensors")
+
+    def get_peft_download_url(self, obj) -> str | None:
+        return self._download(obj, "peft")
+
+    class Meta:
+        model = Anchor
+        fields = [
+            "id",
+            "mixture",
+            "owner",
+            "name",
+            "status",
+            "sha256",
+            "size",
+            "source",
+            "num_parameters",
+            "target_modules",
+            "report",
+            "job",
+            "download_url",
+            "peft_download_url",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class AnchorUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        help_text="the anchor: `python -m routing lm anchor`'s file, or a PEFT adapter's "
+        "adapter_model.safetensors"
+    )
+    adapter_config = serializers.FileField(
+        required=False, help_text="adapter_config.json, with a PEFT adapter"
+    )
+    name = serializers.CharField(max_length=100, required=False, default="anchor")
+
+    def validate_adapter_config(self, f):
+        return _checked(parse_adapter_config, f)
+
+
+class MixtureCopySerializer(serializers.Serializer):
+    slug = serializers.SlugField(
+        max_length=80, required=False, help_text="default: the slug with -2, -3... added"
+    )
+    name = serializers.CharField(max_length=200, required=False, validators=[NOT_BLANK])
+
+    def validate_slug(self, value):
+        if Mixture.objects.filter(slug=value).exists():
+            raise serializers.ValidationError("a mixture has this slug already")
+        return value
+
+
 class MixtureSerializer(serializers.ModelSerializer):
     base_model = serializers.CharField(source="base_model.name", read_only=True)
     domains = DomainSerializer(many=True, read_only=True)
     current_composition = serializers.SerializerMethodField()
+    anchor = serializers.SerializerMethodField(help_text="the accepted anchor, if any")
+    contract = serializers.SerializerMethodField(
+        help_text="what an expert for this mixture must be, generated from its settings"
+    )
+
+    @extend_schema_field(AnchorSerializer(allow_null=True))
+    def get_anchor(self, obj) -> dict | None:
+        if not obj.anchor_id:
+            return None
+        return AnchorSerializer(obj.anchor, context=self.context).data
+
+    @extend_schema_field(serializers.DictField())
+    def get_contract(self, obj) -> dict:
+        return obj.kind_info.expert_contract(obj.base_spec(), obj.routing)
+
     task_type = serializers.CharField(
         source="kind", read_only=True, help_text=DEPRECATED.format("kind")
     )
@@ -101,6 +197,8 @@ class MixtureSerializer(serializers.ModelSerializer):
             "hub_repo_id",
             "publish_automatically",
             "domains",
+            "anchor",
+            "contract",
             "current_composition",
             "created_at",
         ]
@@ -246,6 +344,7 @@ class JobSerializer(serializers.ModelSerializer):
             "mixture",
             "expert",
             "composition",
+            "anchor",
             "status",
             "progress",
             "message",

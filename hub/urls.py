@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from experts import api
-from experts.views import compositions, domains, experts, generation, mixtures
+from experts.views import anchors, compositions, domains, experts, generation, mixtures
 
 from . import accounts, health, views
 
@@ -54,6 +54,10 @@ urlpatterns = [
     ),
     path("mixtures/new/", mixtures.mixture_create, name="mixture-create"),
     path("m/<slug:slug>/settings/", mixtures.mixture_settings, name="mixture-settings"),
+    path("m/<slug:slug>/anchor/", anchors.anchor_page, name="anchor"),
+    path("m/<slug:slug>/anchor/status.json", anchors.anchor_status, name="anchor-status"),
+    path("m/<slug:slug>/anchor/download/", anchors.anchor_download, name="anchor-download"),
+    path("m/<slug:slug>/copy/", anchors.mixture_copy, name="copy-mixture"),
     path("m/<slug:slug>/domains/new/", domains.domain_create, name="domain-create"),
     path("m/<slug:slug>/domains/<slug:name>/", domains.domain_edit, name="domain-edit"),
     path("m/<slug:slug>/retrain/", mixtures.mixture_retrain, name="mixture-retrain"),

@@ -9,6 +9,7 @@ from django.db.models import Count, Q
 from django.db.models.fields.json import KeyTransform
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from ..charts import lines
@@ -50,12 +51,13 @@ def mixture_list(request):
 
 
 def mixture_detail(request, slug: str):
-    mixture = get_object_or_404(Mixture.objects.select_related("base_model"), slug=slug)
+    mixture = get_object_or_404(Mixture.objects.select_related("base_model", "anchor"), slug=slug)
     experts = visible_experts(request.user).filter(mixture=mixture)
     shown = list(experts.defer("report", "adapter_config")[: MIXTURE_EXPERTS + 1])
     light = mixture.compositions.defer("metrics", "contributions", "expert_shas")
     hub_repo = repo_id_for(mixture)
     kind = mixture.kind_info
+    contract = kind.expert_contract(mixture.base_spec(), mixture.routing)
     for expert in shown:
         expert.score = expert.metrics.get(kind.metric)
     return render(
@@ -75,7 +77,15 @@ def mixture_detail(request, slug: str):
             "hub_configured": hub_configured(),
             "kind": kind,
             "acceptance": kind.acceptance(mixture.tolerance),
-            **kind.page_context(mixture.routing, mixture.base_model.name),
+            "contract": contract,
+            **kind.page_context(
+                mixture.routing,
+                mixture.base_model.name,
+                contract=contract,
+                anchor_url=request.build_absolute_uri(
+                    reverse("anchor-download", args=[mixture.slug]) + "?as=peft"
+                ),
+            ),
         },
     )
 

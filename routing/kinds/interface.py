@@ -238,6 +238,11 @@ class MixtureKind(ABC):
         held-out data against the base alone; kinds without anchors have none to score."""
         raise NotImplementedError(f"{self.info.title} mixtures have no anchor")
 
+    def anchor_peft_zip(self, path, *, base_model: str, adapter_config: dict | None) -> bytes:
+        """A mixture's anchor file as a zipped PEFT adapter folder (the plain-PEFT recipe
+        downloads it); kinds without anchors have none."""
+        raise NotImplementedError(f"{self.info.title} mixtures have no anchor")
+
     # --- data, experts ---------------------------------------------------------------
 
     @abstractmethod

@@ -54,13 +54,14 @@ def trained_adapter(folder, hub_lm_folder, domain: str, *, epochs=2, texts=None)
     or on `texts`."""
     from routing.kinds.causal_lm.base import CausalBase
     from routing.kinds.causal_lm.experts import load_lm_expert, save_lm_expert
+    from routing.kinds.causal_lm.layout import MLP_PROJECTIONS
     from routing.kinds.causal_lm.training import train_lm_lora
 
     base = CausalBase(hub_lm_folder, device="cpu")
     texts = texts or lm_texts(domain, 96, words=60, seed=1)
     lora = train_lm_lora(base, texts, r=4, alpha=8, epochs=epochs, batch_size=16, lr=2e-2)
     path = folder.with_suffix(".safetensors")
-    save_lm_expert(path, lora_tensors=lora, r=4, alpha=8, target_modules=["q_proj", "v_proj"],
+    save_lm_expert(path, lora_tensors=lora, r=4, alpha=8, target_modules=list(MLP_PROJECTIONS),
                    base_model=hub_lm_folder, domain=domain)  # fmt: skip
     return load_lm_expert(path, base=base.spec).save_peft(folder, hub_lm_folder)
 

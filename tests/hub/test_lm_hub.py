@@ -36,8 +36,13 @@ def test_maintainers_open_a_language_model_mixture_on_a_causal_lm_base(alice, lm
     body = answer.json()
     assert body["kind"] == "causal-lm" and body["routing"]["gate"]["top_k"] == 1
     assert body["task_type"] == "causal-lm"  # the name before 0.2, still answered
-    assert body["routing"]["lm"] == {"prefix_tokens": 32, "layer": -1, "router": "learned",
-                                     "mixing": "mix"}  # fmt: skip
+    assert body["routing"]["lm"] == {
+        "prefix_tokens": 32, "layer": -1, "router": "learned", "mixing": "mix",
+        "granularity": "sequence", "token_top_k": 2, "token_temperature": 0.005,
+        "tune_router": False, "tune_steps": 30,
+    }  # fmt: skip
+    assert body["anchor"] is None and body["contract"]["anchor_sha256"] is None
+    assert body["contract"]["max_rank"] == 64 and "q_proj" in body["contract"]["target_modules"]
     encoder = BaseModel.objects.create(name="some/encoder", hidden_size=8, num_layers=1,
                                        intermediate_size=16)  # fmt: skip
     # the name before 0.2 is still taken
@@ -96,7 +101,7 @@ def test_uploads_are_checked_against_the_language_model_contract_and_queued_for_
 def test_the_pages_say_how_to_train_and_show_perplexity(alice, lm_stored):
     mixture_page = client_for(alice).get("/m/tiny-lm/").content.decode()
     assert "python -m routing lm train" in mixture_page
-    assert 'task_type="CAUSAL_LM"' in mixture_page and "rank 1 to 64" in mixture_page
+    assert 'task_type="CAUSAL_LM"' in mixture_page and "<th>Rank</th><td>1 to 64" in mixture_page
     page = client_for(alice).get("/m/tiny-lm/v1/").content.decode()
     assert 'id="lm-scores"' in page and "Held-out perplexity" in page
     assert 'id="try-form"' in page and "pipeline(&quot;text-generation&quot;" in page

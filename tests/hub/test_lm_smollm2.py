@@ -21,6 +21,7 @@ def test_a_peft_adapter_on_smollm2_is_validated_by_its_held_out_perplexity(
     from experts.services.resources import base_for
     from routing.basemodels import DEFAULT_LM_BASE
     from routing.data import Split
+    from routing.kinds.causal_lm.layout import MLP_PROJECTIONS
     from routing.kinds.causal_lm.corpora import load_corpus
     from routing.kinds.causal_lm.training import train_lm_lora
     from tests.hub.lm_mixture import upload_adapter
@@ -41,7 +42,7 @@ def test_a_peft_adapter_on_smollm2_is_validated_by_its_held_out_perplexity(
     base = base_for(mixture)
     lora = train_lm_lora(base, corpus.train.limited(16).texts, r=8, alpha=16, lr=2e-3, epochs=2)
     config = LoraConfig(
-        task_type="CAUSAL_LM", r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]
+        task_type="CAUSAL_LM", r=8, lora_alpha=16, target_modules=list(MLP_PROJECTIONS)
     )
     model = get_peft_model(base.fresh_model(), config)
     set_peft_model_state_dict(model, {f"base_model.model.{k}": v for k, v in lora.items()})

@@ -3,7 +3,7 @@
   var box = document.getElementById("live-status");
   if (!box) return;
   var url = box.getAttribute("data-url");
-  var badge = document.getElementById("expert-status");
+  var badge = document.getElementById(box.getAttribute("data-badge") || "expert-status");
   var bar = document.getElementById("job-progress");
   var message = document.getElementById("job-message");
   function tick() {

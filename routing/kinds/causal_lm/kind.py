@@ -55,6 +55,11 @@ class CausalLMKind(MixtureKind):
             f"held-out perplexity on {len(domains)} domains, {len(problems)} worse than the base",
         )
 
+    def anchor_peft_zip(self, path, *, base_model: str, adapter_config: dict | None) -> bytes:
+        from .peft_form import peft_zip
+
+        return peft_zip(path, base_model=base_model, adapter_config=adapter_config)
+
     def packaged_data(self) -> dict[str, str]:
         from .corpora import CORPORA
 

@@ -10,7 +10,7 @@ from ..interface import KindInfo
 
 @dataclass(frozen=True)
 class ClassificationInfo(KindInfo):
-    def page_context(self, routing: dict | None, base_name: str) -> dict:
+    def page_context(self, routing: dict | None, base_name: str, **facts) -> dict:
         return {"classifier": from_dict(ClassifierRouting, (routing or {}).get("classifier"))}
 
 
