@@ -16,10 +16,13 @@ def _blue(v: float) -> str:
     return f"rgb({r},{g},{b})"
 
 
-def heatmap(matrix: list[list[float]], rows: list[str], cols: list[str], title: str) -> str:
+def heatmap(matrix: list[list[float]], rows: list[str], cols: list[str], title: str, *,
+            cell: int = 56, values: bool = True) -> str:  # fmt: skip
+    """Cells shaded by value (0 to 1), each with its value written in it (`values`) and in
+    its tooltip; small cells (`cell` px) for tall maps such as routing per layer."""
     # Column labels lean up and to the right from their column: room above and beside.
     longest = max((len(c) for c in cols), default=0) * 6.5  # px at font-size 12
-    cell, left = 56, 110
+    left = 110
     top = 24 + int(longest * 0.58)  # sin 35 degrees
     width = left + cell * len(cols) + 10 + int(longest * 0.82)  # cos 35 degrees
     height = top + cell * len(rows) + 10
@@ -34,13 +37,13 @@ def heatmap(matrix: list[list[float]], rows: list[str], cols: list[str], title: 
             f'<text x="{x}" y="{top - 10}" text-anchor="start" fill="{MUTED}" '
             f'transform="rotate(-35 {x} {top - 10})">{escape(col)}</text>'
         )
-    for i, (row, values) in enumerate(zip(rows, matrix, strict=True)):
+    for i, (row, cells) in enumerate(zip(rows, matrix, strict=True)):
         y = top + i * cell
         out.append(
             f'<text x="{left - 8}" y="{y + cell / 2 + 4}" text-anchor="end" '
             f'fill="{INK}">{escape(row)}</text>'
         )
-        for j, v in enumerate(values):
+        for j, v in enumerate(cells):
             x = left + j * cell
             colour = "#fff" if v > 0.55 else INK
             out.append(
@@ -48,10 +51,11 @@ def heatmap(matrix: list[list[float]], rows: list[str], cols: list[str], title: 
                 f'fill="{_blue(v)}"><title>{escape(row)} → {escape(cols[j])}: '
                 f"{v:.3f}</title></rect>"
             )
-            out.append(
-                f'<text x="{x + cell / 2 - 1}" y="{y + cell / 2 + 4}" '
-                f'text-anchor="middle" fill="{colour}">{v:.2f}</text>'
-            )
+            if values:
+                out.append(
+                    f'<text x="{x + cell / 2 - 1}" y="{y + cell / 2 + 4}" '
+                    f'text-anchor="middle" fill="{colour}">{v:.2f}</text>'
+                )
     out.append("</svg>")
     return "".join(out)
 

@@ -19,7 +19,15 @@ from .exports import export_now
 from .jobs import end_job, progress, run
 from .publishing import enqueue_publish
 from .queueing import dispatch_on_commit, never_sent, queue
-from .resources import base_for, kind_of, load_model, loaded_expert, mixture_data, tensor_cache
+from .resources import (
+    base_for,
+    kind_of,
+    load_model,
+    loaded_base,
+    loaded_expert,
+    mixture_data,
+    tensor_cache,
+)
 from .storage import delete_prefix, folder_name, is_stored, put_folder, staging_folder
 
 log = logging.getLogger(__name__)
@@ -54,6 +62,18 @@ def compose_experts(mixture: Mixture, experts: list[Expert], data: dict | None =
         routing=mixture.routing,
         previous=previous,
     )
+
+
+def add_plain_base(mixture: Mixture, report: dict) -> None:
+    """Each domain's held-out metric on the base without the anchor, into an anchored
+    composition's report (`plain_<metric>` beside `base_<metric>`, base + anchor)."""
+    base = mixture.base_model
+    plain = loaded_base(mixture.kind, base.name, base.revision, "")
+    data = {d: v for d, v in mixture_data(mixture).items() if d in report.get("domains", {})}
+    scores = kind_of(mixture).score_base(plain, data, tensor_cache(), routing=mixture.routing)
+    metric = mixture.kind_info.metric
+    for name, value in scores.items():
+        report["domains"][name][f"plain_{metric}"] = value
 
 
 def enqueue_retrain(mixture) -> Job:
@@ -102,6 +122,9 @@ def _retrain(job: Job) -> Composition | None:
     progress(job, 10, f"loading {len(experts)} experts")
     progress(job, 30, "retraining the gate on cached tensors")
     composed = compose_experts(mixture, experts)
+    if mixture.anchor_id:  # the page shows the plain base beside base + anchor
+        progress(job, 60, "scoring the base model without the anchor")
+        add_plain_base(mixture, composed.report)
     progress(job, 70, "measuring each expert's contribution")
     contributions = {
         str(e.pk): measured

@@ -83,6 +83,12 @@ def _generate(job: Job) -> Job:
         "experts": [[name, weight] for name, weight in out.experts],
         "seconds": round(time.perf_counter() - started, 3),
     }
+    if out.tokens:  # per token: each generated token's text and the expert that made it
+        legend = list(dict.fromkeys(out.tokens))
+        result["token_experts"] = legend
+        result["tokens"] = [
+            [piece, legend.index(name)] for piece, name in zip(out.pieces, out.tokens, strict=True)
+        ]
     Job.objects.filter(pk=job.pk).update(result=result)
     chosen = ", ".join(name for name, _ in out.experts)
     end_job(job, Job.Status.SUCCEEDED, f"generated with {chosen}")

@@ -16,6 +16,8 @@ from django.views.decorators.http import require_POST
 from routing.report import matrix_rows
 
 from ..charts import bars, heatmap
+
+SHARED_NAME = "base + anchor (shared)"
 from ..downloads import stored_file_response
 from ..models import Job
 from ..queries import get_composition
@@ -84,22 +86,39 @@ def composition_detail(request, slug: str, version: int):
     }
     charted = [k for k in order[:CHART_EXPERTS] if shas[k] in experts]
     names = [experts[shas[k]].name for k in charted]
+    # A per-token composition's matrices have the shared expert (the base with the anchor
+    # merged) in their first columns, before the contributed experts in gate order.
+    shared = int(metrics.get("shared_columns", 0))
+    columns = list(range(shared)) + [shared + k for k in charted]
+    column_names = [SHARED_NAME] * shared + names
     heat = bars_svg = ""
     if metrics.get("routing_matrix") and names:
         heat = heatmap(
-            [[row[k] for k in charted] for row in metrics["routing_matrix"]],
+            [[row[c] for c in columns] for row in metrics["routing_matrix"]],
             matrix_rows(metrics),
-            names,
-            "Routing matrix: share of each domain's traffic per expert"
+            column_names,
+            "Routing matrix: share of each domain's "
+            + ("tokens" if shared else "traffic")
+            + " per expert"
             + (f" (the {len(names)} busiest experts)" if len(shas) > len(names) else ""),
         )
     if load and names:
         bars_svg = bars(
-            [load[k] for k in charted],
-            names,
-            "Share of routed traffic per expert",
-            reference=1 / len(shas),
+            [load[c] for c in columns],
+            column_names,
+            "Share of routed " + ("tokens" if shared else "traffic") + " per expert",
+            reference=1 / (len(shas) + shared),
         )
+    layer_maps = [
+        (domain, heatmap(
+            [[layer[d][c] for c in columns] for layer in metrics["layer_routing"]],
+            [f"layer {i}" for i in range(len(metrics["layer_routing"]))],
+            column_names,
+            f"Share of {domain}'s tokens sent to each expert, per layer",
+            cell=20, values=False,
+        ))
+        for d, domain in enumerate(matrix_rows(metrics))
+    ] if metrics.get("layer_routing") and names else []  # fmt: skip
     missing = missing_domains(composition)
     contributions = composition.contributions or {}
     rows = [
@@ -117,6 +136,7 @@ def composition_detail(request, slug: str, version: int):
             "mixture": mixture,
             "metrics": metrics,
             "heatmap": heat,
+            "layer_maps": layer_maps,
             "bars": bars_svg,
             "rows": rows,
             "table": table,

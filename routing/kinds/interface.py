@@ -233,6 +233,11 @@ class MixtureKind(ABC):
         """The frozen base model, ready to compute features (seconds to load: keep it), with
         the mixture's anchor file merged into it when the kind has anchors."""
 
+    def score_base(self, base, data: dict, cache, *, routing=None) -> dict[str, float]:
+        """Every domain's held-out metric on `base` alone (kinds with anchors: the plain
+        base, beside a composition made on the anchored one)."""
+        raise NotImplementedError(f"{self.info.title} mixtures have no anchor")
+
     def score_anchor(self, base, anchored, data: dict, cache, *, routing=None) -> ExpertScore:
         """An anchor candidate (`anchored`: the base with it merged) on every domain's
         held-out data against the base alone; kinds without anchors have none to score."""

@@ -17,7 +17,28 @@
       var prompt = document.createElement("strong");
       prompt.textContent = job.request.prompt;
       out.appendChild(prompt);
-      out.appendChild(document.createTextNode(job.result.text));
+      if (job.result.tokens) {  // per token: each coloured by the expert that made it
+        job.result.tokens.forEach(function (t) {
+          var span = document.createElement("span");
+          span.className = "tok c" + (t[1] % 7);
+          span.title = job.result.token_experts[t[1]];
+          span.textContent = t[0];
+          out.appendChild(span);
+        });
+        var legend = document.getElementById("try-legend") || live.appendChild(document.createElement("p"));
+        legend.id = "try-legend";
+        legend.className = "muted";
+        legend.textContent = "Each token is coloured by the expert that made it (the top expert in most layers): ";
+        job.result.token_experts.forEach(function (name, i) {
+          var key = document.createElement("span");
+          key.className = "tok c" + (i % 7);
+          key.textContent = name;
+          legend.appendChild(key);
+          legend.appendChild(document.createTextNode(" "));
+        });
+      } else {
+        out.appendChild(document.createTextNode(job.result.text));
+      }
       var experts = document.getElementById("try-experts") || live.appendChild(document.createElement("p"));
       experts.id = "try-experts";
       experts.className = "muted";

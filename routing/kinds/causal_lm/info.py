@@ -57,6 +57,7 @@ class CausalLMInfo(KindInfo):
                     "tokens": m.get("tokens"),
                     "perplexity": m.get("perplexity"),
                     "base": base,
+                    "plain": m.get("plain_perplexity"),  # anchored: the base without it
                     "gain": 1 - m["perplexity"] / base if base else math.nan,
                     "alone": [alone[k] if k < len(alone) else None for k in charted],
                     "best": alone[best] if best is not None else None,

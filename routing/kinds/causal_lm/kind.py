@@ -28,25 +28,32 @@ class CausalLMKind(MixtureKind):
 
         return CausalBase(name, revision=revision or None, device=device, anchor=anchor)
 
-    def score_anchor(self, base, anchored, data: dict, cache, *, routing=None) -> ExpertScore:
-        """Held-out perplexity of every domain with the anchor merged against the base's: an
-        anchor is for every expert of the mixture, so it may make no domain worse."""
+    def score_base(self, base, data: dict, cache, *, routing=None) -> dict[str, float]:
+        """Held-out perplexity of every domain on `base` alone (no expert)."""
         from .composing import token_log_probs
         from .scoring import perplexity
 
         prefix = self.info.routing_configs(routing)["lm"].prefix_tokens
+        return {
+            name: perplexity(token_log_probs(None, base, domain.eval.texts, cache, prefix))
+            for name, domain in data.items()
+        }
+
+    def score_anchor(self, base, anchored, data: dict, cache, *, routing=None) -> ExpertScore:
+        """Held-out perplexity of every domain with the anchor merged against the base's: an
+        anchor is for every expert of the mixture, so it may make no domain worse."""
+        plain = self.score_base(base, data, cache, routing=routing)
+        merged = self.score_base(anchored, data, cache, routing=routing)
         domains, problems = {}, []
         for name, domain in data.items():
-            texts = domain.eval.texts
-            plain = perplexity(token_log_probs(None, base, texts, cache, prefix))
-            merged = perplexity(token_log_probs(None, anchored, texts, cache, prefix))
-            domains[name] = {"perplexity": merged, "base_perplexity": plain,
-                             "eval_texts": len(texts)}  # fmt: skip
-            if merged > plain:
+            domains[name] = {"perplexity": merged[name], "base_perplexity": plain[name],
+                             "eval_texts": len(domain.eval.texts)}  # fmt: skip
+            if merged[name] > plain[name]:
                 problems.append(
                     f"with the anchor, domain {name!r} rises from the base's perplexity "
-                    f"{plain:.3f} to {merged:.3f}: an anchor may make no domain worse (every "
-                    "expert builds on it); train it on broader public text, or for less long"
+                    f"{plain[name]:.3f} to {merged[name]:.3f}: an anchor may make no domain "
+                    "worse (every expert builds on it); train it on broader public text, or "
+                    "for less long"
                 )
         mean = sum(d["perplexity"] for d in domains.values()) / max(len(domains), 1)
         return ExpertScore(

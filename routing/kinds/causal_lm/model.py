@@ -42,6 +42,7 @@ class Generation:
     text: str  # the continuation
     experts: list[tuple[str, float]] = field(default_factory=list)  # routed: (name, weight)
     tokens: list[str] = field(default_factory=list)  # per token: its top expert (per-token)
+    pieces: list[str] = field(default_factory=list)  # per token: its text ("".join: `text`)
 
 
 class MoECausalLM:

@@ -111,6 +111,7 @@ def evaluate_tokens(model: TokenMoECausalLM, data: dict[str, DomainData], split)
     return {
         "granularity": "token",
         "experts_order": list(model.names),
+        "shared_columns": int(model.shared),  # the matrices' first column: the shared expert
         "overall": {
             "n": len(mixed),
             "tokens": int((~torch.isnan(split.base_lp)).sum()),

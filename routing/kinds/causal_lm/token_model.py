@@ -129,7 +129,8 @@ class TokenMoECausalLM:
             counts = Counter(per_token)
             total = sum(counts.values()) or 1
             experts = [(name, count / total) for name, count in counts.most_common()]
-            out.append(Generation(prompt, text, experts, tokens=per_token))
+            pieces = _pieces(self.base, new[b][: len(per_token)])
+            out.append(Generation(prompt, text, experts, tokens=per_token, pieces=pieces))
         return out
 
     def balance(self, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -255,3 +256,14 @@ def load_composition(folder, *, base: CausalBase | None = None, device=None):
     if config.get("format") == TOKEN_COMPOSITION_FORMAT:
         return TokenMoECausalLM.load(folder, base=base, device=device)
     return MoECausalLM.load(folder, base=base, device=device)
+
+
+def _pieces(base, ids: torch.Tensor) -> list[str]:
+    """The text each token adds, decoded with the tokens before it (a character that
+    spans several byte-level tokens appears with the token that completes it)."""
+    pieces, before = [], ""
+    for s in range(len(ids)):
+        now = base.tokenizer.decode(ids[: s + 1], skip_special_tokens=True)
+        pieces.append(now[len(before) :] if now.startswith(before) else now)
+        before = now
+    return pieces
