@@ -16,8 +16,6 @@ from django.views.decorators.http import require_POST
 from routing.report import matrix_rows
 
 from ..charts import bars, heatmap
-
-SHARED_NAME = "base + anchor (shared)"
 from ..downloads import stored_file_response
 from ..models import Job
 from ..queries import get_composition
@@ -34,6 +32,7 @@ from ..services.storage import (
 )
 from .generation import try_context
 
+SHARED_NAME = "base + anchor (shared)"  # a per-token composition's first column
 DEFAULT_ENDPOINT = "https://huggingface.co"
 CHART_EXPERTS = 40  # the busiest experts, in the routing heatmap and the utilisation chart
 EXPERT_ROWS = 50  # experts per page of the composition's table
