@@ -397,10 +397,19 @@ class CompositionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubVi
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
-@extend_schema_view(list=extend_schema(parameters=[BY_MIXTURE]))
+BY_EXPERT = OpenApiParameter("expert", int, description="only those of the expert with this id")
+
+
+@extend_schema_view(list=extend_schema(parameters=[BY_MIXTURE, BY_EXPERT]))
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubViewSet):
     serializer_class = JobSerializer
     permission_classes = [permissions.IsAuthenticated]
 
     def get_queryset(self):
-        return visible_jobs(self.request.user)
+        jobs = visible_jobs(self.request.user)
+        expert = self.request.query_params.get("expert")
+        if self.action == "list" and expert is not None:
+            if not (expert.isdigit() and len(expert) <= 18):
+                raise ValidationError({"expert": "an expert's id (a number)"})
+            jobs = jobs.filter(expert_id=int(expert))
+        return jobs

@@ -4,6 +4,7 @@ evaluate,generate,export}` (commands.py and compose_commands.py run them)."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ...basemodels import DEFAULT_LM_BASE
@@ -70,6 +71,14 @@ def add_commands(sub) -> None:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--hub", help="a hub's address: train for one of its mixtures (its base, "
+                   "anchor and modules, read from its API), check against it")  # fmt: skip
+    p.add_argument("--mixture", help="with --hub: the mixture's slug")
+    p.add_argument("--upload", action="store_true",
+                   help="with --hub: upload the expert (--token) and follow its validation")  # fmt: skip
+    p.add_argument("--token", default=os.environ.get("MOECOLLAB_TOKEN"),
+                   help="with --upload: your API token (default: $MOECOLLAB_TOKEN)")  # fmt: skip
+    p.add_argument("--name", help="with --upload: the expert's name (default: DOMAIN expert)")
 
     p = commands.add_parser("check", parents=[common], help="check a file against the contract")
     p.add_argument("file")

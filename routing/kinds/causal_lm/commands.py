@@ -72,6 +72,8 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_train(args) -> int:
+    if args.hub:
+        return _train_for_hub(args)
     targets = tuple(args.target_modules.split(","))
     coordinated = not args.solo
     if coordinated and not set(targets) <= {"gate_proj", "up_proj", "down_proj"}:
@@ -132,6 +134,68 @@ def _train(args, *, targets, role: str, coordinated: bool) -> int:
         f"{summary['eval_perplexity']:.3f} (base model {summary['base_perplexity']:.3f})"
     )
     return 0
+
+
+def _train_for_hub(args) -> int:
+    """Train the way a hub's mixture composes: its base, its anchor (downloaded, checked
+    by sha256), modules it allows; check the file against it; upload it with --upload."""
+    from pathlib import Path
+
+    from ...basemodels import BaseSpec
+    from ...safetensors_header import ContractError
+    from . import hub_client
+    from .contract import check_lm_expert, check_token_modules
+    from .layout import MLP_PROJECTIONS
+
+    if not (args.mixture and args.domain):
+        raise SystemExit("--hub needs --mixture and --domain")
+    if args.upload and not args.token:
+        raise SystemExit("--upload needs your API token: --token, or $MOECOLLAB_TOKEN "
+                         "(your profile page on the hub makes one)")  # fmt: skip
+    record = hub_client.mixture(args.hub, args.mixture, args.domain)
+    contract = record["contract"]
+    args.base = record["base_model"]
+    targets = tuple(args.target_modules.split(","))
+    outside = sorted(set(targets) - set(contract["target_modules"]))
+    if outside:
+        raise SystemExit(f"mixture {args.mixture!r} takes LoRA on {contract['target_modules']} "
+                         f"only, not {outside}: leave out --target-modules")  # fmt: skip
+    if args.rank > contract["max_rank"]:
+        raise SystemExit(f"the mixture takes ranks up to {contract['max_rank']}")
+    sha = contract.get("anchor_sha256")
+    folder = Path(args.cache or Path.home() / ".cache" / "moecollab") / "anchors"
+    args.anchor = hub_client.anchor_file(args.hub, args.mixture, sha, folder) if sha else None
+    print(f"mixture {args.mixture!r} on {args.hub}: base {args.base!r}, "
+          + (f"anchor {sha[:16]}... (downloaded, sha256 checked)" if sha else "no anchor")
+          + f", {contract['granularity']} routing")  # fmt: skip
+    coordinated = not args.solo and set(targets) <= set(MLP_PROJECTIONS)
+    status = _train(args, targets=targets, role="expert", coordinated=coordinated)
+    if status:
+        return status
+    spec = BaseSpec.read(args.base)
+    import dataclasses
+
+    spec = dataclasses.replace(spec, anchor=sha or "")
+    try:
+        header = check_lm_expert(args.out, base=spec)
+        if contract["granularity"] == "token":
+            check_token_modules(header.lora.modules)
+    except ContractError as exc:
+        print(f"REJECTED ({exc.code}): {exc}", file=sys.stderr)
+        return 1
+    print(f"OK: {args.out} meets mixture {args.mixture!r}'s contract")
+    if not args.upload:
+        print("upload it with --upload --token TOKEN, or on the mixture's page")
+        return 0
+    name = args.name or f"{args.domain} expert"
+    expert = hub_client.upload(args.hub, args.token, slug=args.mixture, domain=args.domain,
+                               name=name, path=args.out)  # fmt: skip
+    print(f"uploaded as expert #{expert['id']}: {args.hub.rstrip('/')}/experts/{expert['id']}/")
+    expert = hub_client.follow(args.hub, args.token, expert["id"])
+    print(f"{expert['status']}: {(expert.get('report') or {}).get('summary', '')}")
+    for problem in (expert.get("report") or {}).get("problems", []):
+        print(f"  - {problem}")
+    return 0 if expert["status"] == "accepted" else 1
 
 
 def corpora_union(names: list[str], limit: int, eval_limit: int, name: str | None = None):
