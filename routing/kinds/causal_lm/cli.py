@@ -75,7 +75,7 @@ def add_commands(sub) -> None:
                    "anchor and modules, read from its API), check against it")  # fmt: skip
     p.add_argument("--mixture", help="with --hub: the mixture's slug")
     p.add_argument("--upload", action="store_true",
-                   help="with --hub: upload the expert (--token) and follow its validation")  # fmt: skip
+                   help="with --hub: upload it (--token) and follow its validation")  # fmt: skip
     p.add_argument("--token", default=os.environ.get("MOECOLLAB_TOKEN"),
                    help="with --upload: your API token (default: $MOECOLLAB_TOKEN)")  # fmt: skip
     p.add_argument("--name", help="with --upload: the expert's name (default: DOMAIN expert)")
