@@ -42,20 +42,21 @@ def loaded_base(kind: str, name: str, revision: str, anchor: str = ""):
     computes on."""
     from routing.tensors import pick_device  # torch, in a worker only
 
-    path = anchor_path(anchor) if anchor else None
+    path, config = anchor_file(anchor) if anchor else (None, None)
     return get_kind(kind).load_base(
-        name, revision=revision or None, device=pick_device(), anchor=path
+        name, revision=revision or None, device=pick_device(), anchor=path, anchor_config=config
     )
 
 
-def anchor_path(sha256: str):
-    """A local copy of the stored anchor file with this sha256."""
+def anchor_file(sha256: str):
+    """(a local copy of the stored anchor file with this sha256, its PEFT adapter config
+    or None)."""
     from ..models import Anchor
 
     anchor = Anchor.objects.filter(sha256=sha256).exclude(file="").first()
     if anchor is None:
         raise LookupError(f"no stored anchor has the sha256 {sha256}")
-    return local_copy(anchor.file, anchor.sha256)
+    return local_copy(anchor.file, anchor.sha256), anchor.adapter_config
 
 
 def tensor_cache():

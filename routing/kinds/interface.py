@@ -229,7 +229,8 @@ class MixtureKind(ABC):
         """A domain's data file (as uploaded) -> `routing.data.Split`, or a DatasetError."""
 
     @abstractmethod
-    def load_base(self, name: str, *, revision: str | None = None, device=None, anchor=None):
+    def load_base(self, name: str, *, revision: str | None = None, device=None, anchor=None,
+                  anchor_config: dict | None = None):  # fmt: skip
         """The frozen base model, ready to compute features (seconds to load: keep it), with
         the mixture's anchor file merged into it when the kind has anchors."""
 

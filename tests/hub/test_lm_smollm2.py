@@ -21,8 +21,8 @@ def test_a_peft_adapter_on_smollm2_is_validated_by_its_held_out_perplexity(
     from experts.services.resources import base_for
     from routing.basemodels import DEFAULT_LM_BASE
     from routing.data import Split
-    from routing.kinds.causal_lm.layout import MLP_PROJECTIONS
     from routing.kinds.causal_lm.corpora import load_corpus
+    from routing.kinds.causal_lm.layout import MLP_PROJECTIONS
     from routing.kinds.causal_lm.training import train_lm_lora
     from tests.hub.lm_mixture import upload_adapter
 

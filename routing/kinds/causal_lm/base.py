@@ -40,6 +40,7 @@ class CausalBase:
         device: str | torch.device | None = None,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         anchor: str | os.PathLike | None = None,
+        anchor_config: dict | None = None,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -63,10 +64,10 @@ class CausalBase:
         self.spec = BaseSpec.from_config(name, self.model.config, self.weights_fingerprint)
         self.anchor = None  # the merged anchor (an LMExpert), if any
         if anchor is not None:
-            self.merge_anchor(anchor)
+            self.merge_anchor(anchor, anchor_config)
 
     @torch.no_grad()
-    def merge_anchor(self, path: str | os.PathLike) -> None:
+    def merge_anchor(self, path: str | os.PathLike, adapter_config: dict | None = None) -> None:
         """Merge a mixture's anchor into the weights: W += (alpha / r) B A in every layer it
         adapts. The spec keeps the fingerprint of the weights as loaded (what experts name)
         and records the anchor's sha256; the cache fingerprint covers both."""
@@ -74,12 +75,13 @@ class CausalBase:
 
         if self.anchor is not None or self.bank.names:
             raise ValueError("an anchor is merged once, before any expert is loaded")
-        anchor = load_lm_expert(path, base=self.spec, name="anchor")
+        # a PEFT anchor comes with its adapter_config.json (given, or beside the file)
+        anchor = load_lm_expert(path, base=self.spec, adapter_config=adapter_config, name="anchor")
         for module in anchor.modules():
             a = anchor.lora_tensors[f"{module}.lora_A.weight"].to(self.device)  # (r, in)
             b = anchor.lora_tensors[f"{module}.lora_B.weight"].to(self.device)  # (out, r)
             self.model.get_submodule(module).weight += anchor.scale * (b @ a)  # (out, in)
-        self.anchor, self.anchor_path = anchor, Path(path)
+        self.anchor, self.anchor_path, self.anchor_config = anchor, Path(path), adapter_config
         self.spec = dataclasses.replace(self.spec, anchor=anchor.sha256)
         self.__dict__.pop("fingerprint", None)  # cached before the merge: stale
 

@@ -23,10 +23,12 @@ class CausalLMKind(MixtureKind):
     def read_examples(self, data: bytes, filename: str):
         return read_texts(data, filename)
 
-    def load_base(self, name: str, *, revision: str | None = None, device=None, anchor=None):
+    def load_base(self, name: str, *, revision: str | None = None, device=None, anchor=None,
+                  anchor_config: dict | None = None):  # fmt: skip
         from .base import CausalBase
 
-        return CausalBase(name, revision=revision or None, device=device, anchor=anchor)
+        return CausalBase(name, revision=revision or None, device=device, anchor=anchor,
+                          anchor_config=anchor_config)  # fmt: skip
 
     def score_base(self, base, data: dict, cache, *, routing=None) -> dict[str, float]:
         """Held-out perplexity of every domain on `base` alone (no expert)."""

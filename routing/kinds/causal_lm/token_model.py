@@ -24,6 +24,7 @@ from .token_moe import balance_loss, deltas_of, install
 
 TOKEN_COMPOSITION_FORMAT = "moecollab-lm-token-composition"
 TOKEN_COMPOSITION_VERSION = 1
+ANCHOR_CONFIG = "anchor_adapter_config.json"  # beside anchor.safetensors, for a PEFT anchor
 SHARED = "shared"  # the shared expert's name: the base with the anchor merged
 
 
@@ -168,6 +169,8 @@ class TokenMoECausalLM:
         os.replace(folder / "model.safetensors.tmp", folder / "model.safetensors")
         if self.base.anchor is not None:  # the very file: experts name its sha256
             shutil.copyfile(self.base.anchor_path, folder / "anchor.safetensors")
+            if self.base.anchor_config is not None:  # a PEFT anchor's own config
+                (folder / ANCHOR_CONFIG).write_text(json.dumps(self.base.anchor_config) + "\n")
         (folder / "config.json").write_text(json.dumps(self.config(), indent=2) + "\n")
         return folder
 
@@ -178,10 +181,12 @@ class TokenMoECausalLM:
         if config.get("format") != TOKEN_COMPOSITION_FORMAT:
             raise ValueError(f"{folder} is not a {TOKEN_COMPOSITION_FORMAT} folder")
         anchor = folder / "anchor.safetensors" if config.get("anchor") else None
+        peft = folder / ANCHOR_CONFIG
         if base is None:
             base = CausalBase(
                 config["base_model"], revision=config.get("base_revision"),
                 max_tokens=config["max_tokens"], device=device, anchor=anchor,
+                anchor_config=json.loads(peft.read_text()) if peft.is_file() else None,
             )  # fmt: skip
         elif (base.weights_fingerprint, base.spec.anchor) != (
             config["base_fingerprint"], config.get("anchor", "")

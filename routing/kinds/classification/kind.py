@@ -23,7 +23,8 @@ class ClassificationKind(MixtureKind):
         fmt = "jsonl" if filename.lower().endswith((".jsonl", ".ndjson")) else "csv"
         return read_table(data, fmt=fmt)
 
-    def load_base(self, name: str, *, revision: str | None = None, device=None, anchor=None):
+    def load_base(self, name: str, *, revision: str | None = None, device=None, anchor=None,
+                  anchor_config: dict | None = None):  # fmt: skip
         from .encoder import BaseEncoder
 
         if anchor is not None:
