@@ -53,9 +53,10 @@ def snippets(composition) -> dict:
     )
     model = f'"{repo}", revision="{tag}"' if published else f'"./{local}"'
     kind = mixture.kind_info
+    remote = ", trust_remote_code=True" if kind.remote_code(composition.metrics or {}) else ""
     transformers = (
         "from transformers import pipeline\n\n"
-        f'run = pipeline("{kind.pipeline_task}", model={model}, trust_remote_code=True)\n'
+        f'run = pipeline("{kind.pipeline_task}", model={model}{remote})\n'
         f"print(run({kind.example_input!r}))"
     )
     hub = (

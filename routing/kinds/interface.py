@@ -131,6 +131,12 @@ class KindInfo:
         (`contract`: `expert_contract`'s; `anchor_url`: where its anchor downloads)."""
         return {}
 
+    def remote_code(self, metrics: dict) -> bool:
+        """Whether a composition with these metrics exports as this project's remote code
+        (`trust_remote_code=True` to load it) rather than an architecture transformers
+        ships."""
+        return True
+
     def expert_contract(self, base, routing: dict | None) -> dict:
         """What an expert for a mixture on `base` (a BaseSpec, its anchor included) with
         these routing settings must be: generated from the mixture for its pages and the

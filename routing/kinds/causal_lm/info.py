@@ -43,6 +43,10 @@ class CausalLMInfo(KindInfo):
             "peft_anchor_key": PEFT_ANCHOR_KEY if base.anchor else None,
         }
 
+    def remote_code(self, metrics: dict) -> bool:
+        """A per-token composition exports as a Mixtral checkpoint transformers ships."""
+        return metrics.get("granularity") != "token"
+
     def score_rows(self, metrics: dict, names: list[str], charted: list[int]) -> list[dict]:
         """Perplexity per domain against the base model's and each charted expert's alone."""
         rows = []
