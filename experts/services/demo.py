@@ -204,10 +204,11 @@ def _upload(contributor, mixture, domain, path, name, description):
     )
 
 
-def seed_anchor(demo: Demo, mixture, maintainer, say=print) -> None:
+def seed_anchor(demo: Demo, mixture, maintainer, say=print, wait=None) -> None:
     """Give the demo mixture its anchor as its maintainer would: train it on the packaged
-    public corpus, upload it, and wait for the worker's verdict (`wait_for_anchor`).
-    Nothing to do once the mixture has an anchor, or experts (it is frozen then)."""
+    public corpus, upload it, and wait for the worker's verdict (`wait_for_anchor`, or
+    `wait(mixture, anchor, say)`). Nothing to do once the mixture has an anchor, or
+    experts (it is frozen then)."""
     if demo.anchor is None or mixture.anchor_id or mixture.experts.exists():
         return
     pending = mixture.anchors.filter(status__in=Anchor.ACTIVE).first()
@@ -223,7 +224,7 @@ def seed_anchor(demo: Demo, mixture, maintainer, say=print) -> None:
             pending = accept_anchor(maintainer, mixture, LocalFile(path), name=name)
         seconds = summary["train_seconds"]
         say(f"anchor trained on {len(data.train)} {corpus} texts in {seconds:.1f} s, uploaded")
-    wait_for_anchor(mixture, pending, say)
+    (wait or wait_for_anchor)(mixture, pending, say)
     mixture.refresh_from_db()
     if not mixture.anchor_id:
         pending.refresh_from_db()
