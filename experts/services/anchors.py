@@ -142,21 +142,6 @@ def accept_anchor(user, mixture: Mixture, uploaded, adapter_config: dict | None 
             os.unlink(path)
 
 
-def retry_anchor(anchor: Anchor) -> Job | None:
-    """Validate a failed anchor again (its worker died); None when it is not failed."""
-    with transaction.atomic():
-        if not Anchor.objects.filter(pk=anchor.pk, status=Anchor.Status.FAILED).update(
-            status=Anchor.Status.UPLOADED
-        ):
-            return None
-        return queue(
-            Job.Action.VALIDATE_ANCHOR,
-            mixture_id=anchor.mixture_id,
-            anchor=anchor,
-            message="waiting for a worker",
-        )
-
-
 # --- the worker's side ----------------------------------------------------------------
 
 
