@@ -219,7 +219,7 @@ class MixtureForm(forms.ModelForm):
                 given.setdefault(key, {})[f.name] = value
         if not self.errors:
             try:
-                self.instance.routing = mixtures.clean_routing(given, kind)
+                self.instance.routing = mixtures.clean_routing(given, kind, self.instance)
             except ValueError as exc:
                 self.add_error(None, str(exc))
         return data

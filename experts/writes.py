@@ -75,7 +75,7 @@ class MixtureWriteSerializer(serializers.ModelSerializer):
         routing = data.get("routing", instance.routing if instance else {})
         if "routing" in data or "kind" in data or instance is None:
             data["routing"] = _checked(
-                lambda r: mixtures.clean_routing(r, kind), routing, "routing"
+                lambda r: mixtures.clean_routing(r, kind, instance), routing, "routing"
             )
         return data
 

@@ -17,12 +17,23 @@ from routing.kinds import describe
 
 from ..models import Expert, Mixture
 from .domains import data_labels
+from .uploads import ACTIVE as ACTIVE_EXPERTS
 
 
-def clean_routing(value, kind: str) -> dict:
+def clean_routing(value, kind: str, mixture: Mixture | None = None) -> dict:
     """A mixture's routing settings, checked against its kind's settings (the config
-    dataclasses' bounds) and completed with the defaults; a ValueError names the setting."""
-    return describe(kind).clean_routing(value)
+    dataclasses' bounds) and completed with the defaults, and, for an existing `mixture`,
+    against the experts it holds; a ValueError names the setting."""
+    info = describe(kind)
+    cleaned = info.clean_routing(value)
+    if mixture is not None and mixture.pk is not None and mixture.kind == kind:
+        experts = Expert.objects.filter(mixture=mixture, status__in=ACTIVE_EXPERTS)
+        info.check_routing_for_experts(cleaned, {
+            f"{e.name!r} (#{e.pk})": (e.report.get("header") or {}).get("target_modules")
+            or (e.adapter_config or {}).get("target_modules") or []
+            for e in experts
+        })  # fmt: skip
+    return cleaned
 
 
 def clean_tolerance(value: float) -> float:

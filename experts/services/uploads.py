@@ -293,6 +293,12 @@ def accept_upload(user, req: UploadRequest) -> Expert:
                     "source": header.source,
                     # classification lora experts: what their classifier reads
                     **({"pooling": header.pooling} if hasattr(header, "pooling") else {}),
+                    # LoRA experts: the modules they adapt (a per-token mixture takes the MLP's)
+                    **(
+                        {"target_modules": sorted(header.lora.target_modules)}
+                        if getattr(header, "lora", None) is not None
+                        else {}
+                    ),  # fmt: skip
                 }
             },
         )

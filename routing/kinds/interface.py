@@ -99,6 +99,10 @@ class KindInfo:
         cleaned["seed"] = int(seed)
         return cleaned
 
+    def check_routing_for_experts(self, routing: dict, experts: dict[str, list[str]]) -> None:
+        """A ValueError when cleaned `routing` cannot compose the mixture's experts (their
+        display names -> the modules they adapt)."""
+
     def default_routing(self) -> dict:
         return self.clean_routing({})
 

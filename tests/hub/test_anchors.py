@@ -296,3 +296,21 @@ def test_an_anchor_that_makes_a_domain_worse_or_is_no_anchor_is_refused(
     answer = post_anchor(charlie, noisy / "adapter_model.safetensors", adapter_config=config)
     assert answer.status_code == 400 and answer.json()["code"] == "no_data"
     assert Anchor.objects.count() == 1  # the rejected one; nothing else was kept
+
+
+def test_a_mixture_with_attention_experts_cannot_switch_to_per_token_routing(
+    alice, charlie, lm_mixture, hub_lm_folder, sent, tmp_path
+):
+    attention = save_lm_peft_adapter(tmp_path / "attn", hub_lm_folder, targets=("q_proj", "v_proj"))
+    config = json.loads((attention / "adapter_config.json").read_text())
+    answer = post_expert(alice, attention / "adapter_model.safetensors", adapter_config=config)
+    assert answer.status_code == 201, answer.content
+    token = {"routing": {"lm": {"granularity": "token", "prefix_tokens": PREFIX}}}
+    refused = api_client(charlie).patch("/api/mixtures/tiny-lm/", token, format="json")
+    assert refused.status_code == 400
+    message = json.dumps(refused.json())
+    assert "adapt attention modules" in message and "q_proj, v_proj" in message
+    assert Mixture.objects.get(slug="tiny-lm").routing["lm"]["granularity"] == "sequence"
+    Expert.objects.filter(pk=answer.json()["id"]).update(status="retired")
+    allowed = api_client(charlie).patch("/api/mixtures/tiny-lm/", token, format="json")
+    assert allowed.status_code == 200, allowed.content

@@ -81,6 +81,20 @@ class CausalLMInfo(KindInfo):
             )
         return cleaned
 
+    def check_routing_for_experts(self, routing: dict, experts: dict[str, list[str]]) -> None:
+        """A per-token mixture routes among MLPs: experts with attention LoRA cannot be in it."""
+        if routing["lm"]["granularity"] != "token":
+            return
+        outside = {name: sorted(set(m) - set(MLP_PROJECTIONS)) for name, m in experts.items()}
+        outside = {name: m for name, m in outside.items() if m}
+        if outside:
+            listed = "; ".join(f"{name}: {', '.join(m)}" for name, m in outside.items())
+            raise ValueError(
+                "routing.lm.granularity 'token' routes each token among the experts' MLPs "
+                f"and shares attention, but these experts adapt attention modules ({listed}): "
+                "retire them first, or copy the mixture and route the copy per token"
+            )
+
     def acceptance(self, tolerance: float) -> str:
         percent = f"{100 * tolerance:g} %"
         return (
