@@ -57,6 +57,12 @@ def expert_detail(request, pk: int):
             "may_retry": expert.status == Expert.Status.FAILED and may_retry(request.user, expert),
             "kind": expert.mixture.kind_info,
             "score": expert.metrics.get(expert.mixture.kind_info.metric),
+            "figures": expert.mixture.kind_info.expert_figures(
+                expert.metrics,
+                expert.report,
+                expert.domain.name,
+                expert.mixture.anchor.report if expert.mixture.anchor_id else None,
+            ),
         },
     )
 

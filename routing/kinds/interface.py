@@ -170,6 +170,17 @@ class KindInfo:
 
     # --- judging ------------------------------------------------------------------------
 
+    def expert_figures(self, metrics: dict, report: dict, domain: str,
+                       anchor_report: dict | None = None) -> list[dict]:  # fmt: skip
+        """Rows of an expert page's table, one per domain its validation scored: what the
+        candidate composition with it scores beside the current composition, and for the
+        kind's own figures what else it knows (`anchor_report`: the mixture's anchor's)."""
+        current, candidate = report.get("current") or {}, report.get("candidate") or {}
+        return [
+            {"domain": d, "own": d == domain, "current": current.get(d), "candidate": value}
+            for d, value in candidate.items()
+        ]
+
     def domain_scores(self, report: dict) -> dict[str, float]:
         return {d: m[self.metric] for d, m in report.get("domains", {}).items()}
 

@@ -129,6 +129,13 @@ def test_a_per_token_mixture_from_its_anchor_to_an_exported_checkpoint(
     food.refresh_from_db()
     assert status == 0, food.report
     assert food.status == "accepted", food.report
+    page.goto(f"{url}/experts/{food.pk}/")  # against the base, the anchor, the compositions
+    figures = page.inner_text("#expert-figures")
+    anchored = anchor.report["metrics"]["domains"]["food"]
+    for value in (anchored["base_perplexity"], anchored["perplexity"], food.metrics["perplexity"],
+                  food.report["candidate"]["food"]):  # fmt: skip
+        assert f"{value:.3f}" in figures, (value, figures)
+    shot(page, "42-lm-expert-figures")
 
     # The composition of both: its page, Try it, its export.
     both = wait_for(lambda: next((c for c in Composition.objects.filter(is_current=True)

@@ -43,6 +43,22 @@ class CausalLMInfo(KindInfo):
             "peft_anchor_key": PEFT_ANCHOR_KEY if base.anchor else None,
         }
 
+    def expert_figures(self, metrics: dict, report: dict, domain: str,
+                       anchor_report: dict | None = None) -> list[dict]:  # fmt: skip
+        """Besides the compositions: the plain base and base + anchor on every domain (from
+        the anchor's validation), and the expert alone on its own domain."""
+        rows = super().expert_figures(metrics, report, domain, anchor_report)
+        anchored = ((anchor_report or {}).get("metrics") or {}).get("domains") or {}
+        for row in rows:
+            figures = anchored.get(row["domain"]) or {}
+            row["plain"] = figures.get("base_perplexity")
+            row["anchored"] = figures.get("perplexity")
+            if row["own"]:
+                row["alone"] = metrics.get("perplexity")
+                if not anchored:  # no anchor: the expert's own scoring has the base's
+                    row["plain"] = metrics.get("base_perplexity")
+        return rows
+
     def remote_code(self, metrics: dict) -> bool:
         """A per-token composition exports as a Mixtral checkpoint transformers ships."""
         return metrics.get("granularity") != "token"
