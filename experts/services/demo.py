@@ -82,16 +82,16 @@ def news_and_code() -> Demo:
         "News and code (language model)",
         "A per-token language-model mixture on SmolLM2-135M-Instruct with an anchor trained "
         "on public speeches: MLP LoRA experts for BBC News articles and for Python source "
-        "code, each trained beside the anchor. Every token of a prompt goes to the experts "
-        "its router picks in each layer; try it on a composition's page.",
+        "code, each trained on the base with the anchor merged. Every token of a prompt goes "
+        "to the experts its router picks in each layer; try it on a composition's page.",
         "causal-lm",
         DEFAULT_LM_BASE,
         LM_DOMAINS,
         LM_PER_DOMAIN,
         LM_TRAIN,
         "lora",
-        # A small LoRA on the MLP (r=8, 2 epochs) trained beside the frozen anchor.
-        {"r": 8, "alpha": 16.0, "epochs": 2, "lr": 2e-3, "evaluate": False, "coordinated": True},
+        # A small LoRA on the MLP (r=8, 2 epochs) trained on base + anchor.
+        {"r": 8, "alpha": 16.0, "epochs": 2, "lr": 2e-3, "evaluate": False},
         "texts",
         routing={"lm": {"granularity": "token"}},
         # The maintainer's anchor: r=8 on every linear layer, one epoch of public speeches.

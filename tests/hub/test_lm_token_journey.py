@@ -98,6 +98,7 @@ def test_a_per_token_mixture_from_its_anchor_to_an_exported_checkpoint(
     page.goto(f"{url}/m/tiny-lm/")
     assert anchor.sha256 in page.inner_text("#contract-anchor")
     recipe = page.inner_text("#peft-recipe")
+    shot(page, "43-lm-mixture-contract")
     assert 'target_modules=["gate_proj", "up_proj", "down_proj"]' in recipe
     follow_the_recipe(recipe, hub_lm_folder, tmp_path)
     adapter = tmp_path / "my-expert"
@@ -112,7 +113,7 @@ def test_a_per_token_mixture_from_its_anchor_to_an_exported_checkpoint(
     page.wait_for_url(f"{url}/experts/*/")
     weather = Expert.objects.get(name="weather, plain PEFT")
 
-    # Bob: the CLI against the hub, coordinated with the anchor, uploaded and followed.
+    # Bob: the CLI against the hub, on base + anchor, uploaded and followed.
     corpus = tmp_path / "food.txt"
     corpus.write_text("\n\n".join(lm_texts("food", 140, words=60, seed=1)))
     status = main([

@@ -106,7 +106,7 @@ def test_an_anchored_mixture_from_the_command_line(tmp_path, tiny_lm_folder, cap
                  *fast, *common]) == 0  # fmt: skip
     assert "an anchor on the base;" in capsys.readouterr().out
     anchored = [*common, "--anchor", str(anchor)]
-    for name, how in (("weather", []), ("food", ["--solo"])):
+    for name, how in (("weather", ["--coordinated"]), ("food", [])):
         argv = ["lm", "train", "--corpus", str(corpora[name]), "--out",
                 str(tmp_path / f"{name}.safetensors"), *how, *fast, *anchored]  # fmt: skip
         assert main(argv) == 0
@@ -119,7 +119,7 @@ def test_an_anchored_mixture_from_the_command_line(tmp_path, tiny_lm_folder, cap
     assert "wrong_anchor" in capsys.readouterr().err
     multitask = tmp_path / "multitask.safetensors"
     everything = ",".join(str(corpora[n]) for n in ("public", "weather", "food"))
-    assert main(["lm", "train", "--corpus", everything, "--out", str(multitask), "--solo",
+    assert main(["lm", "train", "--corpus", everything, "--out", str(multitask),
                  "--target-modules", ALL, *fast, *common]) == 0  # fmt: skip
     capsys.readouterr()
     experts = [f"{tmp_path / n}.safetensors={corpora[n]}" for n in ("weather", "food")]

@@ -64,10 +64,11 @@ def add_commands(sub) -> None:
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--target-modules", default=MLP,
                    help="the MLP's (the default) compose per token and per sequence; "
-                   "attention modules per sequence only, trained --solo")  # fmt: skip
-    p.add_argument("--solo", action="store_true",
-                   help="train alone on the base (with the anchor merged) instead of beside "
-                   "the frozen shared expert (coordinated, the default)")  # fmt: skip
+                   "attention modules per sequence only")  # fmt: skip
+    p.add_argument("--coordinated", action="store_true",
+                   help="train beside the frozen shared expert (base + anchor) in a two-expert "
+                   "per-token mixture (FlexOlmo's step) instead of alone on base + anchor "
+                   "(the default: better in docs/results-lm.md)")  # fmt: skip
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-3)

@@ -75,15 +75,14 @@ def cmd_train(args) -> int:
     if args.hub:
         return _train_for_hub(args)
     targets = tuple(args.target_modules.split(","))
-    coordinated = not args.solo
-    if coordinated and not set(targets) <= {"gate_proj", "up_proj", "down_proj"}:
+    if args.coordinated and not set(targets) <= {"gate_proj", "up_proj", "down_proj"}:
         print(
             "error: a coordinated expert is LoRA on the MLP (gate_proj, up_proj, down_proj); "
-            "add --solo to train other modules alone",
+            "leave out --coordinated to train other modules alone",
             file=sys.stderr,
         )
         return 2
-    return _train(args, targets=targets, role="expert", coordinated=coordinated)
+    return _train(args, targets=targets, role="expert", coordinated=args.coordinated)
 
 
 def cmd_anchor(args) -> int:
@@ -168,8 +167,10 @@ def _train_for_hub(args) -> int:
     print(f"mixture {args.mixture!r} on {args.hub}: base {args.base!r}, "
           + (f"anchor {sha[:16]}... (downloaded, sha256 checked)" if sha else "no anchor")
           + f", {contract['granularity']} routing")  # fmt: skip
-    coordinated = not args.solo and set(targets) <= set(MLP_PROJECTIONS)
-    status = _train(args, targets=targets, role="expert", coordinated=coordinated)
+    if args.coordinated and not set(targets) <= set(MLP_PROJECTIONS):
+        raise SystemExit("a coordinated expert is LoRA on the MLP (gate_proj, up_proj, "
+                         "down_proj): leave out --coordinated or --target-modules")  # fmt: skip
+    status = _train(args, targets=targets, role="expert", coordinated=args.coordinated)
     if status:
         return status
     spec = BaseSpec.read(args.base)
