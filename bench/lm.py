@@ -289,6 +289,7 @@ def run_meta(args, base, profile, train, seconds) -> dict:
     for flag, value in (("--limit", args.limit), ("--train", args.train), ("--eval", args.eval),
                         ("--seed", args.seed), ("--seeds", args.seeds), ("--families", families),
                         ("--repeats", args.repeats if args.repeats != 3 else None),
+                        ("--multitask-lr", args.multitask_lr),
                         ("--base", args.base)):  # fmt: skip
         if value is not None:
             command += f" {flag} {value}"

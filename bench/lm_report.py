@@ -71,6 +71,42 @@ def verdict(results: dict) -> list[str]:
     return lines
 
 
+def caveats(results: dict) -> list[str]:
+    """What limits the claim, read off the runs themselves."""
+    from bench.lm_systems import DOMAINS
+
+    lines = []
+    sizes = results["sizes"]
+    claim = sizes[results["claim_size"]]
+    if len(claim["seeds"]) < 3:
+        lines.append(
+            f"- {len(claim['seeds'])} seed(s) at {results['claim_size']} texts per "
+            "domain, not 3: the ± columns are empty and a seed's luck is not averaged "
+            "out."
+        )
+    if len(sizes) < 2:
+        lines.append("- one data size only: how the gap moves with data is not measured.")
+    fair = results.get("fair_multitask")
+    if fair and len(fair["router_perplexity"]) < 2:
+        lines.append(
+            f"- the fair multitask LoRA's learning rate ({fair['lr']:g}) was given, not "
+            "searched: a better-tuned single model may close part of the gap."
+        )
+    summary = results["summary"]
+    if "anchor alone" in summary and "base model" in summary:
+        worse = [
+            d
+            for d in DOMAINS
+            if summary["anchor alone"]["domains"][d][0] > summary["base model"]["domains"][d][0]
+        ]
+        if worse:
+            lines.append(
+                f"- the anchor alone is worse than the base on {', '.join(worse)} "
+                "(the hub would refuse it); the experts more than make up for it."
+            )
+    return lines
+
+
 def markdown(results: dict) -> str:
     meta = results["meta"]
     lines = [
@@ -87,6 +123,7 @@ def markdown(results: dict) -> str:
         "## Does the mixture beat the single model?",
         "",
         *verdict(results),
+        *(["", "What limits this:", "", *caveats(results)] if caveats(results) else []),
         "",
         f"The targets are judged at {results['claim_size']} texts per domain.",
         "",
@@ -129,16 +166,21 @@ def markdown(results: dict) -> str:
             lines.append("")
     lines += ["## Training cost", ""]
     for size, cost in results["training"].items():
-        parts = ", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in cost.items())
+        # under 1 s: a file an earlier run of the seed trained (not timed here)
+        parts = ", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in cost.items() if v >= 1)
         lines.append(f"- {size} texts per domain (mean per run or per expert): {parts}")
     if "fair_multitask" in results:
         f = results["fair_multitask"]
         tried = ", ".join(f"{lr}: {p:.3f}" for lr, p in f["router_perplexity"].items())
+        chosen = (
+            f"the best on the router texts of those tried ({tried})"
+            if len(f["router_perplexity"]) > 1
+            else f"given (router perplexity {tried})"
+        )
         lines.append(
             f"- the fair multitask LoRA: rank {f['rank']} on every linear module "
             f"({f['parameters']:,} trainable parameters, as the anchor and the four experts), "
-            f"{f['steps']} optimiser steps (as theirs); learning rate {f['lr']:g}, the best "
-            f"on the router texts of those tried ({tried})"
+            f"{f['steps']} optimiser steps (as theirs); learning rate {f['lr']:g}, {chosen}"
         )
     if "add_expert" in results:
         a = results["add_expert"]
