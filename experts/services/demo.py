@@ -33,9 +33,9 @@ DEMO_USERS = {
     "contributor": ("demo-contributor", "contributor@example.org", False),
 }
 LM_DOMAINS = ("bbc", "python")  # the language-model demo: news and code
-LM_PER_DOMAIN = 80  # texts per domain for router + held-out: validation stays minutes on a CPU
+LM_PER_DOMAIN = 64  # texts per domain for router + held-out: validation stays minutes on a CPU
 LM_TRAIN = 32  # texts per demo language-model expert
-LM_ANCHOR = 48  # public texts (packaged speeches) of the demo's anchor
+LM_ANCHOR = 32  # public texts (packaged speeches) of the demo's anchor
 
 
 @dataclass
@@ -94,7 +94,7 @@ def news_and_code() -> Demo:
         {"r": 8, "alpha": 16.0, "epochs": 2, "lr": 2e-3, "evaluate": False},
         "texts",
         routing={"lm": {"granularity": "token"}},
-        # The maintainer's anchor: r=8 on every linear layer, one epoch of public speeches.
+        # The maintainer's anchor: r=8 on every linear layer, one epoch of 32 public speeches.
         anchor={
             "corpus": "speeches",
             "texts": LM_ANCHOR,
@@ -204,26 +204,35 @@ def _upload(contributor, mixture, domain, path, name, description):
     )
 
 
-def seed_anchor(demo: Demo, mixture, maintainer, say=print, wait=None) -> None:
-    """Give the demo mixture its anchor as its maintainer would: train it on the packaged
-    public corpus, upload it, and wait for the worker's verdict (`wait_for_anchor`, or
-    `wait(mixture, anchor, say)`). Nothing to do once the mixture has an anchor, or
-    experts (it is frozen then)."""
+def upload_anchor(demo: Demo, mixture, maintainer, say=print) -> Anchor | None:
+    """Train the demo's anchor on its packaged public corpus and upload it as its
+    maintainer would; the anchor awaiting its verdict (None: the mixture needs none, has
+    one, or has experts and is frozen)."""
     if demo.anchor is None or mixture.anchor_id or mixture.experts.exists():
-        return
+        return None
     pending = mixture.anchors.filter(status__in=Anchor.ACTIVE).first()
+    if pending is not None:
+        return pending
+    kind = get_kind(demo.kind)
+    base = loaded_base(demo.kind, mixture.base_model.name, mixture.base_model.revision)
+    corpus = demo.anchor["corpus"]
+    data = kind.load_packaged(corpus).limited(demo.anchor["texts"])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "anchor.safetensors"
+        summary = kind.train_expert(base, data, path, cache=None, **demo.anchor["options"])
+        name = f"demo anchor: {len(data.train)} packaged {corpus}"
+        pending = accept_anchor(maintainer, mixture, LocalFile(path), name=name)
+    seconds = summary["train_seconds"]
+    say(f"anchor trained on {len(data.train)} {corpus} texts in {seconds:.1f} s, uploaded")
+    return pending
+
+
+def seed_anchor(demo: Demo, mixture, maintainer, say=print, wait=None) -> None:
+    """Give the demo mixture its anchor (`upload_anchor`) and wait for the worker's verdict
+    (`wait_for_anchor`, or `wait(mixture, anchor, say)`): its experts train on it."""
+    pending = upload_anchor(demo, mixture, maintainer, say)
     if pending is None:
-        kind = get_kind(demo.kind)
-        base = loaded_base(demo.kind, mixture.base_model.name, mixture.base_model.revision)
-        corpus = demo.anchor["corpus"]
-        data = kind.load_packaged(corpus).limited(demo.anchor["texts"])
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "anchor.safetensors"
-            summary = kind.train_expert(base, data, path, cache=None, **demo.anchor["options"])
-            name = f"demo anchor: {len(data.train)} packaged {corpus}"
-            pending = accept_anchor(maintainer, mixture, LocalFile(path), name=name)
-        seconds = summary["train_seconds"]
-        say(f"anchor trained on {len(data.train)} {corpus} texts in {seconds:.1f} s, uploaded")
+        return
     (wait or wait_for_anchor)(mixture, pending, say)
     mixture.refresh_from_db()
     if not mixture.anchor_id:
