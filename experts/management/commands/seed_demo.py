@@ -6,10 +6,9 @@
 With `--experts`, also train a small expert per domain (as a contributor would, with
 the routing library) and upload it as the demo contributor, so that the workers
 validate them and compose the demos' first compositions. With `--first-compositions-first`
-(what `./run start` does) it uploads the language-model demo's anchor, then one expert
-per mixture (the language model's once its anchor is accepted), and waits for the worker
-to compose each before training the others, so that a small machine shows each demo's
-first composition as soon as it can.
+(what `./run start` does) it uploads one expert per mixture (the language model's after
+its anchor is accepted) and waits for the worker to compose it before training the
+others, so that a small machine shows each demo's first composition as soon as it can.
 
 Idempotent: running it again changes nothing that exists.
 """
@@ -62,12 +61,8 @@ class Command(BaseCommand):
                 for d, mixture in zip(demos, mixtures, strict=True)
             ]  # fmt: skip
             if options["first_compositions_first"]:
-                # The anchors first (a worker validates them while the seeder trains), then
-                # one expert per mixture, then each mixture's first composition waited for.
-                for d, mixture in zip(demos, mixtures, strict=True):
-                    demo.upload_anchor(d, mixture, users["maintainer"], say)
-                firsts = [(mixture, step(1)) for mixture, step in steps]
-                for mixture, first in firsts:
+                for mixture, step in steps:
+                    first = step(1)
                     if first and not mixture.compositions.exists():
                         demo.wait_for_first_composition(mixture, first[0], say)
             for _, step in steps:
