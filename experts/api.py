@@ -404,6 +404,7 @@ BY_EXPERT = OpenApiParameter("expert", int, description="only those of the exper
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, HubViewSet):
     serializer_class = JobSerializer
     permission_classes = [permissions.IsAuthenticated]
+    checks_query = True  # ?expert= must be an id: 400 otherwise (the schema says so)
 
     def get_queryset(self):
         jobs = visible_jobs(self.request.user)

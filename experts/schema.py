@@ -46,6 +46,8 @@ class HubAutoSchema(AutoSchema):
         if self.method in UNSAFE:
             errors["400"] = (VALIDATION_ERROR, "the request was refused; the body says why")
             errors["403"] = (ErrorSerializer, "not allowed (permission, CSRF or quota)")
+        elif getattr(self.view, "checks_query", False):  # a view that refuses a bad filter
+            errors["400"] = (VALIDATION_ERROR, "a query parameter was refused; the body says why")
         if "{" in self.path or self._is_list_view() or self.method in UNSAFE:
             errors["404"] = (ErrorSerializer, "no such object, or no such page of results")
         return errors
