@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from routing.report import matrix_rows
 
-from .models import Anchor, Composition, Domain, Expert, Job, Mixture
+from .anchor_serializers import AnchorSerializer
+from .models import Composition, Domain, Expert, Job, Mixture
+from .serializing import NOT_BLANK, _checked
 from .services.generation import clean_request
 from .services.uploads import parse_adapter_config
-
-
-def _checked(check, value, field: str | None = None):
-    """A service check's ValueError as the serializer's validation error (under `field`
-    when given, for checks made in `validate()`)."""
-    try:
-        return check(value)
-    except ValueError as exc:
-        raise serializers.ValidationError({field: str(exc)} if field else str(exc)) from None
-
-
-NOT_BLANK = RegexValidator(r"\S", "may not be blank")
 
 
 class LookupByName(serializers.SlugRelatedField):
@@ -59,87 +48,6 @@ class CurrentCompositionSerializer(serializers.Serializer):
 
 
 DEPRECATED = "deprecated: the same as `{}`, answered until 0.3"
-
-
-def _absolute(serializer, url: str) -> str:
-    request = serializer.context.get("request")
-    return request.build_absolute_uri(url) if request else url
-
-
-class AnchorSerializer(serializers.ModelSerializer):
-    mixture = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    owner = serializers.CharField(source="owner.username", read_only=True)
-    job = serializers.SerializerMethodField(help_text="its validation job, latest first")
-    download_url = serializers.SerializerMethodField(
-        help_text="the file as stored (accepted anchors only)"
-    )
-    peft_download_url = serializers.SerializerMethodField(
-        help_text="a zipped PEFT adapter folder for PeftModel.from_pretrained (accepted only)"
-    )
-
-    def get_job(self, obj) -> int | None:
-        return obj.jobs.order_by("-pk").values_list("pk", flat=True).first()
-
-    def _download(self, obj, fmt: str) -> str | None:
-        from django.urls import reverse
-
-        if obj.status != Anchor.Status.ACCEPTED:
-            return None
-        url = reverse("anchor-download", args=[obj.mixture.slug])
-        return _absolute(self, url + ("?as=peft" if fmt == "peft" else ""))
-
-    def get_download_url(self, obj) -> str | None:
-        return self._download(obj, "safetensors")
-
-    def get_peft_download_url(self, obj) -> str | None:
-        return self._download(obj, "peft")
-
-    class Meta:
-        model = Anchor
-        fields = [
-            "id",
-            "mixture",
-            "owner",
-            "name",
-            "status",
-            "sha256",
-            "size",
-            "source",
-            "num_parameters",
-            "target_modules",
-            "report",
-            "job",
-            "download_url",
-            "peft_download_url",
-            "created_at",
-        ]
-        read_only_fields = fields
-
-
-class AnchorUploadSerializer(serializers.Serializer):
-    file = serializers.FileField(
-        help_text="the anchor: `python -m routing lm anchor`'s file, or a PEFT adapter's "
-        "adapter_model.safetensors"
-    )
-    adapter_config = serializers.FileField(
-        required=False, help_text="adapter_config.json, with a PEFT adapter"
-    )
-    name = serializers.CharField(max_length=100, required=False, default="anchor")
-
-    def validate_adapter_config(self, f):
-        return _checked(parse_adapter_config, f)
-
-
-class MixtureCopySerializer(serializers.Serializer):
-    slug = serializers.SlugField(
-        max_length=80, required=False, help_text="default: the slug with -2, -3... added"
-    )
-    name = serializers.CharField(max_length=200, required=False, validators=[NOT_BLANK])
-
-    def validate_slug(self, value):
-        if Mixture.objects.filter(slug=value).exists():
-            raise serializers.ValidationError("a mixture has this slug already")
-        return value
 
 
 class MixtureSerializer(serializers.ModelSerializer):

@@ -7,7 +7,8 @@ from rest_framework import serializers
 from routing.kinds import DEFAULT_KIND, KINDS
 
 from .models import BaseModel, Domain, Mixture
-from .serializers import DEPRECATED, NOT_BLANK, LookupByName, _checked
+from .serializers import DEPRECATED, LookupByName
+from .serializing import NOT_BLANK, _checked
 from .services import mixtures
 
 

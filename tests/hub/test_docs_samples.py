@@ -114,7 +114,9 @@ def test_the_language_model_peft_sample_saves_an_adapter_the_hub_accepts(tmp_pat
     from routing.basemodels import DEFAULT_LM_BASE, BaseSpec
     from routing.kinds.causal_lm.contract import check_lm_expert
 
-    (code,) = [s for s in samples("docs/expert-format.md") if "CAUSAL_LM" in s]
+    (code,) = [
+        s for s in samples("docs/expert-format.md") if "CAUSAL_LM" in s and "my-lm-expert" in s
+    ]
     result = run(code, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     header = check_lm_expert(
