@@ -24,7 +24,7 @@ from django.db import transaction
 from routing.safetensors_header import ContractError
 
 from ..models import Anchor, Expert, Job, Mixture
-from .jobs import end_job, progress, run
+from .jobs import claim_for_validation, end_job, progress, run
 from .queueing import queue
 from .resources import kind_of, loaded_base, mixture_data, tensor_cache
 from .uploads import ACTIVE, UploadError, spooled_path, store_hashed
@@ -153,13 +153,7 @@ def validate_anchor(job_id: int) -> None:
 
 def _validate(job: Job) -> None:
     anchor = job.anchor
-    claimed = Anchor.objects.filter(
-        pk=anchor.pk,
-        status__in=[Anchor.Status.UPLOADED, Anchor.Status.VALIDATING, Anchor.Status.FAILED],
-    ).update(status=Anchor.Status.VALIDATING)
-    if not claimed:
-        anchor.refresh_from_db()
-        end_job(job, Job.Status.SUCCEEDED, f"nothing to do: the anchor is {anchor.status}")
+    if not claim_for_validation(job, anchor, "anchor"):
         return
     mixture = Mixture.objects.select_related("base_model").get(pk=anchor.mixture_id)
     accepted, report = _judge(mixture, anchor, lambda p, m: progress(job, p, m))

@@ -158,6 +158,19 @@ def heartbeat(job: Job, every: float | None = None):
         thread.join()
 
 
+def claim_for_validation(job: Job, judged, what: str) -> bool:
+    """Mark `judged` (an expert or an anchor) validating for `job`. False, and the job ended
+    with nothing to do, when it is judged already (a second delivery of the message)."""
+    model, status = type(judged), type(judged).Status
+    claimed = model.objects.filter(
+        pk=judged.pk, status__in=[status.UPLOADED, status.VALIDATING, status.FAILED]
+    ).update(status=status.VALIDATING)
+    if not claimed:
+        judged.refresh_from_db()
+        end_job(job, Job.Status.SUCCEEDED, f"nothing to do: the {what} is {judged.status}")
+    return bool(claimed)
+
+
 def end_job(job: Job, status: str, message: str, error: str = "") -> None:
     Job.objects.filter(pk=job.pk).exclude(status__in=FINAL).update(
         status=status,

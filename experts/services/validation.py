@@ -16,7 +16,7 @@ from routing.safetensors_header import ContractError
 
 from ..models import Expert, Job, Mixture
 from .compositions import accepted_experts, compose_experts, enqueue_retrain
-from .jobs import end_job, progress, run
+from .jobs import claim_for_validation, end_job, progress, run
 from .queueing import queue
 from .resources import base_for, kind_of, loaded_expert, mixture_data, tensor_cache
 
@@ -39,13 +39,7 @@ def validate(job_id: int) -> None:
 
 def _validate(job: Job) -> None:
     expert = job.expert
-    claimed = Expert.objects.filter(
-        pk=expert.pk,
-        status__in=[Expert.Status.UPLOADED, Expert.Status.VALIDATING, Expert.Status.FAILED],
-    ).update(status=Expert.Status.VALIDATING)
-    if not claimed:
-        expert.refresh_from_db()
-        end_job(job, Job.Status.SUCCEEDED, f"nothing to do: the expert is {expert.status}")
+    if not claim_for_validation(job, expert, "expert"):
         return
     expert.refresh_from_db()
     twin = accepted_twin(expert)

@@ -19,6 +19,7 @@ from ..services.anchors import accept_anchor
 from ..services.mixtures import copy_mixture
 from ..services.uploads import ACTIVE, UploadError
 from ..uploading import bound_form
+from .experts import job_summary
 
 
 def _mixture(slug: str) -> Mixture:
@@ -103,15 +104,7 @@ def anchor_status(request, slug: str):
         {
             "status": latest.status,
             "final": latest.status not in Anchor.ACTIVE,
-            "job": None
-            if job is None
-            else {
-                "action": job.action,
-                "status": job.status,
-                "progress": job.progress,
-                "message": job.message,
-                "error": job.error,
-            },
+            "job": job_summary(job),
         }
     )
 

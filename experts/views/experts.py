@@ -108,15 +108,20 @@ def expert_status(request, pk: int):
         {
             "status": expert.status,
             "final": expert.status in FINAL,
-            "job": None
-            if job is None
-            else {
-                "action": job.action,
-                "status": job.status,
-                "progress": job.progress,
-                "message": job.message,
-                "error": job.error,
-            },
+            "job": job_summary(job),
             "metrics": expert.metrics,
         }
     )
+
+
+def job_summary(job) -> dict | None:
+    """What a live status badge shows of a job (None: no job yet)."""
+    if job is None:
+        return None
+    return {
+        "action": job.action,
+        "status": job.status,
+        "progress": job.progress,
+        "message": job.message,
+        "error": job.error,
+    }
