@@ -172,9 +172,33 @@ class RoutingSerializer(serializers.Serializer):
     )
 
 
+class FormatSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="light, full or gguf")
+    title = serializers.CharField()
+    engines = serializers.ListField(child=serializers.CharField(), help_text="what runs it")
+    reason = serializers.CharField(allow_null=True, help_text="why it is not offered (null: it is)")
+    default = serializers.BooleanField(help_text="what download_url and publishing give")
+    ready = serializers.BooleanField(help_text="written: the download starts at once")
+    bytes = serializers.IntegerField(allow_null=True, help_text="the zip's size, once written")
+    url = serializers.CharField(required=False, help_text="its zip (offered formats only)")
+
+
 class CompositionSerializer(serializers.ModelSerializer):
     mixture = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     routing = serializers.SerializerMethodField()
+    formats = serializers.SerializerMethodField()
+
+    @extend_schema_field(FormatSerializer(many=True))
+    def get_formats(self, obj) -> list[dict]:
+        """Every form the composition downloads in, and why any is not offered."""
+        from .services.exports import offered_formats
+
+        request = self.context.get("request")
+        out = offered_formats(obj)
+        for entry in out:
+            if "url" in entry and request is not None:
+                entry["url"] = request.build_absolute_uri(entry["url"])
+        return out
 
     @extend_schema_field(RoutingSerializer)
     def get_routing(self, obj) -> dict:
@@ -212,6 +236,7 @@ class CompositionSerializer(serializers.ModelSerializer):
             "hub_url",
             "hub_error",
             "download_url",
+            "formats",
         ]
 
     download_url = serializers.SerializerMethodField()

@@ -66,6 +66,27 @@ def _folder_hash(folder: str) -> str:
     return h.hexdigest()
 
 
+def on_hub(name: str) -> bool:
+    """Whether a base model is named by a Hugging Face Hub id that anyone can fetch (not a
+    packaged copy, not a folder on one machine): a light export that names it is complete."""
+    if name in PACKAGED_MODELS or os.path.isabs(name) or name.startswith((".", "~")):
+        return False
+    if os.path.isdir(name) or base_identity(name) != name:
+        return False
+    parts = name.split("/")
+    return 1 <= len(parts) <= 2 and all(parts) and not name.endswith(".gguf")
+
+
+def base_reference(name: str, revision: str | None, fingerprint: str) -> dict:
+    """How a light export names its base: the Hub id and revision, or the packaged model
+    by name, with the weights' fingerprint the loader checks either way."""
+    where = "hub" if on_hub(name) else ("package" if name in PACKAGED_MODELS else "folder")
+    reference = {"name": name, "where": where, "revision": revision, "fingerprint": fingerprint}
+    if where == "package":
+        reference["package"] = PACKAGED_MODELS[name][0].replace("_", "-")
+    return reference
+
+
 def same_base(named: str, base_name: str) -> bool:
     """Whether a base model named in an expert (a Hub id, or the trainer's own path to a
     folder or a package) is the mixture's base model."""

@@ -10,6 +10,9 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from routing.basemodels import on_hub
+from routing.formats import formats
+from routing.light import write_light
 from routing.model_card import CardInfo, Contributor
 
 from ..models import Composition, Job
@@ -17,13 +20,17 @@ from .jobs import end_job, job_composition, progress, run
 from .queueing import once_per_composition
 from .resources import kind_of, load_model
 from .storage import (
-    EXPORT_MANIFEST,
+    FORMATS,
+    FULL,
+    LIGHT,
+    ExportFormat,
     download_ready,
     export_folder,
     is_stored,
     put_folder,
     staging_folder,
     zip_name,
+    zip_size,
 )
 
 log = logging.getLogger(__name__)
@@ -101,20 +108,48 @@ def repo_id_for(mixture) -> str:
     return ""
 
 
-def ensure_export(composition: Composition, model=None) -> Path:
-    """The composition's export as a local folder, written and stored first (with its zip)
-    when the storage has none (in a worker: it loads the composition)."""
-    if download_ready(composition):
-        return export_folder(composition)
+def default_format(composition: Composition) -> ExportFormat:
+    """What "Download" and publishing give: the light export where its base is on the Hub
+    (anyone can fetch it), else the full folder with the base's weights."""
+    return LIGHT if on_hub(composition.mixture.base_model.name) else FULL
+
+
+def offered_formats(composition) -> list[dict]:
+    """The kind's formats of this composition, with whether each is the default, its
+    download address (`?format=`) and, once written, the size of its zip."""
+    default = default_format(composition)
+    out = []
+    for entry in formats(composition.mixture.kind_info, composition.metrics or {}):
+        fmt = FORMATS.get(entry["name"])
+        entry = {**entry, "default": fmt is default, "ready": False, "bytes": None}
+        if entry["reason"] is None and fmt is not None:
+            entry.update(
+                ready=download_ready(composition, fmt),
+                bytes=zip_size(composition, fmt),
+                url=composition.get_absolute_url() + f"download/?format={fmt.name}",
+            )
+        out.append(entry)
+    return out
+
+
+def ensure_export(composition: Composition, model=None, fmt: ExportFormat = FULL) -> Path:
+    """The composition's export in `fmt` as a local folder, written and stored first (with
+    its zip) when the storage has none (in a worker: it loads the composition)."""
+    if download_ready(composition, fmt):
+        return export_folder(composition, fmt)
     if not is_stored(composition):
         raise ExportError("this composition has no stored files to export")
     if model is None:
         model = load_model(composition)
+    kind = kind_of(composition.mixture)
     staging = staging_folder()
-    kind_of(composition.mixture).export(model, staging / "hf", card_info(composition))
-    _write_zip(staging / "hf", staging / zip_name(composition))
-    put_folder(staging, composition.folder, EXPORT_MANIFEST)  # the manifest last
-    return export_folder(composition)
+    if fmt is LIGHT:
+        write_light(kind, model, staging / fmt.folder, card_info(composition))
+    else:
+        kind.export(model, staging / fmt.folder, card_info(composition))
+    _write_zip(staging / fmt.folder, staging / zip_name(composition, fmt))
+    put_folder(staging, composition.folder, fmt.manifest)  # the manifest last
+    return export_folder(composition, fmt)
 
 
 def _write_zip(folder: Path, archive: Path) -> None:
@@ -127,12 +162,16 @@ def _write_zip(folder: Path, archive: Path) -> None:
 
 
 def export_now(composition: Composition, model=None) -> None:
-    """Write the download export right after a retrain; a failure only delays it to the
+    """Write the light export and the default download right after a retrain (the full
+    folder waits for its first download where the light one is the default, so that a hub
+    does not store its base's weights once per version); a failure only delays it to the
     export job that the first download asks for."""
-    try:
-        ensure_export(composition, model)
-    except Exception:
-        log.exception("exporting %s failed; it will be exported on demand", composition)
+    for fmt in dict.fromkeys((LIGHT, default_format(composition))):
+        try:
+            ensure_export(composition, model, fmt)
+        except Exception:
+            log.exception("exporting %s (%s) failed; it will be exported on demand",
+                          composition, fmt.name)  # fmt: skip
 
 
 def enqueue_export(composition: Composition) -> Job:
@@ -150,9 +189,15 @@ def export(job_id: int) -> Composition | None:
 
 def _export(job: Job) -> Composition | None:
     composition = job_composition(job)
-    progress(job, 10, "exporting the composition as a transformers model")
     try:
-        ensure_export(composition)
+        if not is_stored(composition):
+            raise ExportError("this composition has no stored files to export")
+        model = None
+        for fmt, percent in ((LIGHT, 10), (FULL, 40)):
+            if not download_ready(composition, fmt):
+                progress(job, percent, f"writing the {fmt.name} export")
+                model = model or load_model(composition)
+                ensure_export(composition, model, fmt)
     except ExportError as exc:
         end_job(job, Job.Status.FAILED, str(exc)[:300], str(exc))
         return None

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 
 from ..models import Composition, Job
-from .exports import ExportError, ensure_export, public_url, repo_id_for
+from .exports import ExportError, default_format, ensure_export, public_url, repo_id_for
 from .jobs import end_job, job_composition, progress, run, scrub
 from .queueing import once_per_composition
 
@@ -152,8 +152,9 @@ def _publish(job: Job, sleep) -> Composition | None:
             raise PublishError(refusal)
         if constants.is_offline_mode():
             raise PublishError("HF_HUB_OFFLINE is set in the worker's environment; unset it")
-        progress(job, 10, "exporting the composition as a transformers model")
-        folder = ensure_export(composition)
+        fmt = default_format(composition)
+        progress(job, 10, f"writing the {fmt.name} export")
+        folder = ensure_export(composition, fmt=fmt)
         commit, found = _push_with_retries(job, composition, folder, repo_id, sleep)
     except Exception as exc:
         plain = isinstance(exc, PublishError | ExportError)

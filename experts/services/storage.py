@@ -6,7 +6,8 @@ A composition is a prefix of the storage, `compositions/<mixture>/v<N>-<token>/`
 - the kind's own files, then `files.json` (name → size, sha256), written last: a
   composition is stored once its manifest is there;
 - its Hugging Face export under `hf/`, its zip beside it, then `export.json` (the export's
-  files and the zip), written last: the download is ready once that manifest is there.
+  files and the zip), written last: the download is ready once that manifest is there;
+- its light export (no base weights) under `light/`, its zip, then `light.json`.
 
 Writers build the files in a local staging folder and `put_folder` them (moved into place
 on the local disk, uploaded to a bucket). Readers get a local folder with `local_folder`:
@@ -21,6 +22,7 @@ import json
 import shutil
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -34,6 +36,7 @@ from .blobs import BlobError, cached_folder, copy_checked, local_path
 
 MANIFEST = "files.json"
 EXPORT_MANIFEST = "export.json"
+LIGHT_MANIFEST = "light.json"
 STALE_STAGING_SECONDS = 24 * 3600
 
 
@@ -169,37 +172,64 @@ def composition_folder(composition: Composition) -> Path:
     return local_folder(composition.folder)
 
 
-def export_prefix(composition: Composition) -> str:
-    """The composition as a Hugging Face model folder, in the storage."""
-    return f"{composition.folder}/hf"
+@dataclass(frozen=True)
+class ExportFormat:
+    """One way a composition downloads: its folder under the composition's prefix, the
+    manifest that says it is complete (written last) and what its zip's name adds."""
+
+    name: str
+    folder: str
+    manifest: str
+    suffix: str
 
 
-def export_manifest(composition: Composition) -> dict | None:
+# The Hugging Face model folder with the base's weights in it; the experts, anchor and
+# router with a config that names the base (docs/publishing.md#formats).
+FULL = ExportFormat("full", "hf", EXPORT_MANIFEST, "")
+LIGHT = ExportFormat("light", "light", LIGHT_MANIFEST, "-light")
+FORMATS = {f.name: f for f in (FULL, LIGHT)}
+
+
+def export_prefix(composition: Composition, fmt: ExportFormat = FULL) -> str:
+    """Where the composition's export in `fmt` lies in the storage."""
+    return f"{composition.folder}/{fmt.folder}"
+
+
+def export_manifest(composition: Composition, fmt: ExportFormat = FULL) -> dict | None:
     """The export's manifest, once the export and its zip are stored; None before."""
     if not composition.folder:
         return None
-    return read_json(f"{composition.folder}/{EXPORT_MANIFEST}")
+    return read_json(f"{composition.folder}/{fmt.manifest}")
 
 
-def export_files(composition: Composition) -> list[tuple[str, int]]:
+def export_files(composition: Composition, fmt: ExportFormat = FULL) -> list[tuple[str, int]]:
     """The export's files (name, bytes) once it is complete; [] otherwise."""
-    manifest = export_manifest(composition) or {}
-    return sorted((name[3:], e["size"]) for name, e in manifest.get("files", {}).items()
-                  if name.startswith("hf/"))  # fmt: skip
+    manifest = export_manifest(composition, fmt) or {}
+    head = f"{fmt.folder}/"
+    return sorted((name[len(head):], e["size"]) for name, e in manifest.get("files", {}).items()
+                  if name.startswith(head))  # fmt: skip
 
 
-def export_folder(composition: Composition) -> Path:
+def export_folder(composition: Composition, fmt: ExportFormat = FULL) -> Path:
     """The stored export, as a local folder (see `local_folder`)."""
-    return local_folder(composition.folder, EXPORT_MANIFEST) / "hf"
+    return local_folder(composition.folder, fmt.manifest) / fmt.folder
 
 
-def zip_name(composition: Composition) -> str:
-    return f"{composition.mixture.slug}-v{composition.version}.zip"
+def zip_name(composition: Composition, fmt: ExportFormat = FULL) -> str:
+    return f"{composition.mixture.slug}-v{composition.version}{fmt.suffix}.zip"
 
 
-def zip_key(composition: Composition) -> str:
-    return f"{composition.folder}/{zip_name(composition)}"
+def zip_key(composition: Composition, fmt: ExportFormat = FULL) -> str:
+    return f"{composition.folder}/{zip_name(composition, fmt)}"
 
 
-def download_ready(composition: Composition) -> bool:
-    return export_manifest(composition) is not None
+def zip_size(composition: Composition, fmt: ExportFormat = FULL) -> int | None:
+    """The bytes of the export's zip, once it is stored."""
+    entry = ((export_manifest(composition, fmt) or {}).get("files") or {}).get(
+        zip_name(composition, fmt)
+    )
+    return entry["size"] if entry else None
+
+
+def download_ready(composition: Composition, fmt: ExportFormat = FULL) -> bool:
+    return export_manifest(composition, fmt) is not None

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -20,9 +20,16 @@ from ..downloads import stored_file_response
 from ..models import Job
 from ..queries import get_composition
 from ..services.compositions import pin
-from ..services.exports import enqueue_export, missing_domains, repo_id_for
+from ..services.exports import (
+    default_format,
+    enqueue_export,
+    missing_domains,
+    offered_formats,
+    repo_id_for,
+)
 from ..services.publishing import enqueue_publish, hub_configured, publish_refusal
 from ..services.storage import (
+    FORMATS,
     download_ready,
     export_files,
     export_prefix,
@@ -144,6 +151,7 @@ def composition_detail(request, slug: str, version: int):
             "domain_count": len(metrics.get("domains", {})) + len(missing),
             "is_maintainer": mixture.is_maintainer(request.user),
             "files": export_files(composition),
+            "formats": offered_formats(composition),
             "hub_configured": hub_configured(),
             "repo_id": composition.hub_repo or repo_id_for(mixture),
             "publish_job": publish_job,
@@ -157,7 +165,7 @@ def composition_detail(request, slug: str, version: int):
     )
 
 
-def _preparing(request, composition):
+def _preparing(request, composition, fmt):
     """The page that waits for a worker to write the download (202, reloads when ready)."""
     if not is_stored(composition):
         raise Http404("this composition has no stored files to export")
@@ -165,17 +173,34 @@ def _preparing(request, composition):
     return render(
         request,
         "experts/preparing.html",
-        {"composition": composition, "mixture": composition.mixture, "job": job},
+        {"composition": composition, "mixture": composition.mixture, "job": job, "fmt": fmt},
         status=202,
     )
 
 
+def _format(request, composition):
+    """The format `?format=` asks for (the composition's default without one), or a 400."""
+    name = request.GET.get("format")
+    if name is None:
+        return default_format(composition)
+    if name not in FORMATS:
+        return HttpResponseBadRequest(
+            f"unknown format {name!r}: this hub serves {', '.join(sorted(FORMATS))}",
+            content_type="text/plain",
+        )
+    return FORMATS[name]
+
+
 def composition_download(request, slug: str, version: int):
-    """The export as one zip, written by a worker (from the storage)."""
+    """The export as one zip, written by a worker (from the storage): `?format=light` or
+    `full`, else the composition's default."""
     composition = get_composition(slug, version)
-    if not download_ready(composition):
-        return _preparing(request, composition)
-    return stored_file_response(zip_key(composition), zip_name(composition))
+    fmt = _format(request, composition)
+    if isinstance(fmt, HttpResponseBadRequest):
+        return fmt
+    if not download_ready(composition, fmt):
+        return _preparing(request, composition, fmt)
+    return stored_file_response(zip_key(composition, fmt), zip_name(composition, fmt))
 
 
 def composition_file(request, slug: str, version: int, name: str):
@@ -183,7 +208,7 @@ def composition_file(request, slug: str, version: int, name: str):
     composition = get_composition(slug, version)
     files = dict(export_files(composition))
     if not files:
-        return _preparing(request, composition)
+        return _preparing(request, composition, FORMATS["full"])
     if name not in files:
         raise Http404(f"the export has no file named {name!r}")
     return stored_file_response(f"{export_prefix(composition)}/{name}", name)
@@ -192,10 +217,13 @@ def composition_file(request, slug: str, version: int, name: str):
 def download_status(request, slug: str, version: int):
     """Whether the download is ready, and the export job's progress, for the waiting page."""
     composition = get_composition(slug, version)
+    fmt = _format(request, composition)
+    if isinstance(fmt, HttpResponseBadRequest):
+        return fmt
     job = composition.jobs.filter(action=Job.Action.EXPORT).order_by("-created_at").first()
     return JsonResponse(
         {
-            "ready": download_ready(composition),
+            "ready": download_ready(composition, fmt),
             "job": None
             if job is None
             else {"status": job.status, "progress": job.progress, "message": job.message},

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ...light import open_composition
 from .commands import _base, _routing, print_report
 
 
@@ -96,7 +97,7 @@ def cmd_evaluate(args) -> int:
     from .scoring import evaluate_weights
     from .token_model import load_composition
 
-    model = load_composition(args.folder, device=args.device)
+    model = open_composition(args.folder, lambda f: load_composition(f, device=args.device))
     corpora = model.info.get("corpora", {})
     limit = args.limit if args.limit is not None else model.info.get("limit")
     data = {d: load_corpus(corpora.get(d, d), name=d).limited(limit) for d in model.domains}
@@ -125,14 +126,14 @@ def cmd_generate(args) -> int:
     from .token_model import load_composition
 
     prompts = args.prompts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    if Path(args.folder).is_file():  # one expert: a composition of it alone
+    if Path(args.folder).is_file() and Path(args.folder).suffix != ".zip":  # one expert
         from .experts import load_lm_expert
 
         base = _base(args)
         expert = load_lm_expert(args.folder, base=base.spec)
         model = MoECausalLM.of_one(base, expert, _routing(args))
-    else:
-        model = load_composition(args.folder, device=args.device)
+    else:  # a composition folder, the hub's zip of one, or a light export
+        model = open_composition(args.folder, lambda f: load_composition(f, device=args.device))
     outputs = model.generate(
         prompts, max_new_tokens=args.max_new_tokens, do_sample=args.sample,
         temperature=args.temperature, top_p=args.top_p, seed=args.seed, top_k=args.top_k,
@@ -147,25 +148,28 @@ def cmd_generate(args) -> int:
 
 def cmd_export(args) -> int:
     from ...model_card import CardInfo
-    from .export import export_lm_composition
-    from .model import MoECausalLM
+    from .kind import CAUSAL_LM
+    from .token_model import load_composition
 
-    model = MoECausalLM.load(args.folder, device="cpu")
-    card = CardInfo(title=args.title or Path(args.folder).name, repo_id=args.repo_id or "",
-                    mixture=Path(args.folder).name, base_licence=args.base_licence)  # fmt: skip
-    out = export_lm_composition(model, args.out, card)
+    model = open_composition(args.folder, lambda f: load_composition(f, device="cpu"))
+    name = Path(args.folder).name.removesuffix(".zip")
+    card = CardInfo(title=args.title or name, repo_id=args.repo_id or "", mixture=name,
+                    base_licence=args.base_licence)  # fmt: skip
+    out = CAUSAL_LM.export(model, args.out, card)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"wrote {out} ({size / 1e6:.1f} MB); it runs in three lines:\n")
-    print(loading_snippet(str(out)))
+    print(loading_snippet(str(out), remote_code=model.granularity != "token"))
     return 0
 
 
-def loading_snippet(folder: str) -> str:
-    """How to run an export. Both the model and its tokenizer are loaded with
+def loading_snippet(folder: str, *, remote_code: bool = True) -> str:
+    """How to run an export. A per-sequence export's model and tokenizer are loaded with
     `trust_remote_code=True`: transformers reads the model's config before the tokenizer's,
-    and without it asks "Do you wish to run the custom code?" even for the tokenizer."""
+    and without it asks "Do you wish to run the custom code?" even for the tokenizer; a
+    per-token export is a Mixtral checkpoint and needs no remote code."""
+    remote = ", trust_remote_code=True" if remote_code else ""
     return (
         "from transformers import pipeline\n\n"
-        f'generate = pipeline("text-generation", model={folder!r}, trust_remote_code=True)\n'
+        f'generate = pipeline("text-generation", model={folder!r}{remote})\n'
         'print(generate("The government announced", max_new_tokens=40)[0]["generated_text"])'
     )

@@ -63,6 +63,13 @@ class CausalLMInfo(KindInfo):
         """A per-token composition exports as a Mixtral checkpoint transformers ships."""
         return metrics.get("granularity") != "token"
 
+    def gguf_refusal(self, metrics: dict) -> str | None:
+        if self.remote_code(metrics):
+            return ("routing per sequence has no architecture that llama.cpp runs; a mixture "
+                    "that routes per token exports as a standard Mixtral checkpoint")  # fmt: skip
+        return ("this hub does not build GGUF files yet; the full folder is a standard "
+                "Mixtral checkpoint (docs/publishing.md)")  # fmt: skip
+
     def score_rows(self, metrics: dict, names: list[str], charted: list[int]) -> list[dict]:
         """Perplexity per domain against the base model's and each charted expert's alone."""
         rows = []

@@ -179,5 +179,14 @@ class CausalLMKind(MixtureKind):
 
         return export_lm_composition(model, folder, card)
 
+    def light_base(self, model) -> tuple[str, str | None, str]:
+        return model.base.name, model.base.revision, model.base.weights_fingerprint
+
+    def light_usage(self, name: str) -> list[str]:
+        return [
+            f'python -m routing lm generate {name} "The government announced"  # loads the base',
+            f"python -m routing lm export {name} --out {name}-hf  # the transformers folder",
+        ]
+
 
 CAUSAL_LM = CausalLMKind()

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from ...light import open_composition, unpacked
 from ...tables import table
 
 
@@ -251,28 +252,14 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _unzipped(path: Path) -> Path:
-    """The model folder inside a composition zip downloaded from the hub."""
-    import tempfile
-    import zipfile
-
-    target = Path(tempfile.mkdtemp(prefix="moecollab-"))
-    with zipfile.ZipFile(path) as archive:
-        archive.extractall(target)
-    configs = sorted(target.rglob("config.json"))
-    if not configs:
-        raise SystemExit(f"{path} holds no model folder (no config.json)")
-    return configs[0].parent
-
-
 def cmd_predict(args) -> int:
     from .export import is_exported, predict_exported
     from .model import MoEClassifier
 
     texts = args.texts or [line.strip() for line in sys.stdin if line.strip()]
     folder = Path(args.folder)
-    if folder.suffix == ".zip":  # the hub's download, as it came
-        folder = _unzipped(folder)
+    if folder.suffix == ".zip":  # the hub's download, as it came (full or light)
+        folder = unpacked(folder)
     if is_exported(folder):  # the unzipped download, or a Hub snapshot
         from ...tensors import pick_device
 
@@ -287,8 +274,8 @@ def cmd_predict(args) -> int:
         encoder = _encoder(args)
         expert = load_expert(args.folder, base=encoder.spec)
         composition = MoEClassifier.of_one(encoder, expert)
-    else:
-        composition = MoEClassifier.load(args.folder, device=args.device)
+    else:  # a composition folder or a light export (its base checked)
+        composition = open_composition(folder, lambda f: MoEClassifier.load(f, device=args.device))
     for text, p in zip(texts, composition.predict(texts, top_k=args.top_k), strict=True):
         print(f"{p['label']}\t{p['score']:.3f}\t{p['domain']}\t{text[:70]}")
     return 0
@@ -299,11 +286,12 @@ def cmd_export(args) -> int:
     from .export import export_composition
     from .model import MoEClassifier
 
-    composition = MoEClassifier.load(args.folder, device="cpu")
+    composition = open_composition(args.folder, lambda f: MoEClassifier.load(f, device="cpu"))
+    name = Path(args.folder).name.removesuffix(".zip")
     card = CardInfo(
-        title=args.title or Path(args.folder).name,
+        title=args.title or name,
         repo_id=args.repo_id or "",
-        mixture=Path(args.folder).name,
+        mixture=name,
         base_licence=args.base_licence,
     )
     out = export_composition(composition, args.out, card)

@@ -126,5 +126,14 @@ class ClassificationKind(MixtureKind):
 
         return export_composition(model, folder, card)
 
+    def light_base(self, model) -> tuple[str, str | None, str]:
+        return model.encoder.name, model.encoder.revision, model.encoder.fingerprint
+
+    def light_usage(self, name: str) -> list[str]:
+        return [
+            f'python -m routing predict {name} "The striker scored twice."  # loads the base',
+            f"python -m routing export {name} --out {name}-hf  # the transformers folder",
+        ]
+
 
 CLASSIFICATION = ClassificationKind()
