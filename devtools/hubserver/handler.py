@@ -76,10 +76,9 @@ class Handler(Endpoints, BaseHTTPRequestHandler):
     def _handle(self, method: str):
         url = urlparse(self.path)
         path, query = url.path, parse_qs(url.query)
+        record = {"method": method, "path": path, "headers": dict(self.headers.items())}
         with self.state.lock:
-            self.state.requests.append(
-                {"method": method, "path": path, "headers": dict(self.headers.items())}
-            )
+            self.state.requests.append(record)
             fault = next(
                 (f for f in self.state.faults if f.method == method and f.pattern.search(path)),
                 None,
@@ -89,6 +88,7 @@ class Handler(Endpoints, BaseHTTPRequestHandler):
                 if fault.times <= 0:
                     self.state.faults.remove(fault)
         body = self._body() if method in ("POST", "PUT") else b""
+        record["bytes"] = len(body)  # what the client sent (bench/export_lm.py sums it)
         if fault is not None and not fault.lost:
             return self._json(fault.status, {"error": "injected fault"})
         try:

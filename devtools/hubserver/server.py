@@ -54,6 +54,11 @@ class HubServer(ThreadingHTTPServer):
         with self.state.lock:
             return self.state.repos[repo_id].history(revision)
 
+    def bytes_received(self) -> int:
+        """Every request body's bytes so far (uploads and commits): what publishing sent."""
+        with self.state.lock:
+            return sum(r.get("bytes", 0) for r in self.state.requests)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

