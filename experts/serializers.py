@@ -251,7 +251,8 @@ class CompositionSerializer(serializers.ModelSerializer):
 
 class CompositionSummarySerializer(CompositionSerializer):
     """A composition in a list: its scores and publication, not its per-expert records
-    (routing matrix, contributions, expert set), which the detail answer holds."""
+    (routing matrix, contributions, expert set) or its formats (each reads the storage),
+    which the detail answer holds."""
 
     overall = serializers.JSONField(read_only=True, help_text="overall held-out scores")
     domains = serializers.JSONField(read_only=True, help_text="held-out scores per domain")
@@ -259,7 +260,7 @@ class CompositionSummarySerializer(CompositionSerializer):
     class Meta(CompositionSerializer.Meta):
         fields = [
             f for f in CompositionSerializer.Meta.fields
-            if f not in ("expert_shas", "metrics", "routing", "contributions")
+            if f not in ("expert_shas", "metrics", "routing", "contributions", "formats")
         ] + ["overall", "domains"]  # fmt: skip
 
 
