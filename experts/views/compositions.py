@@ -46,10 +46,11 @@ EXPERT_ROWS = 50  # experts per page of the composition's table
 
 
 def snippets(composition) -> dict:
-    """Copy-paste code for transformers and huggingface_hub, for this composition."""
+    """Copy-paste code for transformers, huggingface_hub and the light export."""
     mixture = composition.mixture
     tag = f"v{composition.version}"
     published = composition.hub_status == composition.Publish.PUBLISHED
+    light_default = default_format(composition).name == "light"
     repo = (composition.hub_repo if published else repo_id_for(mixture)) or "<namespace>/<repo>"
     local = f"{mixture.slug}-{tag}"
     endpoint = settings.MOECOLLAB_HF_ENDPOINT
@@ -58,7 +59,9 @@ def snippets(composition) -> dict:
         if endpoint != DEFAULT_ENDPOINT
         else ""
     )
-    model = f'"{repo}", revision="{tag}"' if published else f'"./{local}"'
+    # the Hub holds the default format: transformers loads it from there when it is full
+    on_hub = published and not light_default
+    model = f'"{repo}", revision="{tag}"' if on_hub else f'"./{local}"'
     kind = mixture.kind_info
     remote = ", trust_remote_code=True" if kind.remote_code(composition.metrics or {}) else ""
     transformers = (
@@ -70,7 +73,22 @@ def snippets(composition) -> dict:
         "from huggingface_hub import snapshot_download\n\n"
         f'folder = snapshot_download("{repo}", revision="{tag}")'
     )
-    return {"transformers": (env if published else "") + transformers, "snapshot": env + hub}
+    source = (f'snapshot_download("{repo}", revision="{tag}")' if published and light_default
+              else f'"{local}-light.zip"')  # fmt: skip
+    call = (f"model.generate([{kind.example_input!r}])[0].text" if kind.generates
+            else f"model.predict([{kind.example_input!r}])")  # fmt: skip
+    light = (
+        "from routing.light import load_light  # the hub's routing library\n"
+        + ("from huggingface_hub import snapshot_download\n" if source.startswith("snap") else "")
+        + f"\nmodel = load_light({source})  # fetches or finds the base, checks it\n"
+        f"print({call})"
+    )
+    return {
+        "transformers": (env if on_hub else "") + transformers,
+        "snapshot": env + hub,
+        "light": (env if published and light_default else "") + light,
+        "transformers_from": "the Hub" if on_hub else "the unzipped full download",
+    }
 
 
 def composition_detail(request, slug: str, version: int):
@@ -152,6 +170,7 @@ def composition_detail(request, slug: str, version: int):
             "is_maintainer": mixture.is_maintainer(request.user),
             "files": export_files(composition),
             "formats": offered_formats(composition),
+            "default_format": default_format(composition).name,
             "hub_configured": hub_configured(),
             "repo_id": composition.hub_repo or repo_id_for(mixture),
             "publish_job": publish_job,

@@ -4,6 +4,7 @@ and in the API, the default where the base is on the Hub, and why a form is not 
 
 # ruff: noqa: F811 -- the shared fixtures are imported to be used here
 
+import html
 import io
 import json
 import zipfile
@@ -37,7 +38,14 @@ def zip_of(response) -> zipfile.ZipFile:
     return zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
 
 
-def test_the_light_zip_holds_no_base_weights_and_predicts_like_the_hub(stored, tmp_path):
+def snippet(page: str, name: str) -> str:
+    start = page.index(f'id="snippet-{name}">') + len(f'id="snippet-{name}">')
+    return html.unescape(page[start : page.index("</code>", start)])
+
+
+def test_the_light_zip_holds_no_base_weights_and_predicts_like_the_hub(
+    stored, tmp_path, monkeypatch, capsys
+):
     from routing.light import load_light
 
     page = Client().get("/m/weather-food/v1/").content.decode()
@@ -70,6 +78,11 @@ def test_the_light_zip_holds_no_base_weights_and_predicts_like_the_hub(stored, t
     assert by_name["gguf"]["reason"] and "url" not in by_name["gguf"]
     page = Client().get("/m/weather-food/v1/").content.decode()
     assert "light zip</a> (" in page  # with its size, once written
+    response = Client().get("/m/weather-food/v1/download/?format=light")
+    (tmp_path / "weather-food-v1-light.zip").write_bytes(b"".join(response.streaming_content))
+    monkeypatch.chdir(tmp_path)
+    exec(snippet(page, "light"), {})  # the page's light snippet, as a user pastes it
+    assert "'label':" in capsys.readouterr().out
 
 
 def test_an_unknown_format_is_a_clear_400_and_queues_nothing(stored, sent):
