@@ -69,6 +69,7 @@ def demo_composition(work: Path):
     from routing.kinds.causal_lm.experts import load_lm_expert
     from routing.kinds.causal_lm.kind import CAUSAL_LM
     from routing.kinds.causal_lm.token_composing import compose_tokens
+    from routing.kinds.causal_lm.token_model import TokenMoECausalLM
 
     demo = news_and_code()
     work.mkdir(parents=True, exist_ok=True)
@@ -92,16 +93,20 @@ def demo_composition(work: Path):
             CAUSAL_LM.train_expert(base, data[domain].limited(demo.train), path, cache=cache,
                                    **demo.options)  # fmt: skip
         experts.append(load_lm_expert(path, base=base.spec, name=f"demo {domain}"))
-    routing = LMRouting(granularity="token")
-    log("composing per token")
-    composed = compose_tokens(base, experts, list(demo.domains), data, cache=cache,
-                              routing=routing)  # fmt: skip
+    saved = work / "composition"
+    if (saved / "config.json").is_file():
+        model = TokenMoECausalLM.load(saved, base=base)
+    else:
+        log("composing per token")
+        model = compose_tokens(base, experts, list(demo.domains), data, cache=cache,
+                               routing=LMRouting(granularity="token")).model  # fmt: skip
+        model.save(saved)
     prompts = [
         base.tokenizer.decode(base.tokenize([t], 32)["input_ids"][0])
         for d in demo.domains
         for t in data[d].eval.texts[: PROMPTS // len(demo.domains)]
     ]
-    return composed.model, data, prompts
+    return model, data, prompts
 
 
 def until_end(ids: list[int], tokenizer) -> list[int]:
@@ -123,8 +128,10 @@ def native(model, folder: Path, prompts: list[str]) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(folder)
     batch = tokenizer(prompts, return_tensors="pt", padding=True)
     with torch.no_grad():
-        diff = (exported(**batch).logits - model.model(**batch).logits).abs()
+        ours = model.model(**batch).logits
+        diff = (exported(**batch).logits - ours).abs()
         diff = diff[batch["attention_mask"].bool()].max()
+        scale = ours[batch["attention_mask"].bool()].abs().max()
         greedy = exported.generate(**batch, max_new_tokens=NEW_TOKENS, do_sample=False,
                                    pad_token_id=tokenizer.pad_token_id)  # fmt: skip
     ids = greedy[:, batch["input_ids"].shape[1] :]
@@ -135,6 +142,7 @@ def native(model, folder: Path, prompts: list[str]) -> dict:
         "model_type": config["model_type"],
         "remote_code": "auto_map" in config,
         "max_abs_logit_diff": float(diff),
+        "max_abs_logit": float(scale),  # the logits' own size: the difference is rounding
         "prompts": len(prompts),
         "tokens_equal": sum(a == b for a, b in zip(texts, hubs, strict=True)),
         "export_seconds": seconds,

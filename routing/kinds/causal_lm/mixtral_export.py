@@ -107,12 +107,13 @@ def mixtral_state(model: TokenMoECausalLM) -> dict[str, torch.Tensor]:
         merged = {p: [] for p in ("gate_proj", "up_proj", "down_proj")}
         for deltas in layer.experts:
             for projection, stack in merged.items():
-                weight = getattr(layer.mlp, projection).weight.detach().clone()  # (out, in)
+                weight = getattr(layer.mlp, projection).weight.detach()  # (out, in)
                 pair = deltas.pairs.get(projection)
-                if pair is not None:
+                if pair is not None:  # merged in float64: the nearest float32 to W + sBA
                     a, b = pair
-                    weight += deltas.scale * (b @ a)
-                stack.append(weight)
+                    exact = weight.double() + deltas.scale * (b.double() @ a.double())
+                    weight = exact.to(weight.dtype)
+                stack.append(weight.clone())
         prefix = f"model.layers.{i}.mlp"
         out[f"{prefix}.gate.weight"] = layer.router.detach()  # (E, D)
         gate_up = [torch.cat([g, u]) for g, u in zip(merged["gate_proj"], merged["up_proj"],
