@@ -50,14 +50,14 @@ def _table(summary: dict) -> list[str]:
 
 def verdict(results: dict) -> list[str]:
     """What the runs say about the mixture against the fair single model, per data size."""
-    from bench.lm_merge import compositions, wins_over
+    from bench.lm_merge import best_of, compositions, wins_over
 
     lines = []
     for size, entry in results["sizes"].items():
         summary = entry["summary"]
         if "fair multitask LoRA" not in summary or not compositions(summary):
             continue
-        best = min(compositions(summary), key=lambda s: summary[s]["overall"][0])
+        best = best_of(summary, compositions(summary))
         wins = wins_over(summary, best, "fair multitask LoRA")
         ours, theirs = summary[best]["overall"][0], summary["fair multitask LoRA"]["overall"][0]
         beats = len(wins) >= 3 and ours < theirs
