@@ -79,11 +79,12 @@ def caveats(results: dict) -> list[str]:
     sizes = results["sizes"]
     claim = sizes[results["claim_size"]]
     if len(claim["seeds"]) < 3:
+        n = len(claim["seeds"])
         lines.append(
-            f"- {len(claim['seeds'])} seed(s) at {results['claim_size']} texts per "
-            "domain, not 3: the ± columns are empty and a seed's luck is not averaged "
-            "out."
-        )
+            f"- {n} seed(s) at {results['claim_size']} texts per domain, not 3: "
+            + ("the ± columns are empty and a seed's luck is not averaged out." if n == 1
+               else f"the ± columns are the spread of {n} seeds only.")
+        )  # fmt: skip
     if len(sizes) < 2:
         lines.append("- one data size only: how the gap moves with data is not measured.")
     fair = results.get("fair_multitask")
