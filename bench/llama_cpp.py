@@ -15,6 +15,7 @@ import tarfile
 from pathlib import Path
 
 VERSION = "0.3.36"
+SENTENCEPIECE = "0.2.3"
 TYPES = ("f32", "f16", "q8_0")  # f32 is compared token for token; the others are reported
 CMAKE_ARGS = " ".join(
     f"-D{flag}=OFF"
@@ -58,9 +59,13 @@ def run(cmd: list, **kw) -> str:
 
 
 def ensure(folder: Path) -> tuple[Path, Path]:
-    """(python of the environment with llama_cpp, llama.cpp's source folder) in `folder`."""
+    """(python of the environment with llama_cpp, llama.cpp's source folder) in `folder`;
+    the converter's one import this project lacks (sentencepiece) goes to `folder/deps`."""
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "deps" / "sentencepiece").is_dir():
+        run([sys.executable, "-m", "pip", "install", "--quiet", "--target", folder / "deps",
+             f"sentencepiece=={SENTENCEPIECE}"])  # fmt: skip
     python = folder / "venv" / "bin" / "python"
     sdist = folder / f"llama_cpp_python-{VERSION}.tar.gz"
     if not sdist.is_file():
@@ -81,8 +86,10 @@ def ensure(folder: Path) -> tuple[Path, Path]:
 def convert(source: Path, folder: Path, out: Path, outtype: str) -> Path:
     """llama.cpp's own converter on a transformers folder (run with this project's Python:
     it needs torch, transformers and numpy; it brings its own `gguf`)."""
+    deps = source.parents[3] / "deps"  # DIR/src/llama_cpp_python-*/vendor/llama.cpp
+    env = {**os.environ, "PYTHONPATH": f"{deps}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     run([sys.executable, source / "convert_hf_to_gguf.py", folder, "--outfile", out,
-         "--outtype", outtype])  # fmt: skip
+         "--outtype", outtype], env=env)  # fmt: skip
     return out
 
 
