@@ -93,6 +93,24 @@ def convert(source: Path, folder: Path, out: Path, outtype: str) -> Path:
     return out
 
 
+def plain_folder(base, folder: Path) -> Path:
+    """The base model's float32 weights as a transformers folder (a model loaded from a GGUF
+    file does not save itself: it is marked quantised)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    settings = base.model.config.to_dict()
+    settings.pop("quantization_config", None)
+    config = type(base.model.config).from_dict(settings)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(base.model.state_dict(), assign=True)
+    model.tie_weights()
+    model.save_pretrained(folder)
+    base.tokenizer.save_pretrained(folder)
+    return folder
+
+
 def llama_cpp_checks(folder: Path, model, full: Path, work: Path, native: dict,
                      threads: int = 2) -> dict:  # fmt: skip
     """The composition's GGUF files against the hub's greedy tokens (`native`: the ids the
@@ -104,9 +122,7 @@ def llama_cpp_checks(folder: Path, model, full: Path, work: Path, native: dict,
     ggufs = {t: convert(source, full, work / f"composition-{t}.gguf", t) for t in TYPES}
     plain = work / "base-hf"
     if not plain.is_dir():  # the base model alone, as transformers loads it from its package
-        base = CausalBase(model.base.name)
-        base.model.save_pretrained(plain)
-        base.tokenizer.save_pretrained(plain)
+        plain_folder(CausalBase(model.base.name), plain)
     ggufs["base f32"] = convert(source, plain, work / "base-f32.gguf", "f32")
     spec = work / "llama-cpp-spec.json"
     spec.write_text(json.dumps({"models": {k: str(v) for k, v in ggufs.items()},
