@@ -124,21 +124,29 @@ def llama_cpp_checks(folder: Path, model, full: Path, work: Path, native: dict,
     if not plain.is_dir():  # the base model alone, as transformers loads it from its package
         plain_folder(CausalBase(model.base.name), plain)
     ggufs["base f32"] = convert(source, plain, work / "base-f32.gguf", "f32")
-    spec = work / "llama-cpp-spec.json"
-    spec.write_text(json.dumps({"models": {k: str(v) for k, v in ggufs.items()},
-                                "prompts": native["prompt_ids"], "threads": threads,
-                                "new_tokens": max(map(len, native["greedy_ids"]))}))  # fmt: skip
-    out = run([python, "-c", RUNNER, spec])
-    ran = json.loads(out.split("RESULT ", 1)[1])
     wanted = native["greedy_ids"]
+    ran = {}
+    for name, path in ggufs.items():  # each in its own process: a crash is one figure
+        spec = work / "llama-cpp-spec.json"
+        spec.write_text(json.dumps({"models": {name: str(path)}, "prompts": native["prompt_ids"],
+                                    "threads": threads,
+                                    "new_tokens": max(map(len, wanted))}))  # fmt: skip
+        done = subprocess.run([python, "-c", RUNNER, spec], capture_output=True, text=True)
+        if done.returncode:
+            ran[name] = {"failed": f"exit status {done.returncode} (-11 or 139: a segfault)"}
+        else:
+            ran[name] = json.loads(done.stdout.split("RESULT ", 1)[1])[name]
     result = {"gguf_type": "f32", "prompts": len(wanted), "llama_cpp_python": VERSION}
     for t in TYPES:
-        equal = sum(a == b for a, b in zip(ran[t]["ids"], wanted, strict=True))
-        result[f"tokens_equal_{t}" if t != "f32" else "tokens_equal"] = equal
+        key = f"tokens_equal_{t}" if t != "f32" else "tokens_equal"
+        if "failed" in ran[t]:
+            result[key] = ran[t]["failed"]
+            continue
+        result[key] = sum(a == b for a, b in zip(ran[t]["ids"], wanted, strict=True))
         result[f"tokens_per_second_{t}"] = ran[t]["tokens_per_second"]
-    result["tokens_per_second_base_f32"] = ran["base f32"]["tokens_per_second"]
-    result["speed_vs_base_f32"] = (
-        ran["f32"]["tokens_per_second"] / ran["base f32"]["tokens_per_second"]
-    )
+    result["tokens_per_second_base_f32"] = ran["base f32"].get("tokens_per_second")
+    if "tokens_per_second_f32" in result and result["tokens_per_second_base_f32"]:
+        result["speed_vs_base_f32"] = (result["tokens_per_second_f32"]
+                                       / result["tokens_per_second_base_f32"])  # fmt: skip
     result["gguf_mb"] = {t: p.stat().st_size / 1e6 for t, p in ggufs.items()}
     return result
