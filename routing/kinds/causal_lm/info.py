@@ -67,8 +67,8 @@ class CausalLMInfo(KindInfo):
         if self.remote_code(metrics):
             return ("routing per sequence has no architecture that llama.cpp runs; a mixture "
                     "that routes per token exports as a standard Mixtral checkpoint")  # fmt: skip
-        return ("this hub does not build GGUF files yet; the full folder is a standard "
-                "Mixtral checkpoint (docs/publishing.md)")  # fmt: skip
+        return ("this hub does not build GGUF files yet: convert the full folder (a standard "
+                "Mixtral checkpoint) with llama.cpp's convert_hf_to_gguf.py")  # fmt: skip
 
     def score_rows(self, metrics: dict, names: list[str], charted: list[int]) -> list[dict]:
         """Perplexity per domain against the base model's and each charted expert's alone."""
