@@ -181,8 +181,9 @@ def load_light(path: str | os.PathLike):
     """A light export (folder or zip) as a composition, on its base fetched or found here."""
     from .kinds import get_kind
 
-    meta = read_light(unpacked(path))
+    folder = unpacked(path)  # once: open_composition takes the folder as it is
+    meta = read_light(folder)
     if meta is None:
         raise LightExportError(f"{path} is not a light export (no {LIGHT_CONFIG})")
     kind = get_kind(meta["kind"])
-    return open_composition(path, lambda folder: kind.load_composition(folder, None))
+    return open_composition(folder, lambda f: kind.load_composition(f, None))
