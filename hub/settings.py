@@ -196,6 +196,9 @@ SPECTACULAR_SETTINGS = {
 MOECOLLAB_CACHE_DIR = Path(env_str("MOECOLLAB_CACHE", str(VAR_DIR / "cache")))
 # A worker's copies of stored files that are not on its disk (object storage), by sha256.
 MOECOLLAB_BLOB_CACHE_BYTES = env_int("MOECOLLAB_BLOB_CACHE_BYTES", 10 * 1024**3)
+# How long a stored export file that no export names yet is kept (a writer's manifest
+# comes last), before `prune_exports` may delete it (experts/services/shared.py).
+MOECOLLAB_SHARED_GRACE_SECONDS = env_int("MOECOLLAB_SHARED_GRACE_SECONDS", 24 * 3600)
 
 # --- Publishing to the Hugging Face Hub ---------------------------------------
 # The token is read from MOECOLLAB_HF_TOKEN, the file MOECOLLAB_HF_TOKEN_FILE names,

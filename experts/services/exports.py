@@ -4,7 +4,6 @@ a web request), its zip, and what its model card says about the composition."""
 from __future__ import annotations
 
 import logging
-import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,7 +14,9 @@ from routing.formats import formats
 from routing.light import write_light
 from routing.model_card import CardInfo, Contributor
 
-from ..models import Composition, Job
+from ..models import Composition, Job, private_storage
+from .archives import folder_entries
+from .archives import zip_size as zip_size_of
 from .jobs import end_job, job_composition, progress, run
 from .queueing import once_per_composition
 from .resources import kind_of, load_model
@@ -25,6 +26,7 @@ from .storage import (
     LIGHT,
     ExportFormat,
     download_ready,
+    export_entries,
     export_folder,
     is_stored,
     put_folder,
@@ -147,18 +149,24 @@ def ensure_export(composition: Composition, model=None, fmt: ExportFormat = FULL
         write_light(kind, model, staging / fmt.folder, card_info(composition))
     else:
         kind.export(model, staging / fmt.folder, card_info(composition))
-    _write_zip(staging / fmt.folder, staging / zip_name(composition, fmt))
-    put_folder(staging, composition.folder, fmt.manifest)  # the manifest last
+    name = zip_name(composition, fmt)
+    size = zip_size_of(folder_entries(staging / fmt.folder, Path(name).stem))
+    put_folder(
+        staging,
+        composition.folder,
+        fmt.manifest,
+        shared=True,
+        extra={"zip": {"name": name, "size": size}},
+    )  # the manifest last; fmt: skip
     return export_folder(composition, fmt)
 
 
-def _write_zip(folder: Path, archive: Path) -> None:
-    """The export as one zip (stored, not compressed: weights do not shrink)."""
-    name = archive.stem
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
-        for path in sorted(folder.rglob("*")):  # an LM export has its experts' folders
-            if path.is_file():
-                zf.write(path, f"{name}/{path.relative_to(folder).as_posix()}")
+def zip_entries(composition: Composition, fmt: ExportFormat) -> list:
+    """The stored export's files as the entries of its zip (see services.archives)."""
+    storage = private_storage()
+    top = Path(zip_name(composition, fmt)).stem
+    return [(f"{top}/{name}", e["size"], lambda e=e: storage.open(e["stored"], "rb"))
+            for name, e in export_entries(composition, fmt).items()]  # fmt: skip
 
 
 def export_now(composition: Composition, model=None) -> None:

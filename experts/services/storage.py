@@ -5,9 +5,13 @@ at a path a process assumes is shared. No model is loaded here.
 A composition is a prefix of the storage, `compositions/<mixture>/v<N>-<token>/`:
 - the kind's own files, then `files.json` (name → size, sha256), written last: a
   composition is stored once its manifest is there;
-- its Hugging Face export under `hf/`, its zip beside it, then `export.json` (the export's
-  files and the zip), written last: the download is ready once that manifest is there;
-- its light export (no base weights) under `light/`, its zip, then `light.json`.
+- its Hugging Face export under `hf/`, then `export.json` (the export's files, each
+  stored once per hub by its content (see services.shared), and the size of its zip),
+  written last: the download is ready once that manifest is there;
+- its light export (no base weights) under `light/`, then `light.json`.
+
+A zip is not stored: it is assembled from the stored files while it downloads (see
+services.archives), so that a version's download does not store the base a second time.
 
 Writers build the files in a local staging folder and `put_folder` them (moved into place
 on the local disk, uploaded to a bucket). Readers get a local folder with `local_folder`:
@@ -33,6 +37,7 @@ from routing.files import file_sha256
 
 from ..models import Composition, Mixture, private_storage
 from .blobs import BlobError, cached_folder, copy_checked, local_path
+from .shared import put_blob, stored_name
 
 MANIFEST = "files.json"
 EXPORT_MANIFEST = "export.json"
@@ -53,7 +58,11 @@ def staging_folder() -> Path:
     root = (local / ".staging") if local else Path(settings.MOECOLLAB_CACHE_DIR) / "staging"
     if root.is_dir():  # what a killed worker left behind a day ago
         for old in root.iterdir():
-            if time.time() - old.stat().st_mtime > STALE_STAGING_SECONDS:
+            try:
+                stale = time.time() - old.stat().st_mtime > STALE_STAGING_SECONDS
+            except FileNotFoundError:  # another writer's, stored and gone meanwhile
+                continue
+            if stale:
                 shutil.rmtree(old, ignore_errors=True)
     folder = root / uuid.uuid4().hex
     folder.mkdir(parents=True)
@@ -102,15 +111,22 @@ def read_json(name: str) -> dict | None:
         return None
 
 
-def put_folder(folder: Path, prefix: str, manifest_name: str = MANIFEST) -> dict:
-    """Store every file of a local folder under `prefix/`, then its manifest (last).
+def put_folder(
+    folder: Path, prefix: str, manifest_name: str = MANIFEST, *, shared: bool = False,
+    extra: dict | None = None,
+) -> dict:  # fmt: skip
+    """Store every file of a local folder under `prefix/` (`shared`: each once per hub by
+    its content, see services.shared), then its manifest (last), with `extra` in it.
 
     The local folder is used up: moved into place, or, after an upload, kept as this
     worker's cached copy of what it stored (so the next reader here fetches nothing)."""
     files = _manifest_of(folder)
-    manifest = {"files": files}
-    for name in files:
-        put_file(folder / name, f"{prefix}/{name}")
+    manifest = {"files": files, **(extra or {})}
+    for name, entry in files.items():
+        if shared:
+            entry["blob"] = put_blob(folder / name, entry["sha256"], f"{prefix}/{name}")
+        else:
+            put_file(folder / name, f"{prefix}/{name}")
     if local_path(prefix) is None:
         cached_folder(_key(manifest), adopt=folder)
     else:
@@ -124,13 +140,14 @@ def _key(manifest: dict) -> str:
 
 
 def delete_prefix(prefix: str, manifest: dict | None, manifest_name: str = MANIFEST) -> int:
-    """Delete what `put_folder` stored (the manifest first); the bytes freed."""
+    """Delete what `put_folder` stored (the manifest first); the bytes freed (a shared
+    file's blob stays for `shared.collect`, which frees it once nothing names it)."""
     storage = private_storage()
     storage.delete(f"{prefix}/{manifest_name}")
     freed = 0
     for name, entry in ((manifest or {}).get("files") or {}).items():
-        storage.delete(f"{prefix}/{name}")
-        freed += entry["size"]
+        storage.delete(f"{prefix}/{name}")  # on the local disk, a shared file's link
+        freed += 0 if entry.get("blob") else entry["size"]
     local = local_path(prefix)
     if local is not None and local.is_dir():  # and the folders left empty
         for folder in sorted((p for p in local.rglob("*") if p.is_dir()), reverse=True):
@@ -156,7 +173,8 @@ def local_folder(prefix: str, manifest_name: str = MANIFEST) -> Path:
 def _fetch_all(prefix: str, files: dict, into: Path) -> None:
     for name, entry in files.items():
         (into / name).parent.mkdir(parents=True, exist_ok=True)
-        copy_checked(private_storage(), f"{prefix}/{name}", into / name, entry["sha256"])
+        copy_checked(private_storage(), stored_name(prefix, name, entry), into / name,
+                     entry["sha256"])  # fmt: skip
 
 
 # --- compositions and their exports -------------------------------------------------
@@ -202,12 +220,21 @@ def export_manifest(composition: Composition, fmt: ExportFormat = FULL) -> dict 
     return read_json(f"{composition.folder}/{fmt.manifest}")
 
 
-def export_files(composition: Composition, fmt: ExportFormat = FULL) -> list[tuple[str, int]]:
-    """The export's files (name, bytes) once it is complete; [] otherwise."""
+def export_entries(composition: Composition, fmt: ExportFormat = FULL) -> dict[str, dict]:
+    """The export's files once it is complete (name in the model folder → its manifest
+    entry, with `stored`, its name in the storage); {} otherwise."""
     manifest = export_manifest(composition, fmt) or {}
     head = f"{fmt.folder}/"
-    return sorted((name[len(head):], e["size"]) for name, e in manifest.get("files", {}).items()
-                  if name.startswith(head))  # fmt: skip
+    return {
+        name[len(head) :]: {**entry, "stored": stored_name(composition.folder, name, entry)}
+        for name, entry in sorted(manifest.get("files", {}).items())
+        if name.startswith(head)
+    }
+
+
+def export_files(composition: Composition, fmt: ExportFormat = FULL) -> list[tuple[str, int]]:
+    """The export's files (name, bytes) once it is complete; [] otherwise."""
+    return [(name, e["size"]) for name, e in export_entries(composition, fmt).items()]
 
 
 def export_folder(composition: Composition, fmt: ExportFormat = FULL) -> Path:
@@ -224,10 +251,10 @@ def zip_key(composition: Composition, fmt: ExportFormat = FULL) -> str:
 
 
 def zip_size(composition: Composition, fmt: ExportFormat = FULL) -> int | None:
-    """The bytes of the export's zip, once it is stored."""
-    entry = ((export_manifest(composition, fmt) or {}).get("files") or {}).get(
-        zip_name(composition, fmt)
-    )
+    """The bytes of the export's zip, once the export is stored (an export stored before
+    zips were assembled on download lists its stored zip among its files)."""
+    manifest = export_manifest(composition, fmt) or {}
+    entry = manifest.get("zip") or (manifest.get("files") or {}).get(zip_name(composition, fmt))
     return entry["size"] if entry else None
 
 

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from routing.report import matrix_rows
 
 from ..charts import bars, heatmap
-from ..downloads import stored_file_response
+from ..downloads import stored_file_response, zip_response
 from ..models import Job
 from ..queries import get_composition
 from ..services.compositions import pin
@@ -26,13 +26,15 @@ from ..services.exports import (
     missing_domains,
     offered_formats,
     repo_id_for,
+    zip_entries,
 )
 from ..services.publishing import enqueue_publish, hub_configured, publish_refusal
 from ..services.storage import (
     FORMATS,
     download_ready,
+    export_entries,
     export_files,
-    export_prefix,
+    export_manifest,
     is_stored,
     zip_key,
     zip_name,
@@ -219,18 +221,21 @@ def composition_download(request, slug: str, version: int):
         return fmt
     if not download_ready(composition, fmt):
         return _preparing(request, composition, fmt)
-    return stored_file_response(zip_key(composition, fmt), zip_name(composition, fmt))
+    size = (export_manifest(composition, fmt).get("zip") or {}).get("size")
+    if size is None:  # stored before zips were assembled on download: its stored zip
+        return stored_file_response(zip_key(composition, fmt), zip_name(composition, fmt))
+    return zip_response(zip_entries(composition, fmt), size, zip_name(composition, fmt))
 
 
 def composition_file(request, slug: str, version: int, name: str):
     """One file of the export, by its name in the model repository."""
     composition = get_composition(slug, version)
-    files = dict(export_files(composition))
+    files = export_entries(composition)
     if not files:
         return _preparing(request, composition, FORMATS["full"])
     if name not in files:
         raise Http404(f"the export has no file named {name!r}")
-    return stored_file_response(f"{export_prefix(composition)}/{name}", name)
+    return stored_file_response(files[name]["stored"], name)
 
 
 def download_status(request, slug: str, version: int):

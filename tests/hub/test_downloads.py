@@ -31,7 +31,12 @@ def test_without_a_token_the_page_says_so_and_downloads_still_work(stored, setti
     prepared_by_a_worker(stored, "/m/weather-food/v1/download/")
     response = Client().get("/m/weather-food/v1/download/")
     assert response.status_code == 200 and response["Content-Disposition"].startswith("attachment")
-    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    body = b"".join(response.streaming_content)
+    assert int(response["Content-Length"]) == len(body)  # measured when it was exported
+    again = Client().get("/m/weather-food/v1/download/")
+    assert b"".join(again.streaming_content) == body  # the same bytes every time
+    archive = zipfile.ZipFile(io.BytesIO(body))
+    assert archive.testzip() is None
     names = set(archive.namelist())
     assert {"weather-food-v1/config.json", "weather-food-v1/model.safetensors"} <= names
     config = json.loads(archive.read("weather-food-v1/config.json"))
@@ -46,7 +51,17 @@ def test_without_a_token_the_page_says_so_and_downloads_still_work(stored, setti
     assert 'model="./weather-food-v1"' in page.replace("&quot;", '"')
 
 
-def test_pruned_exports_come_back_identical_on_the_next_download(stored, settings):
+def only_full(composition) -> set[str]:
+    """The stored files that only the full export names (pruning keeps the light one)."""
+    from experts.services.shared import blobs_of
+    from experts.services.storage import FULL, LIGHT, export_manifest
+
+    return blobs_of(export_manifest(composition, FULL)) - blobs_of(
+        export_manifest(composition, LIGHT)
+    )
+
+
+def test_pruned_exports_come_back_identical_on_the_next_download(stored, settings, media):
     from django.core.management import call_command
 
     prepared_by_a_worker(stored, "/m/weather-food/v1/files/model.safetensors")
@@ -57,10 +72,19 @@ def test_pruned_exports_come_back_identical_on_the_next_download(stored, setting
     call_command("prune_exports", keep=1)  # v1 is current: kept
     assert folder.is_dir()
     Composition.objects.filter(pk=stored.pk).update(is_current=False)
+    blobs = media / "blobs" / "sha256"
+    stored_files = sorted(p.name for p in blobs.iterdir())
+    going = {b.rsplit("/", 1)[1] for b in only_full(stored)}
+    assert going and going < set(stored_files)
     out = io.StringIO()
     call_command("prune_exports", keep=0, stdout=out)
-    assert "the exports of 1 compositions" in out.getvalue()
-    assert not folder.exists() and not folder.with_name("weather-food-v1.zip").exists()
+    assert "the exports of 1 compositions and 0 shared files" in out.getvalue()
+    assert not folder.exists()
+    assert sorted(p.name for p in blobs.iterdir()) == stored_files  # within the grace period
+    settings.MOECOLLAB_SHARED_GRACE_SECONDS = 0
+    call_command("prune_exports", keep=0, stdout=out)  # nothing names them any more
+    assert f"and {len(going)} shared files" in out.getvalue()
+    assert sorted(p.name for p in blobs.iterdir()) == sorted(set(stored_files) - going)
     prepared_by_a_worker(stored, "/m/weather-food/v1/files/model.safetensors")
     again = Client().get("/m/weather-food/v1/files/model.safetensors")
     assert b"".join(again.streaming_content) == weights
@@ -146,6 +170,7 @@ def test_compositions_stored_before_the_storage_manifests_still_load_and_downloa
     from django.apps import apps
 
     from experts.services import exports
+    from experts.services.archives import folder_entries, zip_chunks
     from experts.services.resources import load_model
     from experts.services.storage import EXPORT_MANIFEST, MANIFEST, export_files, is_stored
 
@@ -153,6 +178,8 @@ def test_compositions_stored_before_the_storage_manifests_still_load_and_downloa
     folder = media / stored.folder
     (folder / MANIFEST).unlink()
     (folder / EXPORT_MANIFEST).unlink()
+    old_zip = b"".join(zip_chunks(folder_entries(folder / "hf", "weather-food-v1")))
+    (folder / "weather-food-v1.zip").write_bytes(old_zip)  # an older hub stored its zip
     old = media / "compositions/weather-food/v1"  # where an older hub put version 1
     shutil.move(folder, old)
     Composition.objects.filter(pk=stored.pk).update(folder="compositions/weather-food/v1")
@@ -161,6 +188,8 @@ def test_compositions_stored_before_the_storage_manifests_still_load_and_downloa
     migration = importlib.import_module("experts.migrations.0007_storage_manifests")
     migration.write_manifests(apps, None)
     assert is_stored(stored) and export_files(stored)
+    download = Client().get("/m/weather-food/v1/download/")  # the stored zip, as it was
+    assert b"".join(download.streaming_content) == old_zip
     response = Client().get("/m/weather-food/v1/files/config.json")
     assert response.status_code == 200 and json.loads(b"".join(response.streaming_content))
     assert load_model(stored).labels[:2] == ["rainy", "sunny"]

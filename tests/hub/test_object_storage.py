@@ -92,7 +92,7 @@ def test_web_and_two_workers_that_share_no_disk(
         assert ran(tmp_path / "a.log") == {"validate_expert"}
         assert "retrain_gate" in ran(tmp_path / "b.log")
         wait_for(lambda: _exported(v1), 120, "the export")
-        archive = zipfile.ZipFile(io.BytesIO(download(web, "/m/weather-food/v1/download/")))
+        archive = zipfile.ZipFile(io.BytesIO(streamed(web, "/m/weather-food/v1/download/")))
         config = json.loads(archive.read("weather-food-v1/config.json"))
         assert config["architectures"] and "weather" in json.dumps(config)
         expert_bytes = download(web, f"/experts/{weather.pk}/download/")
@@ -119,7 +119,11 @@ def test_web_and_two_workers_that_share_no_disk(
                       180, "v2")  # fmt: skip
         assert v2.expert_shas == [weather.sha256, food.sha256]
         wait_for(lambda: _exported(v2), 120, "the export of v2")
-        assert zipfile.ZipFile(io.BytesIO(download(web, "/m/weather-food/v2/download/")))
+        assert zipfile.ZipFile(io.BytesIO(streamed(web, "/m/weather-food/v2/download/")))
+        # the files v1 and v2 have in common (the tokenizer, the code) are stored once
+        one, two = (_blobs(v) for v in (v1, v2))
+        assert one & two and {f"{prefix}/{b}" for b in one | two} <= set(seaweed.keys())
+        assert not any(k.startswith(f"{prefix}/{v2.folder}/hf/") for k in seaweed.keys())
     finally:
         for process in started:
             process.stop()
@@ -130,6 +134,20 @@ def test_web_and_two_workers_that_share_no_disk(
     # each worker fetched into its own cache what it needed
     assert any((tmp_path / "a" / "cache" / "blobs").iterdir())
     assert any(p.name.startswith("folder-") for p in (tmp_path / "b" / "cache" / "blobs").iterdir())
+
+
+def streamed(web, path):
+    """A zip download: assembled by the web process from the bucket's files as it goes."""
+    with urllib.request.urlopen(web.url + path, timeout=120) as response:
+        body = response.read()
+        assert response.status == 200 and int(response.headers["Content-Length"]) == len(body)
+    return body
+
+
+def _blobs(composition) -> set:
+    from experts.services.storage import export_manifest
+
+    return {e["blob"] for e in export_manifest(composition)["files"].values()}
 
 
 def ran(log) -> set[str]:

@@ -1,4 +1,5 @@
-"""Free disk space: remove the Hugging Face exports (and their zips) of old compositions.
+"""Free disk space: remove the Hugging Face exports of old compositions, then the stored
+files that no export names any more (each is stored once per hub: see services.shared).
 
 An export is rebuilt from the composition's own files by a worker when it is next
 downloaded, so pruning loses nothing. It works on either storage (local files or a
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from ...models import Mixture
-from ...services.storage import EXPORT_MANIFEST, delete_prefix, export_manifest
+from ...models import Composition, Mixture
+from ...services.shared import blobs_of, collect
+from ...services.storage import EXPORT_MANIFEST, FORMATS, delete_prefix, export_manifest
 
 
 class Command(BaseCommand):
@@ -32,9 +34,17 @@ class Command(BaseCommand):
                     continue
                 removed += 1
                 if dry_run:
-                    freed += sum(e["size"] for e in manifest["files"].values())
+                    freed += sum(e["size"] for e in manifest["files"].values() if not e.get("blob"))
                 else:
                     freed += delete_prefix(composition.folder, manifest, EXPORT_MANIFEST)
+        blobs = 0
+        if not dry_run:  # what still names a shared file keeps it
+            referenced = set()
+            for composition in Composition.objects.exclude(folder=""):
+                for fmt in FORMATS.values():
+                    referenced |= blobs_of(export_manifest(composition, fmt))
+            blobs, shared = collect(referenced)
+            freed += shared
         verb = "would free" if dry_run else "freed"
-        self.stdout.write(f"removed the exports of {removed} compositions, {verb} "
-                          f"{freed / 1e6:.1f} MB")  # fmt: skip
+        self.stdout.write(f"removed the exports of {removed} compositions and {blobs} shared "
+                          f"files no export names, {verb} {freed / 1e6:.1f} MB")  # fmt: skip
