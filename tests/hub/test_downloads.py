@@ -38,7 +38,8 @@ def test_without_a_token_the_page_says_so_and_downloads_still_work(stored, setti
     archive = zipfile.ZipFile(io.BytesIO(body))
     assert archive.testzip() is None
     names = set(archive.namelist())
-    assert {"weather-food-v1/config.json", "weather-food-v1/model.safetensors"} <= names
+    assert {"weather-food-v1/config.json", "weather-food-v1/model-base.safetensors",
+            "weather-food-v1/model-experts.safetensors"} <= names  # fmt: skip
     config = json.loads(archive.read("weather-food-v1/config.json"))
     assert config["auto_map"]["AutoModelForSequenceClassification"].startswith("modeling_")
 
@@ -64,8 +65,8 @@ def only_full(composition) -> set[str]:
 def test_pruned_exports_come_back_identical_on_the_next_download(stored, settings, media):
     from django.core.management import call_command
 
-    prepared_by_a_worker(stored, "/m/weather-food/v1/files/model.safetensors")
-    first = Client().get("/m/weather-food/v1/files/model.safetensors")
+    prepared_by_a_worker(stored, "/m/weather-food/v1/files/model-experts.safetensors")
+    first = Client().get("/m/weather-food/v1/files/model-experts.safetensors")
     weights = b"".join(first.streaming_content)
     assert Client().get("/m/weather-food/v1/download/").status_code == 200
     folder = export_folder(stored)
@@ -85,8 +86,8 @@ def test_pruned_exports_come_back_identical_on_the_next_download(stored, setting
     call_command("prune_exports", keep=0, stdout=out)  # nothing names them any more
     assert f"and {len(going)} shared files" in out.getvalue()
     assert sorted(p.name for p in blobs.iterdir()) == sorted(set(stored_files) - going)
-    prepared_by_a_worker(stored, "/m/weather-food/v1/files/model.safetensors")
-    again = Client().get("/m/weather-food/v1/files/model.safetensors")
+    prepared_by_a_worker(stored, "/m/weather-food/v1/files/model-experts.safetensors")
+    again = Client().get("/m/weather-food/v1/files/model-experts.safetensors")
     assert b"".join(again.streaming_content) == weights
 
 

@@ -53,7 +53,7 @@ def test_it_publishes_and_the_model_loads_from_the_hub_predicting_like_the_hub(
     assert lfs_puts and all("Authorization" not in r["headers"] for r in lfs_puts)
 
     folder = snapshot_download(REPO, revision="v1", endpoint=hub_server.url, cache_dir=tmp_path)
-    assert {"config.json", "model.safetensors", "README.md", "modeling_moecollab.py"} <= set(
+    assert {"config.json", "model-base.safetensors", "README.md", "modeling_moecollab.py"} <= set(
         os.listdir(folder)
     )
     card = Path(folder, "README.md").read_text()

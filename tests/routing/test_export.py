@@ -76,6 +76,23 @@ def test_it_exports_a_folder_that_transformers_loads_with_every_weight(tmp_path,
     assert type(model).__name__ == "MoECollabForSequenceClassification"
 
 
+def test_the_base_is_a_shard_of_its_own_that_a_new_version_leaves_byte_identical(
+    tmp_path, composition, tiny_encoder
+):
+    from safetensors import safe_open
+
+    first = export_composition(composition, tmp_path / "v1")
+    with safe_open(first / "model-base.safetensors", "pt") as f:
+        assert {k.split(".")[0] for k in f.keys()} == {"encoder"}
+        assert not any(".lora_" in k for k in f.keys())  # the experts' adapters are theirs
+    experts, domains = _experts(tmp_path / "other", tiny_encoder, kinds=("head", "lora"))
+    second = export_composition(
+        _composition(tiny_encoder, experts, domains, top_k=1), tmp_path / "v2"
+    )
+    for name, same in (("model-base.safetensors", True), ("model-experts.safetensors", False)):
+        assert ((first / name).read_bytes() == (second / name).read_bytes()) is same, name
+
+
 def test_it_predicts_what_the_composition_predicts_on_short_and_long_texts(
     tmp_path, composition, card
 ):

@@ -69,13 +69,14 @@ def test_a_token_composition_travels_light_and_becomes_the_full_mixtral_folder(
     card = CardInfo("tiny v1", mixture="tiny", version=1, contributors=[who])
     folder = write_light(CAUSAL_LM, token_model, tmp_path / "light", card)
     names = {p.name for p in folder.iterdir()}
-    assert names == {"config.json", "model.safetensors", "anchor.safetensors", LIGHT_CONFIG,
-                     "README.md"}  # fmt: skip
+    assert names == {"config.json", "model.safetensors", "routers.safetensors",
+                     "anchor.safetensors", LIGHT_CONFIG, "README.md"}  # fmt: skip
     meta = json.loads((folder / LIGHT_CONFIG).read_text())
     assert meta["kind"] == "causal-lm" and meta["base"]["where"] == "folder"
     assert meta["base"]["fingerprint"] == token_model.base.weights_fingerprint
     # experts, router and anchor, and nothing of the base's weights but kilobytes of text
-    tensors = tensor_bytes(folder / "model.safetensors") + tensor_bytes(anchored[0])
+    tensors = sum(tensor_bytes(folder / n) for n in ("model.safetensors", "routers.safetensors"))
+    tensors += tensor_bytes(anchored[0])
     size = sum(p.stat().st_size for p in folder.iterdir())
     base_bytes = sum(t.numel() * 4 for t in token_model.base.weights.values())
     assert size - tensors < 16_000 and size < base_bytes / 2, (size, tensors, base_bytes)
@@ -159,3 +160,21 @@ def test_a_new_version_with_tuned_routers_changes_only_the_router_shard(token_mo
     second = CAUSAL_LM.export(token_model, tmp_path / "v2", None)
     changed = {n for n in SHARDS if (first / n).read_bytes() != (second / n).read_bytes()}
     assert changed == {"model-router.safetensors"}
+    card = CardInfo("tiny")  # one title: the folder's name would be it otherwise
+    before = write_light(CAUSAL_LM, token_model, tmp_path / "light-v2", card)
+    for layer in token_model.layers:
+        layer.router.data += 0.01
+    after = write_light(CAUSAL_LM, token_model, tmp_path / "light-v3", card)
+    changed = {p.name for p in after.iterdir() if p.read_bytes() != (before / p.name).read_bytes()}
+    assert changed == {"routers.safetensors"}, changed  # the experts' file is the same
+
+    import shutil  # a composition folder saved before the routers had a file of their own
+
+    from safetensors.torch import load_file, save_file
+
+    old = shutil.copytree(after, tmp_path / "old-layout")
+    joined = {**load_file(old / "model.safetensors"), **load_file(old / "routers.safetensors")}
+    save_file(joined, old / "model.safetensors")
+    (old / "routers.safetensors").unlink()
+    loaded = CAUSAL_LM.load_composition(old, base=token_model.base)
+    assert torch.equal(loaded.routers, token_model.routers)

@@ -1,7 +1,8 @@
 """Export a language-model composition as a Hugging Face model folder.
 
-The folder holds `config.json` (MoECollabLMConfig with `auto_map`), `model.safetensors`
-(the base model's weights, the router, every expert's LoRA pairs),
+The folder holds `config.json` (MoECollabLMConfig with `auto_map`), the weights in two
+shards with their index (`model-base.safetensors`: the base model's, the same in every
+version; `model-experts.safetensors`: the router and every expert's LoRA pairs),
 `generation_config.json`, the configuration and modeling code that
 `trust_remote_code` loads (`remote_code/`), the tokenizer, each expert as a plain
 PEFT adapter folder under `experts/`, the router alone (`router.json`,
@@ -22,11 +23,14 @@ from safetensors.torch import save_file
 
 from ...config import to_dict
 from ...model_card import CardInfo
+from ...shards import INDEX, base_and_experts, split_shards
 from .card import model_card
 from .experts import expert_folder
 from .model import CENTROID_TEMPERATURE, MoECausalLM
 
-LM_EXPORT_FILES = ("README.md", "config.json", "model.safetensors", "modeling_moecollab_lm.py")
+# The base's weights in a shard of their own, the same in every version (routing/shards.py).
+SHARDS, SHARD_OF = base_and_experts("lm.")
+LM_EXPORT_FILES = ("README.md", "config.json", INDEX, *SHARDS, "modeling_moecollab_lm.py")
 
 
 def router_settings(model: MoECausalLM) -> dict:
@@ -114,7 +118,8 @@ def export_lm_composition(model: MoECausalLM, folder, card: CardInfo | None = No
         )
         MoECollabLMConfig.register_for_auto_class()
         MoECollabForCausalLM.register_for_auto_class("AutoModelForCausalLM")
-        hf.save_pretrained(tmp)
+        hf.save_pretrained(tmp, max_shard_size="1000GB")  # one file, then split
+        split_shards(tmp, SHARDS, SHARD_OF)
         base.tokenizer.save_pretrained(tmp)
         settings = json.loads((tmp / "tokenizer_config.json").read_text())
         settings["padding_side"] = "left"  # batched generation pads on the left

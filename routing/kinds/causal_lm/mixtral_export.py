@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ...model_card import CardInfo
+from ...shards import INDEX, split_shards
 from .token_model import TokenMoECausalLM
 
 # The weights in three shards, so that a new version re-sends only what changed (the Hub
@@ -31,7 +32,7 @@ SHARDS = {
     "model-router.safetensors": "every layer's router",
 }
 MIXTRAL_FILES = ("README.md", "config.json", "generation_config.json",
-                 "model.safetensors.index.json", *SHARDS)  # fmt: skip
+                 INDEX, *SHARDS)  # fmt: skip
 
 
 def shard_of(key: str) -> str:
@@ -40,26 +41,6 @@ def shard_of(key: str) -> str:
     if ".block_sparse_moe.experts." in key or ".mlp.experts." in key:
         return "model-experts.safetensors"
     return "model-shared.safetensors"
-
-
-def split_shards(folder: Path) -> None:
-    """Rewrite the folder's single `model.safetensors` as SHARDS with the index transformers
-    and llama.cpp's converter read; each shard is deterministic (sorted keys)."""
-    from safetensors.torch import load_file, save_file
-
-    single = folder / "model.safetensors"
-    tensors = load_file(single)
-    groups: dict[str, dict] = {name: {} for name in SHARDS}
-    for key in sorted(tensors):
-        groups[shard_of(key)][key] = tensors[key]
-    for name, group in groups.items():
-        save_file(group, folder / name, {"format": "pt"})
-    index = {
-        "metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
-        "weight_map": {key: shard_of(key) for key in sorted(tensors)},
-    }
-    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
-    single.unlink()
 
 
 def mixtral_config(model: TokenMoECausalLM):
@@ -146,7 +127,7 @@ def export_token_composition(model: TokenMoECausalLM, folder, card: CardInfo | N
             bos_token_id=tokenizer.bos_token_id, max_new_tokens=64, do_sample=False,
         )  # fmt: skip
         hf.save_pretrained(tmp, max_shard_size="1000GB")  # one file, then split_shards
-        split_shards(tmp)
+        split_shards(tmp, SHARDS, shard_of)
         tokenizer.save_pretrained(tmp)
         settings = json.loads((tmp / "tokenizer_config.json").read_text())
         settings["padding_side"] = "left"  # batched generation pads on the left

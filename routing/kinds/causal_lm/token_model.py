@@ -33,6 +33,9 @@ def check_token_expert(expert: LMExpert) -> None:
     check_token_modules(expert.modules())
 
 
+ROUTERS_FILE = "routers.safetensors"
+
+
 class TokenMoECausalLM:
     """Route each token in every layer among the shared expert and the experts."""
 
@@ -161,12 +164,18 @@ class TokenMoECausalLM:
     def save(self, folder: str | os.PathLike) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tensors = {"routers": self.routers}
+        tensors = {}
         for i, expert in enumerate(self.experts):
             tensors.update({f"experts.{i}.{k}": v for k, v in expert.lora_tensors.items()})
-        tensors = {k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}
-        save_file(tensors, folder / "model.safetensors.tmp", {"format": "pt"})
-        os.replace(folder / "model.safetensors.tmp", folder / "model.safetensors")
+        # the routers apart from the experts: a router tuning changes only ROUTERS_FILE,
+        # so a new version sends and stores only it (the Hub and the hub keep files by hash)
+        for name, group in (
+            ("model.safetensors", tensors),
+            (ROUTERS_FILE, {"routers": self.routers}),
+        ):
+            group = {k: v.detach().float().cpu().contiguous() for k, v in group.items()}
+            save_file(group, folder / f"{name}.tmp", {"format": "pt"})
+            os.replace(folder / f"{name}.tmp", folder / name)
         if self.base.anchor is not None:  # the very file: experts name its sha256
             shutil.copyfile(self.base.anchor_path, folder / "anchor.safetensors")
             if self.base.anchor_config is not None:  # a PEFT anchor's own config
@@ -196,6 +205,8 @@ class TokenMoECausalLM:
                 f"anchor {config.get('anchor', '')[:16] or 'none'}"
             )
         tensors = load_file(folder / "model.safetensors")
+        if (folder / ROUTERS_FILE).is_file():  # else a folder saved with them in one file
+            tensors.update(load_file(folder / ROUTERS_FILE))
         experts = [_expert(i, entry, config, tensors) for i, entry in enumerate(config["experts"])]
         return cls(
             base,

@@ -1,10 +1,12 @@
 """Export a composition as a Hugging Face model repository folder.
 
-The folder holds `config.json`, `model.safetensors` (base encoder, gate and
-experts), the configuration and modeling code that `trust_remote_code`
-loads (`routing/remote_code/`), the tokenizer files and a `README.md` model
-card. `AutoModelForSequenceClassification.from_pretrained(folder,
-trust_remote_code=True)` then gives the composition's own predictions.
+The folder holds `config.json`, the weights in two shards with their index
+(`model-base.safetensors`: the base encoder, the same in every version;
+`model-experts.safetensors`: the experts and the gate), the configuration and
+modeling code that `trust_remote_code` loads (`routing/remote_code/`), the tokenizer
+files and a `README.md` model card. `AutoModelForSequenceClassification
+.from_pretrained(folder, trust_remote_code=True)` then gives the composition's own
+predictions.
 
 The export is deterministic: the same composition gives byte-identical files,
 so re-publishing it changes nothing on the Hub.
@@ -21,14 +23,19 @@ from pathlib import Path
 import torch
 
 from ...model_card import CardInfo
+from ...shards import INDEX, base_and_experts, split_shards
 from .card import model_card
 from .model import MoEClassifier
 
+# The base encoder's weights in a shard of their own, the same in every version (stored
+# and sent once: routing/shards.py), the experts and the gate in the other.
+SHARDS, SHARD_OF = base_and_experts("encoder.")
 EXPORT_FILES = (
     "README.md",
     "config.json",
     "configuration_moecollab.py",
-    "model.safetensors",
+    INDEX,
+    *SHARDS,
     "modeling_moecollab.py",
 )
 
@@ -128,7 +135,8 @@ def export_composition(
         MoECollabForSequenceClassification.register_for_auto_class(
             "AutoModelForSequenceClassification"
         )
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, max_shard_size="1000GB")  # one file, then split
+        split_shards(tmp, SHARDS, SHARD_OF)
         tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(model_card(composition, card), encoding="utf-8")
         shutil.rmtree(folder, ignore_errors=True)
