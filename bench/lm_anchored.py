@@ -211,20 +211,19 @@ def token_timings(plain: CausalBase, model: TokenMoECausalLM, texts, prompts, ne
 
 def token_flops(spec, vocab: int, experts: int, tokens: int = 128) -> dict:
     """Counted FLOPs per token of the per-token compositions against the base: the router
-    (D x E a layer), and per selected expert its LoRA deltas on the MLP and, beyond the
-    first, one more down projection (gate and up are shared: the deltas stay factored)."""
+    (D x E a layer) and per selected expert its LoRA deltas on the MLP (gate, up and down
+    run once: the deltas stay factored and the down projection takes the weighted sum)."""
     from routing.kinds.causal_lm.flops import lora_flops
     from routing.kinds.causal_lm.flops import token_flops as base_flops
 
     base = base_flops(spec, vocab, tokens)
     modules = [f"model.layers.{i}.mlp.{m}" for i in range(spec.num_layers) for m in MLP]
     deltas = lora_flops(spec, EXPERT["r"], modules)
-    down = 2.0 * spec.intermediate_size * spec.hidden_size * spec.num_layers
     router = 2.0 * spec.hidden_size * experts * spec.num_layers
     return {
         "base model": base,
         "token top-1": base + router + deltas,
-        "token top-2": base + router + 2 * deltas + down,
+        "token top-2": base + router + 2 * deltas,
     }
 
 

@@ -149,10 +149,15 @@ def _merged_mlp(layer_mlp, deltas: ExpertDeltas):
     )
 
 
+@pytest.mark.parametrize("gather", [0, 10**6], ids=["expert by expert", "gathered per token"])
 def test_top_k_equal_to_every_expert_with_a_uniform_router_is_their_mean_and_a_mixtral_block(
-    anchored, tiny_lm_folder
+    anchored, tiny_lm_folder, gather, monkeypatch
 ):
+    """Both ways the block computes (a loop over the chosen experts for many tokens, their
+    deltas gathered per token for a few) are the mean of the merged MLPs and Mixtral's."""
     from transformers import MixtralConfig
+
+    monkeypatch.setattr("routing.kinds.causal_lm.token_moe.GATHER_TOKENS", gather)
     from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
 
     anchor, files, _ = anchored
@@ -300,3 +305,26 @@ def test_a_token_composition_exports_as_a_mixtral_checkpoint_without_remote_code
                                pad_token_id=tokenizer.pad_token_id)  # fmt: skip
     new = tokenizer.batch_decode(greedy[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     assert new == [g.text for g in model.generate(PROMPTS, max_new_tokens=6)]
+
+
+def test_the_gathered_deltas_follow_an_expert_changed_in_place(
+    anchored, tiny_lm_folder, monkeypatch
+):
+    """Coordinated training changes an expert's pairs in place between forwards: the block
+    computes with what they are now, gathered or not."""
+    anchor, files, _ = anchored
+    base = CausalBase(tiny_lm_folder, device="cpu", max_tokens=MAX_TOKENS, anchor=anchor)
+    expert = load_lm_expert(files["weather"], base=base.spec)
+    layer = base.fresh_model().model.layers[0].mlp
+    deltas = [ExpertDeltas(), deltas_of(expert.lora_tensors, expert.scale)[0]]
+    block = TokenMoEMLP(layer, torch.randn(2, base.hidden_size), deltas, top_k=2)
+    x = torch.randn(1, 3, base.hidden_size)
+    with torch.no_grad():
+        before = block(x)
+        for _, b in deltas[1].pairs.values():
+            b.mul_(3.0)
+        gathered = block(x)
+        monkeypatch.setattr("routing.kinds.causal_lm.token_moe.GATHER_TOKENS", 0)
+        looped = block(x)
+    assert not torch.allclose(gathered, before)
+    torch.testing.assert_close(gathered, looped, atol=1e-5, rtol=0)

@@ -11,7 +11,10 @@ FlexOlmo's public expert) has none. Attention is the base's, shared by all.
 The deltas stay factored, so the big products are shared where they can be:
     gate_e(x) = W_g x + s_e B_g,e A_g,e x        (W_g x computed once for every expert)
     y_e = W_d z_e + s_e B_d,e A_d,e z_e,  z_e = act(gate_e(x)) * up_e(x)
-which equals the merged weights W + s_e B A of a standard MoE checkpoint.
+which equals the merged weights W + s_e B A of a standard MoE checkpoint; and since the
+down projection is linear, sum_e w_e W_d z_e = W_d (sum_e w_e z_e): it runs once a token
+however many experts the token goes to (top-2 costs the base's three projections plus the
+LoRA deltas, not a second down projection).
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ import torch
 from torch import nn
 
 PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
+# At most this many (token, expert) pairs in a forward (generating a few sequences) and the
+# chosen experts' deltas are gathered per token instead of looped over expert by expert.
+GATHER_TOKENS = 64
 
 
 @dataclass
@@ -58,6 +64,8 @@ class TokenMoEMLP(nn.Module):
         self.top_k = min(top_k, len(experts))
         self.last_logits: torch.Tensor | None = None
         self.left_out: set[int] = set()  # experts no token may go to (measuring credit)
+        self._stack: dict | None = None  # see _stacked
+        self._stack_key: tuple = ()
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(logits (N, E), top-k weights (N, k), top-k experts (N, k)) of tokens x (N, D)."""
@@ -77,10 +85,14 @@ class TokenMoEMLP(nn.Module):
         self.last_logits = logits
         gate = self.mlp.gate_proj(x)  # (N, I): shared by every expert
         up = self.mlp.up_proj(x)  # (N, I)
-        out = torch.zeros_like(x)  # (N, D)
+        if chosen.numel() <= GATHER_TOKENS and not torch.is_grad_enabled():  # generating
+            return self._gathered(x, gate, up, weights, chosen).reshape(shape)
+        mixed = torch.zeros_like(gate)  # (N, I): sum_e w_e z_e, down-projected once
+        out = torch.zeros_like(x)  # (N, D): the experts' own down deltas
         for e in chosen.unique().tolist():
             tokens, slot = torch.where(chosen == e)  # the tokens routed to e, and in which slot
             expert = self.experts[e]
+            w = weights[tokens, slot, None]  # (n, 1)
             xs = x[tokens]  # (n, D)
             g, u = gate[tokens], up[tokens]  # (n, I)
             if (d := expert.delta("gate_proj", xs)) is not None:
@@ -88,11 +100,61 @@ class TokenMoEMLP(nn.Module):
             if (d := expert.delta("up_proj", xs)) is not None:
                 u = u + d
             z = self.mlp.act_fn(g) * u  # (n, I)
-            y = self.mlp.down_proj(z)  # (n, D)
+            mixed.index_add_(0, tokens, z * w)
             if (d := expert.delta("down_proj", z)) is not None:
-                y = y + d
-            out.index_add_(0, tokens, y * weights[tokens, slot, None])
-        return out.reshape(shape)
+                out.index_add_(0, tokens, d * w)
+        return (out + self.mlp.down_proj(mixed)).reshape(shape)
+
+    def _stacked(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Every expert's pairs of each projection stacked, scale folded into B and ranks
+        padded with zeros (an expert without a pair adds nothing): A (E, r, in), B (E, out,
+        r). Built again only when a pair changed (training changes them in place)."""
+        key = tuple((id(t), t._version) for e in self.experts for p in e.pairs.values() for t in p)
+        if self._stack is None or self._stack_key != key:
+            self._stack, self._stack_key = {}, key
+            for projection in PROJECTIONS:
+                pairs = [e.pairs.get(projection) for e in self.experts]
+                known = [p for p in pairs if p is not None]
+                if not known:
+                    continue
+                rank = max(a.shape[0] for a, _ in known)
+                a0, b0 = known[0]
+                a_all = a0.new_zeros(len(pairs), rank, a0.shape[1])
+                b_all = b0.new_zeros(len(pairs), b0.shape[0], rank)
+                for i, (expert, pair) in enumerate(zip(self.experts, pairs, strict=True)):
+                    if pair is not None:
+                        a_all[i, : pair[0].shape[0]] = pair[0]
+                        b_all[i, :, : pair[1].shape[1]] = expert.scale * pair[1]
+                self._stack[projection] = (a_all, b_all)
+        return self._stack
+
+    def _delta(self, projection: str, x: torch.Tensor, chosen: torch.Tensor):
+        """Each token's chosen experts' deltas at once: x (N, in) or (N, k, in) -> (N, k,
+        out), or None where no expert adapts the projection."""
+        pair = self._stacked().get(projection)
+        if pair is None:
+            return None
+        a, b = pair[0][chosen], pair[1][chosen]  # (N, k, r, in), (N, k, out, r)
+        h = torch.einsum("nki,nkri->nkr", x.unsqueeze(1).expand(-1, chosen.shape[1], -1)
+                         if x.dim() == 2 else x, a)  # fmt: skip
+        return torch.einsum("nkr,nkor->nko", h, b)
+
+    def _gathered(self, x, gate, up, weights, chosen) -> torch.Tensor:
+        """The forward for a few tokens: the chosen experts' deltas gathered per token (the
+        same sums as the loop in `forward`, in a fixed number of operations)."""
+        k = chosen.shape[1]
+        g = gate.unsqueeze(1).expand(-1, k, -1)  # (N, k, I)
+        u = up.unsqueeze(1).expand(-1, k, -1)
+        if (d := self._delta("gate_proj", x, chosen)) is not None:
+            g = g + d
+        if (d := self._delta("up_proj", x, chosen)) is not None:
+            u = u + d
+        z = self.mlp.act_fn(g) * u  # (N, k, I)
+        w = weights.unsqueeze(-1)  # (N, k, 1)
+        out = self.mlp.down_proj((z * w).sum(1))  # (N, D)
+        if (d := self._delta("down_proj", z, chosen)) is not None:
+            out = out + (d * w).sum(1)
+        return out
 
 
 def install(model: nn.Module, routers: torch.Tensor, experts: list[dict[int, ExpertDeltas]],
