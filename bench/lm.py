@@ -12,6 +12,9 @@ into runs of under an hour on 2 cores, one seed and data size each (`--seed`, `-
 - `multitask`: the fair single model, with the anchor's and experts' total training steps
   and trainable parameters, on every text any of them saw (its learning rate searched on
   the router texts at seed 0).
+- `timing`: only the per-token composition's speed against the base (the anchored experts
+  trained, router rows from domain embeddings, prefill and generation timed, FLOPs
+  counted): a later run of it replaces an earlier run's timings at that size.
 Writes docs/results-lm.md, docs/results-lm.json and plots.
 
     .venv/bin/python bench/lm.py --quick    # every family, 1 seed, small subsets
@@ -92,6 +95,7 @@ def flops_table(spec, vocab, routing: LMRouting, experts: int, gate_hidden: int 
 
 
 FAMILIES = ("present", "anchored", "coordinated", "multitask")
+OPTIONAL = ("timing",)  # not part of a full run
 
 
 def main(argv=None) -> dict:
@@ -103,7 +107,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--train", type=int, help="training texts per expert (default: profile)")
     parser.add_argument("--eval", type=int, help="router and held-out texts per domain")
     parser.add_argument("--families", default=",".join(FAMILIES),
-                        help=f"which systems to run, of {', '.join(FAMILIES)}")  # fmt: skip
+                        help=f"of {', '.join(FAMILIES + OPTIONAL)}")  # fmt: skip
     parser.add_argument(
         "--multitask-lr",
         type=float,
@@ -172,11 +176,13 @@ def run_seed(args, base, seed, families, profile, work, cache) -> dict:
         cost.update(expert_seconds=expert_seconds, multitask_seconds=multitask_seconds)
         if seed == 0:
             extras.update(present_extras(args, base, profile, data, experts, learned, results))
-    if {"anchored", "coordinated", "multitask"} & set(families):
+    if {"anchored", "coordinated", "multitask", "timing"} & set(families):
         sizes = anchor_sizes(args, profile)
         public = anchored.public_data(seed, sizes["anchor"], sizes["router"])
         anchor_path, anchor_seconds = anchored.train_anchor(base, public, seed, work)
         cost["anchor_seconds"] = anchor_seconds
+        if "timing" in families:
+            extras.update(timing_family(args, base, anchor_path, data, seed, work, cache, profile))
         if {"anchored", "coordinated"} & set(families):
             extras.update(anchored_family(args, base, anchor_path, data, families, seed, work,
                                           cache, profile, systems_, cost))  # fmt: skip
@@ -255,6 +261,33 @@ def anchored_family(args, base, anchor_path, data, families, seed, work, cache, 
         experts = trained["anchored"] + trained["coordinated"]
         extras["add_expert"] = anchored.add_expert_seconds(abase, experts, data, cache, seed)
     return extras
+
+
+def timing_family(args, base, anchor_path, data, seed, work, cache, profile) -> dict:
+    """The per-token composition of the anchored experts (top-2, router rows from domain
+    embeddings) timed against the base, and its FLOPs counted."""
+    from routing.kinds.causal_lm.token_composing import token_routers
+    from routing.kinds.causal_lm.token_model import TokenMoECausalLM
+
+    abase = CausalBase(base.name if not args.base else args.base, device=args.device,
+                       max_tokens=base.max_tokens, anchor=anchor_path)  # fmt: skip
+    experts, _ = anchored.train_anchored(abase, data, seed, work, coordinated=False)
+    domains = list(data)
+    routers, _ = token_routers(abase, experts, domains, data, cache=cache,
+                               routing=LMRouting(granularity="token"))  # fmt: skip
+    model = TokenMoECausalLM(abase, experts, domains, routers=routers, top_k=2)
+    per = max(1, profile["prompts"] // 4)
+    texts = [t for d in data.values() for t in d.eval.texts[:per]]
+    prompts = [base.tokenizer.decode(base.tokenize([t], 32)["input_ids"][0]) for t in texts]
+    log("timing the per-token composition against the base")
+    return {
+        "token_timing": anchored.token_timings(
+            base, model, texts, prompts, profile["new_tokens"], args.repeats
+        ),  # fmt: skip
+        "token_flops": anchored.token_flops(
+            base.spec, base.model.config.vocab_size, len(model.names)
+        ),  # fmt: skip
+    }
 
 
 def present_extras(args, base, profile, data, experts, learned, results) -> dict:
