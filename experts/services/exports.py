@@ -157,16 +157,17 @@ def ensure_export(composition: Composition, model=None, fmt: ExportFormat = FULL
         fmt.manifest,
         shared=True,
         extra={"zip": {"name": name, "size": size}},
-    )  # the manifest last; fmt: skip
+    )  # the manifest last
     return export_folder(composition, fmt)
 
 
-def zip_entries(composition: Composition, fmt: ExportFormat) -> list:
-    """The stored export's files as the entries of its zip (see services.archives)."""
+def zip_entries(composition: Composition, fmt: ExportFormat, manifest: dict) -> list:
+    """The stored export's files (its `manifest`) as the entries of its zip (see
+    services.archives)."""
     storage = private_storage()
     top = Path(zip_name(composition, fmt)).stem
     return [(f"{top}/{name}", e["size"], lambda e=e: storage.open(e["stored"], "rb"))
-            for name, e in export_entries(composition, fmt).items()]  # fmt: skip
+            for name, e in export_entries(composition, fmt, manifest).items()]  # fmt: skip
 
 
 def export_now(composition: Composition, model=None) -> None:

@@ -220,10 +220,13 @@ def export_manifest(composition: Composition, fmt: ExportFormat = FULL) -> dict 
     return read_json(f"{composition.folder}/{fmt.manifest}")
 
 
-def export_entries(composition: Composition, fmt: ExportFormat = FULL) -> dict[str, dict]:
+def export_entries(
+    composition: Composition, fmt: ExportFormat = FULL, manifest: dict | None = None
+) -> dict[str, dict]:
     """The export's files once it is complete (name in the model folder → its manifest
-    entry, with `stored`, its name in the storage); {} otherwise."""
-    manifest = export_manifest(composition, fmt) or {}
+    entry, with `stored`, its name in the storage); {} otherwise. `manifest`: the export's
+    manifest when the caller has read it already."""
+    manifest = manifest or export_manifest(composition, fmt) or {}
     head = f"{fmt.folder}/"
     return {
         name[len(head) :]: {**entry, "stored": stored_name(composition.folder, name, entry)}

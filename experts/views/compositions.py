@@ -219,12 +219,14 @@ def composition_download(request, slug: str, version: int):
     fmt = _format(request, composition)
     if isinstance(fmt, HttpResponseBadRequest):
         return fmt
-    if not download_ready(composition, fmt):
+    manifest = export_manifest(composition, fmt)  # read once: in a bucket, a round trip
+    if manifest is None:
         return _preparing(request, composition, fmt)
-    size = (export_manifest(composition, fmt).get("zip") or {}).get("size")
+    size = (manifest.get("zip") or {}).get("size")
     if size is None:  # stored before zips were assembled on download: its stored zip
         return stored_file_response(zip_key(composition, fmt), zip_name(composition, fmt))
-    return zip_response(zip_entries(composition, fmt), size, zip_name(composition, fmt))
+    entries = zip_entries(composition, fmt, manifest)
+    return zip_response(entries, size, zip_name(composition, fmt))
 
 
 def composition_file(request, slug: str, version: int, name: str):
