@@ -1,6 +1,7 @@
 """llama.cpp for bench/export_lm.py, built from the `llama-cpp-python` source distribution on
 PyPI (never a binary) in its own virtual environment: the converter that ships with it
-(`vendor/llama.cpp/convert_hf_to_gguf.py`) writes the GGUF files, its bindings run them.
+(`vendor/llama.cpp/convert_hf_to_gguf.py`, installed and run by routing.gguf exactly as the
+hub's GGUF job runs it) writes the GGUF files, its bindings run them.
 
 The first run builds it (about 15 minutes on 2 cores); later runs reuse DIR.
 """
@@ -11,11 +12,11 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
-VERSION = "0.3.36"
-SENTENCEPIECE = "0.2.3"
+from routing.gguf import LLAMA_CPP_PYTHON, install_converter, write_gguf
+
+VERSION = LLAMA_CPP_PYTHON
 TYPES = ("f32", "f16", "q8_0")  # f32 is compared token for token; the others are reported
 CMAKE_ARGS = " ".join(
     f"-D{flag}=OFF"
@@ -58,39 +59,23 @@ def run(cmd: list, **kw) -> str:
     return done.stdout
 
 
-def ensure(folder: Path) -> tuple[Path, Path]:
-    """(python of the environment with llama_cpp, llama.cpp's source folder) in `folder`;
-    the converter's one import this project lacks (sentencepiece) goes to `folder/deps`."""
+def ensure(folder: Path) -> Path:
+    """The python of the environment in `folder` that has llama_cpp's bindings, built from
+    the source distribution (the converter is the hub's own: routing.gguf)."""
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "deps" / "sentencepiece").is_dir():
-        run([sys.executable, "-m", "pip", "install", "--quiet", "--target", folder / "deps",
-             f"sentencepiece=={SENTENCEPIECE}"])  # fmt: skip
     python = folder / "venv" / "bin" / "python"
     sdist = folder / f"llama_cpp_python-{VERSION}.tar.gz"
     if not sdist.is_file():
         run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary",
              "llama-cpp-python", f"llama-cpp-python=={VERSION}", "-d", folder])  # fmt: skip
-    source = folder / "src" / f"llama_cpp_python-{VERSION}" / "vendor" / "llama.cpp"
-    if not source.is_dir():
-        with tarfile.open(sdist) as archive:
-            archive.extractall(folder / "src", filter="data")
     if subprocess.run([python, "-c", "import llama_cpp"], capture_output=True).returncode:
         run([sys.executable, "-m", "venv", "--clear", folder / "venv"])
         print(f"building llama-cpp-python {VERSION} from its source distribution", flush=True)
         env = {**os.environ, "CMAKE_ARGS": CMAKE_ARGS, "CMAKE_BUILD_PARALLEL_LEVEL": "2"}
         run([python, "-m", "pip", "install", "--no-binary", "llama-cpp-python", sdist], env=env)
-    return python, source
-
-
-def convert(source: Path, folder: Path, out: Path, outtype: str) -> Path:
-    """llama.cpp's own converter on a transformers folder (run with this project's Python:
-    it needs torch, transformers and numpy; it brings its own `gguf`)."""
-    deps = source.parents[3] / "deps"  # DIR/src/llama_cpp_python-*/vendor/llama.cpp
-    env = {**os.environ, "PYTHONPATH": f"{deps}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    run([sys.executable, source / "convert_hf_to_gguf.py", folder, "--outfile", out,
-         "--outtype", outtype], env=env)  # fmt: skip
-    return out
+    install_converter(sdist=sdist)  # where the hub's workers find it (./run install puts it)
+    return python
 
 
 def plain_folder(base, folder: Path) -> Path:
@@ -118,12 +103,13 @@ def llama_cpp_checks(folder: Path, model, full: Path, work: Path, native: dict,
     base model's own f32 GGUF in the same run."""
     from routing.kinds.causal_lm.base import CausalBase
 
-    python, source = ensure(folder)
-    ggufs = {t: convert(source, full, work / f"composition-{t}.gguf", t) for t in TYPES}
+    python = ensure(folder)
+    # the hub's own conversion (what its GGUF job runs) for each type
+    ggufs = {t: write_gguf(full, work / f"composition-{t}.gguf", t) for t in TYPES}
     plain = work / "base-hf"
     if not plain.is_dir():  # the base model alone, as transformers loads it from its package
         plain_folder(CausalBase(model.base.name), plain)
-    ggufs["base f32"] = convert(source, plain, work / "base-f32.gguf", "f32")
+    ggufs["base f32"] = write_gguf(plain, work / "base-f32.gguf", "f32")
     wanted = native["greedy_ids"]
     ran = {}
     for name, path in ggufs.items():  # each in its own process: a crash is one figure

@@ -35,25 +35,47 @@ def lm_texts(domain: str, n: int, *, words: int = 24, seed: int = 0) -> list[str
     return out
 
 
-def build_tiny_lm(folder) -> str:
-    """A 2-layer Llama with hidden size 32 and a word-level tokenizer, saved to `folder`
-    (tied embeddings and grouped-query attention, as SmolLM2 has)."""
-    import torch
+def word_tokenizer():
+    """A word-level tokenizer of the synthetic domains' words."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
-    folder = str(folder)
-    os.makedirs(folder, exist_ok=True)
     vocab = {w: i for i, w in enumerate(lm_vocabulary())}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         pad_token="<pad>",
         unk_token="<unk>",
         bos_token="<s>",
         eos_token="</s>",
     )
+
+
+def smollm2_tokenizer():
+    """SmolLM2's own tokenizer (49,152 tokens), read from the packaged GGUF file: one that
+    llama.cpp's converter knows, for tests of GGUF files."""
+    from transformers import AutoTokenizer
+
+    from routing.basemodels import DEFAULT_LM_BASE, gguf_file, resolve_base_model
+
+    return AutoTokenizer.from_pretrained(
+        resolve_base_model(DEFAULT_LM_BASE), gguf_file=gguf_file(DEFAULT_LM_BASE)
+    )
+
+
+def build_tiny_lm(folder, tokenizer=None) -> str:
+    """A 2-layer Llama with hidden size 32 and a word-level tokenizer (or `tokenizer`),
+    saved to `folder` (tied embeddings and grouped-query attention, as SmolLM2 has)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = str(folder)
+    os.makedirs(folder, exist_ok=True)
+    tokenizer = tokenizer or word_tokenizer()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    vocab = tokenizer.get_vocab()
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
     config = LlamaConfig(
@@ -65,9 +87,9 @@ def build_tiny_lm(folder) -> str:
         num_key_value_heads=2,
         max_position_embeddings=128,
         tie_word_embeddings=True,
-        pad_token_id=vocab["<pad>"],
-        bos_token_id=vocab["<s>"],
-        eos_token_id=vocab["</s>"],
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder

@@ -9,6 +9,7 @@ VALIDATE_ANCHOR = "workers.tasks.validate_anchor"
 RETRAIN = "workers.tasks.retrain_gate"
 PUBLISH = "workers.tasks.publish_composition"
 EXPORT = "workers.tasks.export_composition"
+GGUF = "workers.tasks.write_gguf"
 GENERATE = "workers.tasks.generate_text"
 RECOVER = "workers.tasks.recover_jobs"
 
@@ -18,6 +19,7 @@ QUEUES = {
     RETRAIN: "training",
     PUBLISH: "publishing",
     EXPORT: "publishing",
+    GGUF: "publishing",
     GENERATE: "default",
     RECOVER: "default",
 }

@@ -72,6 +72,14 @@ def export_composition(job_id: int) -> None:
     exports.export(job_id)
 
 
+@shared_task(name=task_names.GGUF, **limits(settings.MOECOLLAB_PUBLISH_SOFT_LIMIT))
+def write_gguf(job_id: int) -> None:
+    """Write a composition's GGUF file for llama.cpp that someone asked for."""
+    from experts.services import gguf_files
+
+    gguf_files.build_gguf(job_id)
+
+
 @shared_task(name=task_names.GENERATE, **limits(settings.MOECOLLAB_GENERATE_SOFT_LIMIT))
 def generate_text(job_id: int) -> None:
     """Generate from a composition for someone trying it."""

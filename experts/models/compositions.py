@@ -67,6 +67,7 @@ class Job(models.Model):
         RETRAIN = "retrain"
         PUBLISH = "publish"
         EXPORT = "export"
+        GGUF = "gguf"
         GENERATE = "generate"
         VALIDATE_ANCHOR = "validate-anchor"
 

@@ -25,14 +25,14 @@ from .storage import (
     FULL,
     LIGHT,
     ExportFormat,
+    download_name,
     download_ready,
+    download_size,
     export_entries,
     export_folder,
     is_stored,
     put_folder,
     staging_folder,
-    zip_name,
-    zip_size,
 )
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,8 @@ def default_format(composition: Composition) -> ExportFormat:
 
 def offered_formats(composition) -> list[dict]:
     """The kind's formats of this composition, with whether each is the default, its
-    download address (`?format=`) and, once written, the size of its zip."""
+    download address (`?format=`), what it downloads as (`label`) and, once written, the
+    size of the download."""
     default = default_format(composition)
     out = []
     for entry in formats(composition.mixture.kind_info, composition.metrics or {}):
@@ -127,11 +128,19 @@ def offered_formats(composition) -> list[dict]:
         if entry["reason"] is None and fmt is not None:
             entry.update(
                 ready=download_ready(composition, fmt),
-                bytes=zip_size(composition, fmt),
+                bytes=download_size(composition, fmt),
                 url=composition.get_absolute_url() + f"download/?format={fmt.name}",
+                label=f"{fmt.name} {'zip' if fmt.zipped else 'file'}",
             )
         out.append(entry)
     return out
+
+
+def format_refusal(composition, fmt: ExportFormat) -> str | None:
+    """Why this composition does not download in `fmt` (None: it does)."""
+    entry = next(f for f in formats(composition.mixture.kind_info, composition.metrics or {})
+                 if f["name"] == fmt.name)  # fmt: skip
+    return entry["reason"]
 
 
 def ensure_export(composition: Composition, model=None, fmt: ExportFormat = FULL) -> Path:
@@ -149,7 +158,7 @@ def ensure_export(composition: Composition, model=None, fmt: ExportFormat = FULL
         write_light(kind, model, staging / fmt.folder, card_info(composition))
     else:
         kind.export(model, staging / fmt.folder, card_info(composition))
-    name = zip_name(composition, fmt)
+    name = download_name(composition, fmt)
     size = zip_size_of(folder_entries(staging / fmt.folder, Path(name).stem))
     put_folder(
         staging,
@@ -165,7 +174,7 @@ def zip_entries(composition: Composition, fmt: ExportFormat, manifest: dict) -> 
     """The stored export's files (its `manifest`) as the entries of its zip (see
     services.archives)."""
     storage = private_storage()
-    top = Path(zip_name(composition, fmt)).stem
+    top = Path(download_name(composition, fmt)).stem
     return [(f"{top}/{name}", e["size"], lambda e=e: storage.open(e["stored"], "rb"))
             for name, e in export_entries(composition, fmt, manifest).items()]  # fmt: skip
 

@@ -35,6 +35,7 @@ TASKS = {
     Job.Action.RETRAIN: task_names.RETRAIN,
     Job.Action.PUBLISH: task_names.PUBLISH,
     Job.Action.EXPORT: task_names.EXPORT,
+    Job.Action.GGUF: task_names.GGUF,
     Job.Action.GENERATE: task_names.GENERATE,
 }
 

@@ -42,6 +42,7 @@ from .shared import put_blob, stored_name
 MANIFEST = "files.json"
 EXPORT_MANIFEST = "export.json"
 LIGHT_MANIFEST = "light.json"
+GGUF_MANIFEST = "gguf.json"
 STALE_STAGING_SECONDS = 24 * 3600
 
 
@@ -193,19 +194,23 @@ def composition_folder(composition: Composition) -> Path:
 @dataclass(frozen=True)
 class ExportFormat:
     """One way a composition downloads: its folder under the composition's prefix, the
-    manifest that says it is complete (written last) and what its zip's name adds."""
+    manifest that says it is complete (written last) and what its download's name adds
+    (a zip of the folder, or its one file where `zipped` is false)."""
 
     name: str
     folder: str
     manifest: str
     suffix: str
+    zipped: bool = True
 
 
 # The Hugging Face model folder with the base's weights in it; the experts, anchor and
-# router with a config that names the base (docs/publishing.md#formats).
+# router with a config that names the base; one GGUF file for llama.cpp, written from the
+# full folder when someone asks for it (docs/publishing.md#formats).
 FULL = ExportFormat("full", "hf", EXPORT_MANIFEST, "")
 LIGHT = ExportFormat("light", "light", LIGHT_MANIFEST, "-light")
-FORMATS = {f.name: f for f in (FULL, LIGHT)}
+GGUF = ExportFormat("gguf", "gguf", GGUF_MANIFEST, "-f16", zipped=False)
+FORMATS = {f.name: f for f in (FULL, LIGHT, GGUF)}
 
 
 def export_prefix(composition: Composition, fmt: ExportFormat = FULL) -> str:
@@ -245,19 +250,28 @@ def export_folder(composition: Composition, fmt: ExportFormat = FULL) -> Path:
     return local_folder(composition.folder, fmt.manifest) / fmt.folder
 
 
-def zip_name(composition: Composition, fmt: ExportFormat = FULL) -> str:
-    return f"{composition.mixture.slug}-v{composition.version}{fmt.suffix}.zip"
+def download_name(composition: Composition, fmt: ExportFormat = FULL) -> str:
+    """The download's file name: the zip of the export, or its one file (a GGUF file)."""
+    return f"{composition.mixture.slug}-v{composition.version}{fmt.suffix}.{_ending(fmt)}"
+
+
+def _ending(fmt: ExportFormat) -> str:
+    return "zip" if fmt.zipped else fmt.name
 
 
 def zip_key(composition: Composition, fmt: ExportFormat = FULL) -> str:
-    return f"{composition.folder}/{zip_name(composition, fmt)}"
+    return f"{composition.folder}/{download_name(composition, fmt)}"
 
 
-def zip_size(composition: Composition, fmt: ExportFormat = FULL) -> int | None:
-    """The bytes of the export's zip, once the export is stored (an export stored before
-    zips were assembled on download lists its stored zip among its files)."""
+def download_size(composition: Composition, fmt: ExportFormat = FULL) -> int | None:
+    """The bytes of the download (the export's zip, or its one file), once the export is
+    stored (an export stored before zips were assembled on download lists its stored zip
+    among its files)."""
     manifest = export_manifest(composition, fmt) or {}
-    entry = manifest.get("zip") or (manifest.get("files") or {}).get(zip_name(composition, fmt))
+    if not fmt.zipped:
+        return sum(e["size"] for e in manifest.get("files", {}).values()) if manifest else None
+    stored_zip = (manifest.get("files") or {}).get(download_name(composition, fmt))
+    entry = manifest.get("zip") or stored_zip
     return entry["size"] if entry else None
 
 

@@ -23,21 +23,24 @@ from ..services.compositions import pin
 from ..services.exports import (
     default_format,
     enqueue_export,
+    format_refusal,
     missing_domains,
     offered_formats,
     repo_id_for,
     zip_entries,
 )
+from ..services.gguf_files import enqueue_gguf
 from ..services.publishing import enqueue_publish, hub_configured, publish_refusal
 from ..services.storage import (
     FORMATS,
+    GGUF,
+    download_name,
     download_ready,
     export_entries,
     export_files,
     export_manifest,
     is_stored,
     zip_key,
-    zip_name,
 )
 from .generation import try_context
 
@@ -85,7 +88,16 @@ def snippets(composition) -> dict:
         + f"\nmodel = load_light({source})  # fetches or finds the base, checks it\n"
         f"print({call})"
     )
+    gguf = None
+    if kind.generates and format_refusal(composition, GGUF) is None:
+        gguf = (
+            "from llama_cpp import Llama\n\n"
+            f'llm = Llama(model_path="{download_name(composition, GGUF)}")\n'
+            f"print(llm({kind.example_input!r}, max_tokens=32, temperature=0)"
+            '["choices"][0]["text"])'
+        )
     return {
+        "gguf": gguf,
         "transformers": (env if on_hub else "") + transformers,
         "snapshot": env + hub,
         "light": (env if published and light_default else "") + light,
@@ -190,7 +202,7 @@ def _preparing(request, composition, fmt):
     """The page that waits for a worker to write the download (202, reloads when ready)."""
     if not is_stored(composition):
         raise Http404("this composition has no stored files to export")
-    job = enqueue_export(composition)
+    job = enqueue_gguf(composition) if fmt is GGUF else enqueue_export(composition)
     return render(
         request,
         "experts/preparing.html",
@@ -200,7 +212,8 @@ def _preparing(request, composition, fmt):
 
 
 def _format(request, composition):
-    """The format `?format=` asks for (the composition's default without one), or a 400."""
+    """The format `?format=` asks for (the composition's default without one), or a 400
+    that says why (an unknown name, or a form this composition has not)."""
     name = request.GET.get("format")
     if name is None:
         return default_format(composition)
@@ -209,12 +222,17 @@ def _format(request, composition):
             f"unknown format {name!r}: this hub serves {', '.join(sorted(FORMATS))}",
             content_type="text/plain",
         )
+    reason = format_refusal(composition, FORMATS[name])
+    if reason:
+        return HttpResponseBadRequest(
+            f"this composition has no {name} download: {reason}", content_type="text/plain"
+        )
     return FORMATS[name]
 
 
 def composition_download(request, slug: str, version: int):
     """The export as one zip, written by a worker (from the storage): `?format=light` or
-    `full`, else the composition's default."""
+    `full`, else the composition's default; `?format=gguf`: the GGUF file itself."""
     composition = get_composition(slug, version)
     fmt = _format(request, composition)
     if isinstance(fmt, HttpResponseBadRequest):
@@ -222,11 +240,14 @@ def composition_download(request, slug: str, version: int):
     manifest = export_manifest(composition, fmt)  # read once: in a bucket, a round trip
     if manifest is None:
         return _preparing(request, composition, fmt)
+    if not fmt.zipped:  # one file: served as stored (from a bucket, a pre-signed link)
+        [entry] = export_entries(composition, fmt, manifest).values()
+        return stored_file_response(entry["stored"], download_name(composition, fmt))
     size = (manifest.get("zip") or {}).get("size")
     if size is None:  # stored before zips were assembled on download: its stored zip
-        return stored_file_response(zip_key(composition, fmt), zip_name(composition, fmt))
+        return stored_file_response(zip_key(composition, fmt), download_name(composition, fmt))
     entries = zip_entries(composition, fmt, manifest)
-    return zip_response(entries, size, zip_name(composition, fmt))
+    return zip_response(entries, size, download_name(composition, fmt))
 
 
 def composition_file(request, slug: str, version: int, name: str):
@@ -246,7 +267,8 @@ def download_status(request, slug: str, version: int):
     fmt = _format(request, composition)
     if isinstance(fmt, HttpResponseBadRequest):
         return fmt
-    job = composition.jobs.filter(action=Job.Action.EXPORT).order_by("-created_at").first()
+    action = Job.Action.GGUF if fmt is GGUF else Job.Action.EXPORT
+    job = composition.jobs.filter(action=action).order_by("-created_at").first()
     return JsonResponse(
         {
             "ready": download_ready(composition, fmt),

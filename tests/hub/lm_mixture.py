@@ -4,6 +4,7 @@ the ways a contributor makes them (the hub's language-model tests share these)."
 # ruff: noqa: F811 -- fixtures are imported to be used here
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -22,30 +23,36 @@ def hub_lm_folder(tmp_path_factory) -> str:
 
 @pytest.fixture
 def lm_mixture(db, media, hub_lm_folder, charlie):
+    return make_lm_mixture(hub_lm_folder, charlie)
+
+
+def make_lm_mixture(folder, charlie, *, slug="tiny-lm", lm=None, texts=160):
+    """A language-model mixture on the base in `folder` with a weather and a food domain
+    (`lm`: its language-model routing settings beyond the prefix)."""
     from experts.services.domains import import_domain_data
     from experts.services.mixtures import clean_routing
     from routing.basemodels import BaseSpec
     from routing.data import Split
 
-    spec = BaseSpec.read(hub_lm_folder)
+    spec = BaseSpec.read(folder)
     base = BaseModel.objects.create(
-        name=hub_lm_folder, kind="causal-lm", hidden_size=spec.hidden_size,
+        name=folder, kind="causal-lm", hidden_size=spec.hidden_size,
         num_layers=spec.num_layers, intermediate_size=spec.intermediate_size,
         q_size=spec.q_size, kv_size=spec.kv_size,
     )  # fmt: skip
     mixture = Mixture.objects.create(
-        slug="tiny-lm",
+        slug=slug,
         name="Tiny language model",
         base_model=base,
         kind="causal-lm",
         routing=clean_routing(
-            {"lm": {"prefix_tokens": PREFIX}, "gate": {"hidden": 16}}, "causal-lm"
+            {"lm": {"prefix_tokens": PREFIX, **(lm or {})}, "gate": {"hidden": 16}}, "causal-lm"
         ),  # fmt: skip
     )
     mixture.maintainers.add(charlie)
     for name in ("weather", "food"):
         domain = Domain.objects.create(mixture=mixture, name=name)
-        import_domain_data(domain, Split(lm_texts(name, 160, words=60, seed=5)))
+        import_domain_data(domain, Split(lm_texts(name, texts, words=60, seed=5)))
     return mixture
 
 
@@ -95,18 +102,24 @@ def adapter_config(folder) -> dict:
 def lm_stored(lm_mixture, alice, bob, hub_lm_folder, tmp_path, settings):
     """v1 of the tiny language-model mixture, stored and exported by the retrain service:
     alice's weather expert and bob's food expert, plain PEFT adapters, accepted."""
+    settings.MOECOLLAB_CACHE_DIR = tmp_path / "cache"
+    return compose_v1(lm_mixture, hub_lm_folder, (alice, bob), tmp_path)
+
+
+def compose_v1(mixture, base_folder, users, tmp_path, make_adapter=trained_adapter):
+    """v1 of `mixture`: one accepted expert per user, on weather and on food, each a
+    plain PEFT adapter folder that `make_adapter(folder, base_folder, domain)` writes."""
     from experts.models import Expert, Job
     from experts.services import compositions
     from experts.services.uploads import LocalFile, UploadRequest, accept_upload
 
-    settings.MOECOLLAB_CACHE_DIR = tmp_path / "cache"
-    for user, domain in ((alice, "weather"), (bob, "food")):
-        folder = trained_adapter(tmp_path / domain, hub_lm_folder, domain)
+    for user, domain in zip(users, ("weather", "food"), strict=True):
+        folder = Path(make_adapter(tmp_path / domain, base_folder, domain))
         expert = accept_upload(
             user,
             UploadRequest(
-                mixture=lm_mixture,
-                domain=lm_mixture.domains.get(name=domain),
+                mixture=mixture,
+                domain=mixture.domains.get(name=domain),
                 name=f"{domain} lora",
                 description="",
                 licence="apache-2.0",
@@ -115,5 +128,5 @@ def lm_stored(lm_mixture, alice, bob, hub_lm_folder, tmp_path, settings):
             ),
         )
         Expert.objects.filter(pk=expert.pk).update(status=Expert.Status.ACCEPTED)
-    job = Job.objects.create(action=Job.Action.RETRAIN, mixture=lm_mixture)
+    job = Job.objects.create(action=Job.Action.RETRAIN, mixture=mixture)
     return compositions.retrain(job.pk)

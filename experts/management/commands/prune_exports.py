@@ -1,4 +1,5 @@
-"""Free disk space: remove the Hugging Face exports of old compositions, then the stored
+"""Free disk space: remove the full exports and GGUF files of old compositions (their light
+exports, a few MB, stay), then the stored
 files that no export names any more (each is stored once per hub: see services.shared).
 
 An export is rebuilt from the composition's own files by a worker when it is next
@@ -12,7 +13,7 @@ from django.core.management.base import BaseCommand
 
 from ...models import Composition, Mixture
 from ...services.shared import blobs_of, collect
-from ...services.storage import EXPORT_MANIFEST, FORMATS, delete_prefix, export_manifest
+from ...services.storage import FORMATS, FULL, GGUF, delete_prefix, export_manifest
 
 
 class Command(BaseCommand):
@@ -29,14 +30,15 @@ class Command(BaseCommand):
             for composition in compositions[keep:]:
                 if composition.is_current or not composition.folder:
                     continue
-                manifest = export_manifest(composition)
-                if manifest is None:
-                    continue
-                removed += 1
-                if dry_run:
-                    freed += sum(e["size"] for e in manifest["files"].values() if not e.get("blob"))
-                else:
-                    freed += delete_prefix(composition.folder, manifest, EXPORT_MANIFEST)
+                manifests = {f: export_manifest(composition, f) for f in (FULL, GGUF)}
+                manifests = {f: m for f, m in manifests.items() if m is not None}
+                removed += bool(manifests)
+                for fmt, manifest in manifests.items():
+                    if dry_run:
+                        freed += sum(e["size"] for e in manifest["files"].values()
+                                     if not e.get("blob"))  # fmt: skip
+                    else:
+                        freed += delete_prefix(composition.folder, manifest, fmt.manifest)
         blobs = 0
         if not dry_run:  # what still names a shared file keeps it
             referenced = set()

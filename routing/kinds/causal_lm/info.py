@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ...basemodels import gguf_file
 from ...config import LMRouting, from_dict
+from ...gguf import converter_missing
 from ..interface import KindInfo
 from .layout import MAX_LM_RANK, MLP_PROJECTIONS, MODULES, PEFT_ANCHOR_KEY
 from .snippets import peft_training_snippet
@@ -67,8 +68,7 @@ class CausalLMInfo(KindInfo):
         if self.remote_code(metrics):
             return ("routing per sequence has no architecture that llama.cpp runs; a mixture "
                     "that routes per token exports as a standard Mixtral checkpoint")  # fmt: skip
-        return ("this hub does not build GGUF files yet: convert the full folder (a standard "
-                "Mixtral checkpoint) with llama.cpp's convert_hf_to_gguf.py")  # fmt: skip
+        return converter_missing()  # None: written by llama.cpp's converter when asked for
 
     def score_rows(self, metrics: dict, names: list[str], charted: list[int]) -> list[dict]:
         """Perplexity per domain against the base model's and each charted expert's alone."""
