@@ -18,6 +18,7 @@ from experts.models import Job
 from experts.services import gguf_files
 from tests.hub.conftest import api_client
 from tests.hub.lm_mixture import compose_v1, make_lm_mixture
+from tests.hub.processes import wait_for
 
 SLUG = "tiny-gguf"
 URL = f"/m/{SLUG}/v1/download/?format=gguf"
@@ -55,8 +56,9 @@ def checkpoint(folder: Path) -> dict:
     return tensors
 
 
-def test_a_gguf_file_is_written_on_request_and_holds_the_composition(
-    per_token, tmp_path, monkeypatch
+@pytest.mark.django_db(transaction=True)
+def test_a_gguf_file_is_written_on_request_by_a_worker_and_holds_the_composition(
+    per_token, workers, tmp_path, monkeypatch
 ):
     from gguf import GGUFReader
 
@@ -81,10 +83,11 @@ def test_a_gguf_file_is_written_on_request_and_holds_the_composition(
     assert waiting.status_code == 202 and "GGUF file for llama.cpp" in waiting.content.decode()
     assert Client().get(URL).status_code == 202  # a second one waits for the same job
     [job] = Job.objects.filter(action=Job.Action.GGUF, composition=per_token)
-    assert job.status == Job.Status.QUEUED
-    gguf_files.build_gguf(job.pk)
-    job.refresh_from_db()
+    workers().start()  # a real prefork worker on the suite's Redis writes it
+    job = wait_for(lambda: Job.objects.filter(pk=job.pk, status__in=("succeeded", "failed"))
+                   .first(), what="the GGUF job", timeout=240)  # fmt: skip
     assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.attempts == 1 and job.progress == 100
     status = Client().get(f"/m/{SLUG}/v1/download/status.json?format=gguf").json()
     assert status["ready"] and status["job"]["status"] == "succeeded"
 
