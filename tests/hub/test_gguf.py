@@ -6,6 +6,7 @@ about 15 minutes on 2 cores.)"""
 
 # ruff: noqa: F811 -- fixtures are imported to be used here
 
+import io
 import json
 from pathlib import Path
 
@@ -139,9 +140,13 @@ def test_a_gguf_file_is_written_on_request_by_a_worker_and_holds_the_composition
 
 
 def test_a_failing_converter_fails_the_job_with_its_message_and_stores_nothing(
-    per_token, tmp_path, monkeypatch
+    per_token, tmp_path, monkeypatch, settings
 ):
-    from experts.services.storage import GGUF, download_ready, export_manifest
+    from django.core.management import call_command
+
+    from experts.models import Composition
+    from experts.services.blobs import local_path
+    from experts.services.storage import FULL, GGUF, LIGHT, download_ready, export_manifest
     from routing.gguf import converter_folder
 
     broken = tmp_path / "converter"
@@ -168,3 +173,12 @@ def test_a_failing_converter_fails_the_job_with_its_message_and_stores_nothing(
     gguf_files.build_gguf(retry.pk)
     assert Job.objects.get(pk=retry.pk).status == Job.Status.SUCCEEDED
     assert Client().get(URL).status_code == 200
+
+    # an old version's GGUF file goes with its full folder; its light export stays
+    [blob] = [e["blob"] for e in export_manifest(per_token, GGUF)["files"].values()]
+    Composition.objects.filter(pk=per_token.pk).update(is_current=False)
+    settings.MOECOLLAB_SHARED_GRACE_SECONDS = 0
+    call_command("prune_exports", keep=0, stdout=io.StringIO())
+    assert export_manifest(per_token, GGUF) is None and export_manifest(per_token, FULL) is None
+    assert export_manifest(per_token, LIGHT) is not None and not local_path(blob).exists()
+    assert Client().get(URL).status_code == 202  # written again when next asked for

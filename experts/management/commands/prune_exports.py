@@ -1,6 +1,6 @@
 """Free disk space: remove the full exports and GGUF files of old compositions (their light
-exports, a few MB, stay), then the stored
-files that no export names any more (each is stored once per hub: see services.shared).
+exports, a few MB, stay), then the stored files that no export names any more (each is
+stored once per hub: see services.shared).
 
 An export is rebuilt from the composition's own files by a worker when it is next
 downloaded, so pruning loses nothing. It works on either storage (local files or a
