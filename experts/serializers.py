@@ -179,8 +179,13 @@ class FormatSerializer(serializers.Serializer):
     reason = serializers.CharField(allow_null=True, help_text="why it is not offered (null: it is)")
     default = serializers.BooleanField(help_text="what download_url and publishing give")
     ready = serializers.BooleanField(help_text="written: the download starts at once")
-    bytes = serializers.IntegerField(allow_null=True, help_text="the zip's size, once written")
-    url = serializers.CharField(required=False, help_text="its zip (offered formats only)")
+    bytes = serializers.IntegerField(allow_null=True, help_text="the download's size, once written")
+    url = serializers.CharField(
+        required=False, help_text="its zip, or for gguf the file (offered formats only)"
+    )
+    label = serializers.CharField(
+        required=False, help_text='what it downloads as: "light zip", "full zip", "gguf file"'
+    )
 
 
 class CompositionSerializer(serializers.ModelSerializer):
