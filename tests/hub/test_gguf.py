@@ -16,7 +16,6 @@ from django.test import Client
 
 from devtools.tiny_lm import build_tiny_lm, save_lm_peft_adapter, smollm2_tokenizer
 from experts.models import Job
-from experts.services import gguf_files
 from tests.hub.conftest import api_client
 from tests.hub.lm_mixture import compose_v1, make_lm_mixture
 from tests.hub.processes import wait_for
@@ -59,11 +58,14 @@ def checkpoint(folder: Path) -> dict:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_gguf_file_is_written_on_request_by_a_worker_and_holds_the_composition(
-    per_token, workers, tmp_path, monkeypatch
+    per_token, workers, tmp_path, monkeypatch, settings
 ):
+    from django.core.management import call_command
     from gguf import GGUFReader
 
-    from experts.services.storage import FULL, export_folder
+    from experts.models import Composition
+    from experts.services.blobs import local_path
+    from experts.services.storage import FULL, GGUF, LIGHT, export_folder, export_manifest
 
     with monkeypatch.context() as bare:  # a hub without the converter says why, queues nothing
         bare.setenv("MOECOLLAB_GGUF_CONVERTER", str(tmp_path / "nowhere"))
@@ -80,13 +82,34 @@ def test_a_gguf_file_is_written_on_request_by_a_worker_and_holds_the_composition
     assert 'id="format-gguf"' in page and "gguf file</a>" in page
     assert "written on first download" in page and 'id="snippet-gguf"' in page
 
+    # A worker whose converter writes part of its file and dies: the job fails with the
+    # converter's message and nothing is stored.
+    broken = tmp_path / "broken-converter"
+    (broken / "gguf-py").mkdir(parents=True)
+    (broken / "convert_hf_to_gguf.py").write_text(
+        "import sys\nopen(sys.argv[3], 'wb').write(b'GGUF half')\n"
+        "sys.exit('the tensor blk.0.ffn_up_exps is too large')\n"
+    )
     waiting = Client().get(URL)  # the first request queues the job and waits for it
     assert waiting.status_code == 202 and "GGUF file for llama.cpp" in waiting.content.decode()
     assert Client().get(URL).status_code == 202  # a second one waits for the same job
-    [job] = Job.objects.filter(action=Job.Action.GGUF, composition=per_token)
-    workers().start()  # a real prefork worker on the suite's Redis writes it
-    job = wait_for(lambda: Job.objects.filter(pk=job.pk, status__in=("succeeded", "failed"))
-                   .first(), what="the GGUF job", timeout=240)  # fmt: skip
+    [failed] = Job.objects.filter(action=Job.Action.GGUF, composition=per_token)
+    first = workers(MOECOLLAB_GGUF_CONVERTER=str(broken))
+    first.start()
+    failed = ended(failed)
+    assert failed.status == Job.Status.FAILED
+    assert "llama.cpp's converter failed (exit status 1)" in failed.message
+    assert "too large" in failed.message
+    assert export_manifest(per_token, GGUF) is None
+    status = Client().get(f"/m/{SLUG}/v1/download/status.json?format=gguf").json()
+    assert not status["ready"] and status["job"]["status"] == "failed"
+    first.stop()
+
+    # Asked again, a worker with llama.cpp's converter writes it.
+    assert Client().get(URL).status_code == 202
+    job = Job.objects.get(action=Job.Action.GGUF, composition=per_token, status="queued")
+    workers().start()
+    job = ended(job)
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert job.attempts == 1 and job.progress == 100
     status = Client().get(f"/m/{SLUG}/v1/download/status.json?format=gguf").json()
@@ -132,47 +155,8 @@ def test_a_gguf_file_is_written_on_request_by_a_worker_and_holds_the_composition
 
     answer = api_client().get(f"/api/compositions/{per_token.pk}/").json()
     offered = {f["name"]: f for f in answer["formats"]}["gguf"]
-    assert offered["reason"] is None and offered["ready"]
+    assert offered["reason"] is None and offered["ready"] and offered["label"] == "gguf file"
     assert offered["bytes"] == path.stat().st_size and offered["url"].endswith("format=gguf")
-
-    gguf_files.build_gguf(job.pk)  # a redelivered message finds the job ended: no change
-    assert Job.objects.get(pk=job.pk).status == Job.Status.SUCCEEDED
-
-
-def test_a_failing_converter_fails_the_job_with_its_message_and_stores_nothing(
-    per_token, tmp_path, monkeypatch, settings
-):
-    from django.core.management import call_command
-
-    from experts.models import Composition
-    from experts.services.blobs import local_path
-    from experts.services.storage import FULL, GGUF, LIGHT, download_ready, export_manifest
-    from routing.gguf import converter_folder
-
-    broken = tmp_path / "converter"
-    broken.mkdir()
-    (broken / "gguf-py").mkdir()
-    (broken / "convert_hf_to_gguf.py").write_text(
-        "import sys\nopen(sys.argv[3], 'wb').write(b'GGUF half')\n"
-        "sys.exit('the tensor blk.0.ffn_up_exps is too large')\n"
-    )  # writes part of its file, then dies
-    real = converter_folder()
-    monkeypatch.setenv("MOECOLLAB_GGUF_CONVERTER", str(broken))
-    assert Client().get(URL).status_code == 202
-    job = Job.objects.get(action=Job.Action.GGUF, composition=per_token)
-    gguf_files.build_gguf(job.pk)
-    job.refresh_from_db()
-    assert job.status == Job.Status.FAILED
-    assert "llama.cpp's converter failed (exit status 1)" in job.message
-    assert "too large" in job.message
-    assert not download_ready(per_token, GGUF) and export_manifest(per_token, GGUF) is None
-    assert Client().get(URL).status_code == 202  # asking again queues a new try
-
-    monkeypatch.setenv("MOECOLLAB_GGUF_CONVERTER", str(real))
-    retry = Job.objects.get(action=Job.Action.GGUF, composition=per_token, status="queued")
-    gguf_files.build_gguf(retry.pk)
-    assert Job.objects.get(pk=retry.pk).status == Job.Status.SUCCEEDED
-    assert Client().get(URL).status_code == 200
 
     # an old version's GGUF file goes with its full folder; its light export stays
     [blob] = [e["blob"] for e in export_manifest(per_token, GGUF)["files"].values()]
@@ -181,4 +165,8 @@ def test_a_failing_converter_fails_the_job_with_its_message_and_stores_nothing(
     call_command("prune_exports", keep=0, stdout=io.StringIO())
     assert export_manifest(per_token, GGUF) is None and export_manifest(per_token, FULL) is None
     assert export_manifest(per_token, LIGHT) is not None and not local_path(blob).exists()
-    assert Client().get(URL).status_code == 202  # written again when next asked for
+
+
+def ended(job):
+    return wait_for(lambda: Job.objects.filter(pk=job.pk, status__in=("succeeded", "failed"))
+                    .first(), what="the GGUF job", timeout=240)  # fmt: skip
