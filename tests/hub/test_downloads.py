@@ -13,7 +13,7 @@ from django.test import Client
 
 from experts.models import Composition, Job
 from experts.services.publishing import enqueue_publish
-from experts.services.storage import export_folder
+from experts.services.storage import export_entries, export_folder
 from tests.hub.conftest import api_client
 from tests.hub.published import prepared_by_a_worker, stored  # noqa: F401 (fixtures)
 from tests.hub.test_experts_access import client_for
@@ -78,6 +78,14 @@ def test_pruned_exports_come_back_identical_on_the_next_download(stored, setting
     going = {b.rsplit("/", 1)[1] for b in only_full(stored)}
     assert going and going < set(stored_files)
     out = io.StringIO()
+    call_command("prune_exports", keep=0, dry_run=True, stdout=out)  # says, deletes nothing
+    assert (f"would remove the exports of 1 compositions and {len(going)} shared files only "
+            "they name, freeing") in out.getvalue()  # fmt: skip
+    assert folder.is_dir() and sorted(p.name for p in blobs.iterdir()) == stored_files
+    freeing = float(out.getvalue().split("freeing ")[1].split(" MB")[0])
+    sizes = {e["blob"]: e["size"] for e in export_entries(stored).values()
+             if e["blob"].rsplit("/", 1)[1] in going}  # fmt: skip
+    assert freeing == round(sum(sizes.values()) / 1e6, 1) > 0
     call_command("prune_exports", keep=0, stdout=out)
     assert "the exports of 1 compositions and 0 shared files" in out.getvalue()
     assert not folder.exists()
