@@ -118,6 +118,17 @@ def wins_over(summary: dict, system: str, other: str) -> list[str]:
     return [d for d in DOMAINS if ours[d][0] < theirs[d][0]]
 
 
+def diverged(summary: dict) -> str | None:
+    """The system the fair multitask LoRA is worse than overall where no trained model
+    should be (the base model, or the anchor alone): its training diverged, and it is no
+    baseline at that size. None when it did not (or nothing to judge it by)."""
+    fair = summary.get("fair multitask LoRA")
+    for reference in ("base model", "anchor alone"):
+        if fair and reference in summary and fair["overall"][0] > summary[reference]["overall"][0]:
+            return reference
+    return None
+
+
 def claim_size(sizes: dict) -> int:
     """The data size the targets are judged at: the one with the most seeds where the best
     composition beats the fair single model on 3 of 4 domains and overall; else the one
@@ -126,6 +137,8 @@ def claim_size(sizes: dict) -> int:
     def beats(size):
         summary = sizes[size]["summary"]
         if "fair multitask LoRA" not in summary or not compositions(summary):
+            return False
+        if diverged(summary):
             return False
         best = best_of(summary, compositions(summary))
         fair = summary["fair multitask LoRA"]

@@ -50,7 +50,7 @@ def _table(summary: dict) -> list[str]:
 
 def verdict(results: dict) -> list[str]:
     """What the runs say about the mixture against the fair single model, per data size."""
-    from bench.lm_merge import best_of, compositions, wins_over
+    from bench.lm_merge import best_of, compositions, diverged, wins_over
 
     lines = []
     for size, entry in results["sizes"].items():
@@ -63,6 +63,17 @@ def verdict(results: dict) -> list[str]:
                          "fair multitask LoRA is not measured at this size yet; the best "
                          f"composition, *{best}*, reaches {summary[best]['overall'][0]:.3f} "
                          f"overall{_same_seeds(results, size, best)}.")  # fmt: skip
+            continue
+        reference = diverged(summary)
+        if reference:
+            fair = summary["fair multitask LoRA"]["overall"][0]
+            lines.append(f"- **{size} texts per domain** ({len(entry['seeds'])} seed(s)): the "
+                         "fair multitask LoRA **diverged** with its given learning rate "
+                         f"(overall perplexity {fair:.3f}, worse than the {reference}'s "
+                         f"{summary[reference]['overall'][0]:.3f}): no fair comparison at this "
+                         f"size yet; the best composition, *{best}*, reaches "
+                         f"{summary[best]['overall'][0]:.3f} overall"
+                         f"{_same_seeds(results, size, best)}.")  # fmt: skip
             continue
         wins = wins_over(summary, best, "fair multitask LoRA")
         ours, theirs = summary[best]["overall"][0], summary["fair multitask LoRA"]["overall"][0]
@@ -91,6 +102,7 @@ def _same_seeds(results: dict, size: int, system: str) -> str:
 
 def caveats(results: dict) -> list[str]:
     """What limits the claim, read off the runs themselves."""
+    from bench.lm_merge import diverged
     from bench.lm_systems import DOMAINS
 
     lines = []
@@ -105,6 +117,12 @@ def caveats(results: dict) -> list[str]:
         )  # fmt: skip
     if len(sizes) < 2:
         lines.append("- one data size only: how the gap moves with data is not measured.")
+    for n, e in sizes.items():
+        if diverged(e["summary"]):
+            lines.append(f"- the fair multitask LoRA diverged at {n} texts per domain with the "
+                         "given learning rate: its learning rate must be searched at that "
+                         "size (`--families multitask` without `--multitask-lr`) before the "
+                         "gap there is known.")  # fmt: skip
     unmatched = [str(n) for n, e in sizes.items() if "fair multitask LoRA" not in e["summary"]]
     if unmatched:
         lines.append(f"- the fair multitask LoRA is not measured at {', '.join(unmatched)} texts "

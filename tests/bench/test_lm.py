@@ -54,3 +54,21 @@ def test_the_quick_language_model_benchmark_writes_sane_tables(tmp_path, tiny_lm
         data = (out / "img" / plot).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
         assert f"(img/{plot})" in report
+
+
+def test_a_diverged_single_model_is_no_baseline_and_no_claim_is_made_on_it():
+    from bench.lm_merge import claim_size, diverged
+
+    def row(overall, seeds=1):
+        domains = {d: [overall, 0.0] for d in ("bbc", "rotten", "20news", "python")}
+        return {"overall": [overall, 0.0], "seeds": seeds, "domains": domains}
+
+    sound = {"anchor alone": row(37.0, 3), "fair multitask LoRA": row(33.6, 3),
+             "anchored experts, learned top-1": row(29.9, 3)}  # fmt: skip
+    broken = {"anchor alone": row(36.8), "fair multitask LoRA": row(2548.0),
+              "anchored experts, learned top-1": row(28.6)}  # fmt: skip
+    assert diverged(sound) is None and diverged(broken) == "anchor alone"
+    sizes = {64: {"summary": sound, "seeds": [0]}, 256: {"summary": broken, "seeds": [1]}}
+    assert claim_size(sizes) == 64  # the size with a sound baseline, though 256 "wins" more
+    sizes[64]["summary"]["fair multitask LoRA"] = row(29.0, 3)  # the composition loses at 64
+    assert claim_size(sizes) == 256  # no size beats: the larger on a tie of seeds
