@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from routing.gguf import LLAMA_CPP_PYTHON, install_converter, write_gguf
+from routing.gguf import LLAMA_CPP_PYTHON, download_sdist, install_converter, write_gguf
 
 VERSION = LLAMA_CPP_PYTHON
 TYPES = ("f32", "f16", "q8_0")  # f32 is compared token for token; the others are reported
@@ -65,10 +65,7 @@ def ensure(folder: Path) -> Path:
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     python = folder / "venv" / "bin" / "python"
-    sdist = folder / f"llama_cpp_python-{VERSION}.tar.gz"
-    if not sdist.is_file():
-        run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary",
-             "llama-cpp-python", f"llama-cpp-python=={VERSION}", "-d", folder])  # fmt: skip
+    sdist = download_sdist(folder)
     built = python.is_file() and not subprocess.run([python, "-c", "import llama_cpp"],
                                                     capture_output=True).returncode  # fmt: skip
     if not built:

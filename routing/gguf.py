@@ -59,11 +59,7 @@ def install_converter(folder: Path | None = None, *, sdist: Path | None = None) 
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".llama.cpp-") as work:
         work = Path(work)
-        if sdist is None:
-            _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                  "--no-binary", "llama-cpp-python", f"llama-cpp-python=={LLAMA_CPP_PYTHON}",
-                  "--dest", work])  # fmt: skip
-            sdist = next(work.glob("llama_cpp_python-*.tar.gz"))
+        sdist = sdist or download_sdist(work)
         top = f"llama_cpp_python-{LLAMA_CPP_PYTHON}/vendor/llama.cpp/"
         with tarfile.open(sdist) as archive:
             members = []
@@ -79,6 +75,17 @@ def install_converter(folder: Path | None = None, *, sdist: Path | None = None) 
             shutil.rmtree(folder)
         (work / "converter").rename(folder)
     return folder
+
+
+def download_sdist(folder: Path) -> Path:
+    """The `llama-cpp-python` source distribution, downloaded from the package index into
+    `folder` (kept there: a second call finds it)."""
+    found = folder / f"llama_cpp_python-{LLAMA_CPP_PYTHON}.tar.gz"
+    if not found.is_file():
+        _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+              "--no-binary", "llama-cpp-python", f"llama-cpp-python=={LLAMA_CPP_PYTHON}",
+              "--dest", folder])  # fmt: skip
+    return found
 
 
 def write_gguf(model_folder: Path, out: Path, outtype: str = DEFAULT_TYPE, *,

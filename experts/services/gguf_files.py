@@ -52,7 +52,7 @@ def _build(job: Job) -> Composition | None:
     return composition
 
 
-def write(composition: Composition, job: Job | None = None) -> None:
+def write(composition: Composition, job: Job) -> None:
     """Write and store the GGUF file (the full export first, when it is missing); the
     manifest is stored last, so that a killed worker leaves nothing that looks ready."""
     reason = format_refusal(composition, GGUF)
@@ -60,11 +60,10 @@ def write(composition: Composition, job: Job | None = None) -> None:
         raise ExportError(reason)
     if not is_stored(composition):
         raise ExportError("this composition has no stored files to export")
-    if job is not None and not download_ready(composition, FULL):
+    if not download_ready(composition, FULL):
         progress(job, 5, "writing the full export (llama.cpp's converter reads it)")
     full = ensure_export(composition, fmt=FULL)
-    if job is not None:
-        progress(job, 40, f"converting the full export to GGUF ({DEFAULT_TYPE})")
+    progress(job, 40, f"converting the full export to GGUF ({DEFAULT_TYPE})")
     staging = staging_folder()
     out = staging / GGUF.folder / download_name(composition, GGUF)
     try:
@@ -72,6 +71,5 @@ def write(composition: Composition, job: Job | None = None) -> None:
     except BaseException:  # a failed or interrupted conversion leaves no half-written file
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if job is not None:
-        progress(job, 90, "storing the GGUF file")
+    progress(job, 90, "storing the GGUF file")
     put_folder(staging, composition.folder, GGUF.manifest, shared=True)
