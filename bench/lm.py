@@ -110,8 +110,8 @@ def main(argv=None) -> dict:
                         help=f"of {', '.join(FAMILIES + OPTIONAL)}")  # fmt: skip
     parser.add_argument(
         "--multitask-lr",
-        type=float,
-        help="the fair multitask LoRA's learning rate (default: searched)",
+        help="the fair multitask LoRA's learning rate, or rates to search, comma-separated "
+        "(default: searched among 5e-4, 1e-3, 2e-3)",
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--base", help="the base causal LM, a Hub id or a folder "
@@ -187,9 +187,9 @@ def run_seed(args, base, seed, families, profile, work, cache) -> dict:
             extras.update(anchored_family(args, base, anchor_path, data, families, seed, work,
                                           cache, profile, systems_, cost))  # fmt: skip
         if "multitask" in families:
-            lr = args.multitask_lr
+            lrs = [float(x) for x in args.multitask_lr.split(",")] if args.multitask_lr else None
             expert, seconds, search = anchored.train_fair_multitask(
-                base, data, public, seed, work, lr, cache
+                base, data, public, seed, work, lrs, cache
             )
             texts = [t for d in data.values() for t in d.eval.texts]
             from bench.lm_systems import score

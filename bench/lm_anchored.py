@@ -6,6 +6,7 @@ parameters, trained on every text any of them saw."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 
@@ -85,29 +86,38 @@ def fair_budget(spec, anchor_texts: int, train: int, domains: int) -> dict:
 
 
 def train_fair_multitask(base: CausalBase, data: dict, public: DomainData, seed: int, folder,
-                         lr: float | None, cache) -> tuple:  # fmt: skip
-    """The fair single model on the plain base; without `lr`, the best of MULTITASK_LRS on
-    the domains' router texts. Returns (expert, seconds, what was searched)."""
+                         lrs: list[float] | None, cache) -> tuple:  # fmt: skip
+    """The fair single model on the plain base: the best of `lrs` (default MULTITASK_LRS) on
+    the domains' router texts. A rate already trained in `folder` (same seed, same texts) is
+    reused with its recorded seconds, so that a search can grow run by run. Returns (expert,
+    seconds, what was searched)."""
     texts = public.train.texts + [t for d in data.values() for t in d.train.texts]
     random.Random(seed).shuffle(texts)
     budget = fair_budget(base.spec, len(public.train), len(next(iter(data.values())).train),
                          len(data))  # fmt: skip
     router = [t for d in data.values() for t in d.router.texts]
     tried = {}
-    for candidate in [lr] if lr else MULTITASK_LRS:
-        log(f"seed {seed}: the fair multitask LoRA, r={budget['rank']}, {budget['steps']} steps "
-            f"on {len(texts)} texts, lr {candidate:g}")  # fmt: skip
-        started = time.perf_counter()
-        lora = train_lm_lora(base, texts, r=budget["rank"], alpha=2.0 * budget["rank"],
-                             target_modules=ALL_LINEAR, lr=candidate, seed=seed,
-                             steps=budget["steps"])  # fmt: skip
-        seconds = time.perf_counter() - started
-        path = folder / f"fair-multitask-{seed}-{candidate:g}.safetensors"
-        save_lm_expert(path, lora_tensors=lora, r=budget["rank"], alpha=2.0 * budget["rank"],
-                       target_modules=list(ALL_LINEAR), base_model=base.name,
-                       base_fingerprint=base.weights_fingerprint, domain="all")  # fmt: skip
+    for candidate in lrs or MULTITASK_LRS:
+        path = folder / f"fair-multitask-{seed}-{len(texts)}-{candidate:g}.safetensors"
+        timing = path.with_suffix(".json")
+        if timing.exists():
+            log(f"seed {seed}: the fair multitask LoRA at lr {candidate:g} is in {folder}")
+            seconds = json.loads(timing.read_text())["seconds"]
+        else:
+            log(f"seed {seed}: the fair multitask LoRA, r={budget['rank']}, {budget['steps']} "
+                f"steps on {len(texts)} texts, lr {candidate:g}")  # fmt: skip
+            started = time.perf_counter()
+            lora = train_lm_lora(base, texts, r=budget["rank"], alpha=2.0 * budget["rank"],
+                                 target_modules=ALL_LINEAR, lr=candidate, seed=seed,
+                                 steps=budget["steps"])  # fmt: skip
+            seconds = time.perf_counter() - started
+            save_lm_expert(path, lora_tensors=lora, r=budget["rank"], alpha=2.0 * budget["rank"],
+                           target_modules=list(ALL_LINEAR), base_model=base.name,
+                           base_fingerprint=base.weights_fingerprint, domain="all")  # fmt: skip
+            timing.write_text(json.dumps({"seconds": seconds}))  # after the weights: complete
         expert = load_lm_expert(path, base=base.spec, name="fair multitask")
         on_router = perplexity(token_log_probs(expert, base, router, cache, 32))
+        log(f"seed {seed}: lr {candidate:g}: router perplexity {on_router:.3f}")
         tried[candidate] = (expert, seconds, on_router)
     best = min(tried, key=lambda c: tried[c][2])
     expert, seconds, _ = tried[best]
