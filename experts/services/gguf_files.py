@@ -12,12 +12,13 @@ from django.conf import settings
 from routing.gguf import DEFAULT_TYPE, GGUFError, write_gguf
 
 from ..models import Composition, Job
-from .exports import ExportError, ensure_export, format_refusal
+from .exports import ExportError, enqueue_export, ensure_export, format_refusal
 from .jobs import end_job, job_composition, progress, run
 from .queueing import once_per_composition
 from .storage import (
     FULL,
     GGUF,
+    ExportFormat,
     download_name,
     download_ready,
     is_stored,
@@ -26,9 +27,16 @@ from .storage import (
 )
 
 
-def enqueue_gguf(composition: Composition) -> Job:
-    """Queue the writing of a composition's GGUF file; one already waiting or running is
-    returned, not doubled."""
+def download_action(fmt: ExportFormat) -> str:
+    """The job that writes a missing download in `fmt`: a GGUF job or an export."""
+    return Job.Action.GGUF if fmt is GGUF else Job.Action.EXPORT
+
+
+def enqueue_download(composition: Composition, fmt: ExportFormat) -> Job:
+    """Queue the job that writes the composition's missing download in `fmt` (the GGUF
+    file, or the export); one already waiting or running is returned, not doubled."""
+    if fmt is not GGUF:
+        return enqueue_export(composition)
     return once_per_composition(
         composition, Job.Action.GGUF, "waiting for a worker to write the GGUF file"
     )

@@ -22,14 +22,13 @@ from ..queries import get_composition
 from ..services.compositions import pin
 from ..services.exports import (
     default_format,
-    enqueue_export,
     format_refusal,
     missing_domains,
     offered_formats,
     repo_id_for,
     zip_entries,
 )
-from ..services.gguf_files import enqueue_gguf
+from ..services.gguf_files import download_action, enqueue_download
 from ..services.publishing import enqueue_publish, hub_configured, publish_refusal
 from ..services.storage import (
     FORMATS,
@@ -50,7 +49,7 @@ CHART_EXPERTS = 40  # the busiest experts, in the routing heatmap and the utilis
 EXPERT_ROWS = 50  # experts per page of the composition's table
 
 
-def snippets(composition) -> dict:
+def snippets(composition, offered: list[dict]) -> dict:
     """Copy-paste code for transformers, huggingface_hub and the light export."""
     mixture = composition.mixture
     tag = f"v{composition.version}"
@@ -89,7 +88,7 @@ def snippets(composition) -> dict:
         f"print({call})"
     )
     gguf = None
-    if kind.generates and format_refusal(composition, GGUF) is None:
+    if kind.generates and any(f["name"] == GGUF.name and f["reason"] is None for f in offered):
         gguf = (
             "from llama_cpp import Llama\n\n"
             f'llm = Llama(model_path="{download_name(composition, GGUF)}")\n'
@@ -167,6 +166,7 @@ def composition_detail(request, slug: str, version: int):
     ]
     publish_job = composition.jobs.filter(action=Job.Action.PUBLISH).first()
     kind = mixture.kind_info
+    offered = offered_formats(composition)
     return render(
         request,
         "experts/composition.html",
@@ -183,12 +183,12 @@ def composition_detail(request, slug: str, version: int):
             "domain_count": len(metrics.get("domains", {})) + len(missing),
             "is_maintainer": mixture.is_maintainer(request.user),
             "files": export_files(composition),
-            "formats": offered_formats(composition),
+            "formats": offered,
             "default_format": default_format(composition).name,
             "hub_configured": hub_configured(),
             "repo_id": composition.hub_repo or repo_id_for(mixture),
             "publish_job": publish_job,
-            "snippets": snippets(composition),
+            "snippets": snippets(composition, offered),
             "kind": kind,
             "charted_names": names,
             "score_rows": kind.score_rows(metrics, names, charted),
@@ -202,7 +202,7 @@ def _preparing(request, composition, fmt):
     """The page that waits for a worker to write the download (202, reloads when ready)."""
     if not is_stored(composition):
         raise Http404("this composition has no stored files to export")
-    job = enqueue_gguf(composition) if fmt is GGUF else enqueue_export(composition)
+    job = enqueue_download(composition, fmt)
     return render(
         request,
         "experts/preparing.html",
@@ -267,8 +267,7 @@ def download_status(request, slug: str, version: int):
     fmt = _format(request, composition)
     if isinstance(fmt, HttpResponseBadRequest):
         return fmt
-    action = Job.Action.GGUF if fmt is GGUF else Job.Action.EXPORT
-    job = composition.jobs.filter(action=action).order_by("-created_at").first()
+    job = composition.jobs.filter(action=download_action(fmt)).order_by("-created_at").first()
     return JsonResponse(
         {
             "ready": download_ready(composition, fmt),
