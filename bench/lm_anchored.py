@@ -44,14 +44,17 @@ def public_data(seed: int, texts: int, router: int) -> DomainData:
 
 
 def train_anchor(base: CausalBase, public: DomainData, seed: int, folder) -> tuple:
+    """The seed's anchor file and its training seconds (None: found in `folder`, where the
+    runs of one seed share it, trained the same way anyway)."""
     path = folder / f"anchor-{seed}.safetensors"
+    if path.exists():
+        return path, None
+    log(f"seed {seed}: training the anchor on {len(public.train)} public texts")
     started = time.perf_counter()
-    if not path.exists():  # the runs of one seed share it (trained the same way anyway)
-        log(f"seed {seed}: training the anchor on {len(public.train)} public texts")
-        train_lm_expert_file(
-            base, public, path, cache=None, r=ANCHOR["r"], target_modules=ANCHOR["targets"],
-            epochs=ANCHOR["epochs"], lr=ANCHOR["lr"], seed=seed, role="anchor", evaluate=False,
-        )  # fmt: skip
+    train_lm_expert_file(
+        base, public, path, cache=None, r=ANCHOR["r"], target_modules=ANCHOR["targets"],
+        epochs=ANCHOR["epochs"], lr=ANCHOR["lr"], seed=seed, role="anchor", evaluate=False,
+    )  # fmt: skip
     return path, time.perf_counter() - started
 
 
