@@ -102,7 +102,7 @@ def _same_seeds(results: dict, size: int, system: str) -> str:
 
 def caveats(results: dict) -> list[str]:
     """What limits the claim, read off the runs themselves."""
-    from bench.lm_merge import diverged
+    from bench.lm_merge import diverged, rate_caveats
     from bench.lm_systems import DOMAINS
 
     lines = []
@@ -127,14 +127,9 @@ def caveats(results: dict) -> list[str]:
     if unmatched:
         lines.append(f"- the fair multitask LoRA is not measured at {', '.join(unmatched)} texts "
                      "per domain: how the gap to it moves with data is not known yet.")  # fmt: skip
-    fair = results.get("fair_multitask")
+    lines += rate_caveats(results)
+    lines += [_other_single_model(results)] if _other_single_model(results) else []
     summary = results["summary"]
-    if fair and len(fair["router_perplexity"]) < 2:
-        lines.append(
-            f"- the fair multitask LoRA's learning rate ({fair['lr']:g}) was given, not "
-            "searched: a better-tuned single model may close part of the gap."
-            + _other_single_model(results)
-        )
     if "anchor alone" in summary and "base model" in summary:
         worse = [
             d
@@ -173,7 +168,7 @@ def _other_single_model(results: dict) -> str:
     ours, theirs = mean(best), mean(older)
     wins = [d for d in DOMAINS if mean(best, d) < mean(older, d)]
     change = 100 * (ours / theirs - 1)
-    return (f" The {older} does better than the fair one; on the {len(runs)} seed(s) it was "
+    return (f"- the {older} does better than the fair one; on the {len(runs)} seed(s) it was "
             f"measured on, *{best}* reaches {ours:.3f} against its {theirs:.3f} "
             f"({change:+.1f} %), lower on {len(wins)} of 4 domains.")  # fmt: skip
 

@@ -72,3 +72,45 @@ def test_a_diverged_single_model_is_no_baseline_and_no_claim_is_made_on_it():
     assert claim_size(sizes) == 64  # the size with a sound baseline, though 256 "wins" more
     sizes[64]["summary"]["fair multitask LoRA"] = row(29.0, 3)  # the composition loses at 64
     assert claim_size(sizes) == 256  # no size beats: the larger on a tie of seeds
+
+
+def test_a_claim_holds_only_against_the_single_model_with_a_searched_learning_rate():
+    from bench.lm_merge import merge_runs, rate_caveats
+
+    def run(seed, fair, rates, train=64):
+        domains = ("bbc", "rotten", "20news", "python")
+
+        def system(overall):
+            return {"domains": dict.fromkeys(domains, overall), "overall": {"perplexity": overall}}
+
+        searched = {f"{r:g}": fair + i for i, r in enumerate(rates)}
+        return {
+            "seed": seed, "families": ["anchored", "multitask"], "cost": {},
+            "systems": {"anchor alone": system(37.0), "fair multitask LoRA": system(fair),
+                        "anchored experts, learned top-1": system(29.9)},
+            "extras": {"fair_multitask": {"lr": rates[0], "router_perplexity": searched}},
+            "meta": {"train": train, "command": "python bench/lm.py", "seconds": 60.0,
+                     "machine": "test"},
+        }  # fmt: skip
+
+    given = [run(1, 34.0, [2e-3]), run(2, 34.0, [2e-3])]
+    result = merge_runs([*given, run(0, 31.0, [5e-4, 1e-3, 2e-3])])
+    assert result["fair_rates"][64][0] == {"lr": 5e-4, "searched": [5e-4, 1e-3, 2e-3]}
+    (target, measured, met) = result["targets"][0]
+    assert met and "on the seed(s) with a searched rate (0): 4 of 4" in measured
+    [line] = rate_caveats(result)
+    assert "given (0.002 on seed 1, 0.002 on seed 2)" in line
+    assert "seed 0: 0.0005 of 0.0005, 0.001, 0.002" in line and "**beats** it" in line
+    # tuned on seed 0, the single model wins there: the 3-seed mean (31.67 > 29.9) is no claim
+    result = merge_runs([*given, run(0, 27.0, [5e-4, 1e-3, 2e-3])])
+    (target, measured, met) = result["targets"][0]
+    assert not met and "overall 29.900 against 27.000 (+10.7 %)" in measured
+    assert "does **not** beat it" in rate_caveats(result)[0]
+    assert result["claim_size"] == 64  # one size: still judged there, and not met
+    # every seed given: the caveat says so; every seed searched: nothing to say
+    only_given = merge_runs(given)
+    assert rate_caveats(only_given)[0].endswith("not searched: a better-tuned single model "
+                                                "may do better.")  # fmt: skip
+    searched = [run(s, 34.0, [5e-4, 2e-3]) for s in (0, 1)]
+    assert rate_caveats(merge_runs(searched)) == []
+    assert "searched rate" not in merge_runs(searched)["targets"][0][1]
