@@ -66,7 +66,7 @@ def merge_runs(runs: list) -> dict:
         }  # fmt: skip
         for size, seeds in sorted(by_size.items())
     }
-    claim = claim_size(sizes)
+    claim = claim_size(sizes, rates)
     first = sorted(sizes)[0]
     result = {
         "claim_size": claim,
@@ -199,9 +199,10 @@ def diverged(summary: dict) -> str | None:
     return None
 
 
-def claim_size(sizes: dict) -> int:
+def claim_size(sizes: dict, rates: dict | None = None) -> int:
     """The data size the targets are judged at: the one with the most seeds where the best
-    composition beats the fair single model on 3 of 4 domains and overall; else the one
+    composition beats the fair single model on 3 of 4 domains and overall (on the seeds
+    where its learning rate was searched too, given `rates`: `fair_rates`); else the one
     with the most seeds (the larger on a tie)."""
 
     def beats(size):
@@ -210,7 +211,9 @@ def claim_size(sizes: dict) -> int:
             return False
         if diverged(summary):
             return False
-        return verdict(summary, best_of(summary, compositions(summary)))[3]
+        best = best_of(summary, compositions(summary))
+        tuned = tuned_verdict({"sizes": sizes, "fair_rates": rates or {}}, size, best)
+        return verdict(summary, best)[3] and (tuned is None or tuned[1][3])
 
     ranked = sorted(sizes, key=lambda s: (beats(s), len(sizes[s]["seeds"]), s))
     return ranked[-1]
