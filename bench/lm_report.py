@@ -132,7 +132,8 @@ def caveats(results: dict) -> list[str]:
         lines.append(f"- the fair multitask LoRA is not measured at {', '.join(unmatched)} texts "
                      "per domain: how the gap to it moves with data is not known yet.")  # fmt: skip
     lines += rate_caveats(results)
-    lines += [_other_single_model(results)] if _other_single_model(results) else []
+    other = _other_single_model(results)
+    lines += [other] if other else []
     summary = results["summary"]
     if "anchor alone" in summary and "base model" in summary:
         worse = [
