@@ -113,6 +113,9 @@ def main(argv=None) -> dict:
         help="the fair multitask LoRA's learning rate, or rates to search, comma-separated "
         "(default: searched among 5e-4, 1e-3, 2e-3)",
     )
+    parser.add_argument("--expert-lr", help="the anchored and coordinated experts' learning "
+                        "rate, or rates each contributor searches on its router texts "
+                        "(default: 2e-3)")  # fmt: skip
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--base", help="the base causal LM, a Hub id or a folder "
                         "(default: SmolLM2-135M-Instruct from its PyPI package)")  # fmt: skip
@@ -188,18 +191,10 @@ def run_seed(args, base, seed, families, profile, work, cache) -> dict:
             extras.update(anchored_family(args, base, anchor_path, data, families, seed, work,
                                           cache, profile, systems_, cost))  # fmt: skip
         if "multitask" in families:
-            lrs = [float(x) for x in args.multitask_lr.split(",")] if args.multitask_lr else None
-            expert, seconds, search = anchored.train_fair_multitask(
-                base, data, public, seed, work, lrs, cache
+            figures, seconds, search = anchored.fair_multitask_system(
+                base, data, public, seed, work, rates(args.multitask_lr), cache
             )
-            texts = [t for d in data.values() for t in d.eval.texts]
-            from bench.lm_systems import score
-            from routing.kinds.causal_lm.composing import cached_split, token_log_probs
-
-            split = cached_split([expert], list(data), data, "eval", base, cache, routing)
-            systems_["fair multitask LoRA"] = score(
-                token_log_probs(expert, base, texts, cache, routing.prefix_tokens), split
-            )
+            systems_["fair multitask LoRA"] = figures
             cost["fair_multitask_seconds"] = seconds
             extras["fair_multitask"] = search
     return {
@@ -210,6 +205,10 @@ def run_seed(args, base, seed, families, profile, work, cache) -> dict:
         "extras": extras,
         "meta": run_meta(args, base, profile, train, time.perf_counter() - started),
     }
+
+
+def rates(given: str | None) -> list[float] | None:
+    return [float(x) for x in given.split(",")] if given else None
 
 
 def anchor_sizes(args, profile) -> dict:
@@ -223,16 +222,20 @@ def anchored_family(args, base, anchor_path, data, families, seed, work, cache, 
     """The anchored and coordinated systems of one seed (into `systems_`, `cost`)."""
     abase = CausalBase(base.name if not args.base else args.base, device=args.device,
                        max_tokens=base.max_tokens, anchor=anchor_path)  # fmt: skip
-    trained = {}
+    trained, extras_rates = {}, {}
     for family, coordinated in (("anchored", False), ("coordinated", True)):
         if family in families:
-            experts, seconds = anchored.train_anchored(abase, data, seed, work,
-                                                       coordinated=coordinated)  # fmt: skip
+            experts, seconds, search = anchored.train_anchored(
+                abase, data, seed, work, coordinated=coordinated, lrs=rates(args.expert_lr),
+                cache=cache,
+            )  # fmt: skip
             trained[family] = experts
             cost[f"{family}_expert_seconds"] = seconds
+            if search:
+                extras_rates[family] = search
     results, models = anchored.anchored_systems(abase, trained, data, cache, seed)
     systems_.update(results)
-    extras = {}
+    extras = {"expert_rates": extras_rates} if extras_rates else {}
     if seed != 0:
         return extras
     key = "anchored experts, token top-2" if "anchored" in trained else (
@@ -272,7 +275,8 @@ def timing_family(args, base, anchor_path, data, seed, work, cache, profile) -> 
 
     abase = CausalBase(base.name if not args.base else args.base, device=args.device,
                        max_tokens=base.max_tokens, anchor=anchor_path)  # fmt: skip
-    experts, _ = anchored.train_anchored(abase, data, seed, work, coordinated=False)
+    experts, _, _ = anchored.train_anchored(abase, data, seed, work, coordinated=False,
+                                            lrs=rates(args.expert_lr), cache=cache)  # fmt: skip
     domains = list(data)
     routers, _ = token_routers(abase, experts, domains, data, cache=cache,
                                routing=LMRouting(granularity="token"))  # fmt: skip
@@ -323,7 +327,7 @@ def run_meta(args, base, profile, train, seconds) -> dict:
     for flag, value in (("--limit", args.limit), ("--train", args.train), ("--eval", args.eval),
                         ("--seed", args.seed), ("--seeds", args.seeds), ("--families", families),
                         ("--repeats", args.repeats if args.repeats != 3 else None),
-                        ("--multitask-lr", args.multitask_lr),
+                        ("--multitask-lr", args.multitask_lr), ("--expert-lr", args.expert_lr),
                         ("--base", args.base)):  # fmt: skip
         if value is not None:
             command += f" {flag} {value}"

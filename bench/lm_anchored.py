@@ -7,6 +7,7 @@ parameters, trained on every text any of them saw."""
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 
@@ -32,6 +33,7 @@ EXPERT = {"r": 8, "targets": MLP, "epochs": 2, "lr": 2e-3}
 MULTITASK_LRS = (5e-4, 1e-3, 2e-3)  # searched on the router texts (never on eval)
 TUNE_STEPS = 30
 BATCH = 4
+PREFIX = LMRouting().prefix_tokens  # the scored tokens follow the router's prefix
 
 
 def public_data(seed: int, texts: int, router: int) -> DomainData:
@@ -58,21 +60,65 @@ def train_anchor(base: CausalBase, public: DomainData, seed: int, folder) -> tup
     return path, time.perf_counter() - started
 
 
-def train_anchored(base: CausalBase, data: dict, seed: int, folder, *, coordinated: bool):
-    """Each domain's expert on the anchored base: LoRA on the MLP, alone or coordinated."""
-    experts, seconds = [], []
+def trained_once(path, train, what: str) -> float:
+    """Train into `path` with `train()` unless a finished file is there (its seconds are kept
+    beside it, written after the weights), and return the training seconds: so that a
+    search over learning rates can be grown or resumed run by run."""
+    timing = path.with_suffix(".json")
+    if timing.exists():
+        log(f"{what}: found in {path.parent}")
+        return json.loads(timing.read_text())["seconds"]
+    log(what)
+    started = time.perf_counter()
+    train()
+    seconds = time.perf_counter() - started
+    timing.write_text(json.dumps({"seconds": seconds}))
+    return seconds
+
+
+def _ranked(on_router: float | None) -> float:
+    """A rate's rank in a search: its router perplexity, a NaN (diverged) last."""
+    return math.inf if on_router is None or math.isnan(on_router) else on_router
+
+
+def train_anchored(base: CausalBase, data: dict, seed: int, folder, *, coordinated: bool,
+                   lrs=None, cache=None):  # fmt: skip
+    """Each domain's expert on the anchored base: LoRA on the MLP, alone or coordinated. With
+    several `lrs`, each contributor keeps the rate whose expert has the lowest perplexity
+    on its own router texts (never on eval). Returns (experts, seconds of the kept ones,
+    {domain: {"lr", "router_perplexity"}} when searched)."""
+    experts, seconds, search = [], [], {}
     how = "coordinated" if coordinated else "anchored"
+    lrs = list(lrs or [EXPERT["lr"]])
     for name, domain in data.items():
-        log(f"seed {seed}: training the {how} {name} expert on {len(domain.train)} texts")
-        path = folder / f"{how}-{name}-{seed}.safetensors"
-        summary = train_lm_expert_file(
-            base, domain, path, cache=None, r=EXPERT["r"], target_modules=EXPERT["targets"],
-            epochs=EXPERT["epochs"], lr=EXPERT["lr"], seed=seed, coordinated=coordinated,
-            evaluate=False,
-        )  # fmt: skip
-        experts.append(load_lm_expert(path, base=base.spec, name=f"{how} {name}"))
-        seconds.append(summary["train_seconds"])
-    return experts, seconds
+        tried = {}
+        for lr in lrs:
+            path = folder / f"{how}-{name}-{seed}-{len(domain.train)}-{lr:g}.safetensors"
+
+            def train(path=path, lr=lr, domain=domain):
+                train_lm_expert_file(
+                    base, domain, path, cache=None, r=EXPERT["r"], lr=lr, seed=seed,
+                    target_modules=EXPERT["targets"], epochs=EXPERT["epochs"],
+                    coordinated=coordinated, evaluate=False,
+                )  # fmt: skip
+
+            took = trained_once(path, train, f"seed {seed}: the {how} {name} expert on "
+                                f"{len(domain.train)} texts, lr {lr:g}")  # fmt: skip
+            expert = load_lm_expert(path, base=base.spec, name=f"{how} {name}")
+            on_router = (
+                perplexity(token_log_probs(expert, base, domain.router.texts, cache, PREFIX))
+                if len(lrs) > 1 else None
+            )  # fmt: skip
+            tried[lr] = (expert, took, on_router)
+        best = min(tried, key=lambda lr: _ranked(tried[lr][2]))
+        experts.append(tried[best][0])
+        seconds.append(tried[best][1])
+        if len(lrs) > 1:
+            on_router = {f"{lr:g}": tried[lr][2] for lr in lrs}
+            search[name] = {"lr": best, "router_perplexity": on_router}
+            log(f"seed {seed}: the {how} {name} expert keeps lr {best:g} "
+                f"({', '.join(f'{lr:g}: {tried[lr][2]:.3f}' for lr in lrs)})")  # fmt: skip
+    return experts, seconds, search
 
 
 def fair_budget(spec, anchor_texts: int, train: int, domains: int) -> dict:
@@ -102,30 +148,37 @@ def train_fair_multitask(base: CausalBase, data: dict, public: DomainData, seed:
     tried = {}
     for candidate in lrs or MULTITASK_LRS:
         path = folder / f"fair-multitask-{seed}-{len(texts)}-{candidate:g}.safetensors"
-        timing = path.with_suffix(".json")
-        if timing.exists():
-            log(f"seed {seed}: the fair multitask LoRA at lr {candidate:g} is in {folder}")
-            seconds = json.loads(timing.read_text())["seconds"]
-        else:
-            log(f"seed {seed}: the fair multitask LoRA, r={budget['rank']}, {budget['steps']} "
-                f"steps on {len(texts)} texts, lr {candidate:g}")  # fmt: skip
-            started = time.perf_counter()
+
+        def train(path=path, candidate=candidate):
             lora = train_lm_lora(base, texts, r=budget["rank"], alpha=2.0 * budget["rank"],
                                  target_modules=ALL_LINEAR, lr=candidate, seed=seed,
                                  steps=budget["steps"])  # fmt: skip
-            seconds = time.perf_counter() - started
             save_lm_expert(path, lora_tensors=lora, r=budget["rank"], alpha=2.0 * budget["rank"],
                            target_modules=list(ALL_LINEAR), base_model=base.name,
                            base_fingerprint=base.weights_fingerprint, domain="all")  # fmt: skip
-            timing.write_text(json.dumps({"seconds": seconds}))  # after the weights: complete
+
+        seconds = trained_once(path, train, f"seed {seed}: the fair multitask LoRA, "
+                               f"r={budget['rank']}, {budget['steps']} steps on {len(texts)} "
+                               f"texts, lr {candidate:g}")  # fmt: skip
         expert = load_lm_expert(path, base=base.spec, name="fair multitask")
-        on_router = perplexity(token_log_probs(expert, base, router, cache, 32))
+        on_router = perplexity(token_log_probs(expert, base, router, cache, PREFIX))
         log(f"seed {seed}: lr {candidate:g}: router perplexity {on_router:.3f}")
         tried[candidate] = (expert, seconds, on_router)
-    best = min(tried, key=lambda c: tried[c][2])
+    best = min(tried, key=lambda c: _ranked(tried[c][2]))
     expert, seconds, _ = tried[best]
     search = {"lr": best, "router_perplexity": {f"{c:g}": tried[c][2] for c in tried}, **budget}
     return expert, seconds, search
+
+
+def fair_multitask_system(base: CausalBase, data: dict, public: DomainData, seed: int, folder,
+                          lrs, cache) -> tuple[dict, float, dict]:  # fmt: skip
+    """The fair single model's held-out figures, training seconds and search."""
+    routing = LMRouting()
+    expert, seconds, search = train_fair_multitask(base, data, public, seed, folder, lrs, cache)
+    texts = [t for d in data.values() for t in d.eval.texts]
+    split = cached_split([expert], list(data), data, "eval", base, cache, routing)
+    figures = score(token_log_probs(expert, base, texts, cache, routing.prefix_tokens), split)
+    return figures, seconds, search
 
 
 def anchored_systems(base: CausalBase, families: dict, data, cache,

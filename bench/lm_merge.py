@@ -43,9 +43,14 @@ def merge_runs(runs: list) -> dict:
     """Runs (dicts, or paths of their JSON files) -> the benchmark's result."""
     runs = [json.loads(Path(r).read_text()) if not isinstance(r, dict) else r for r in runs]
     by_size: dict[int, dict[int, dict]] = {}
-    extras, costs, rates = {}, {}, {}
-    for run in sorted(runs, key=lambda r: (r["meta"]["train"], r["seed"])):
-        size, seed = run["meta"]["train"], run["seed"]
+    extras, costs, rates, expert_rates = {}, {}, {}, {}
+    for run in sorted(runs, key=lambda r: (r["meta"]["train"], r["seed"], _searches(r))):
+        size, seed = run["meta"]["train"], run["seed"]  # a seed's searched runs merge last
+        for family in {"anchored", "coordinated"} & set(run["families"]):
+            chosen = run["extras"].get("expert_rates", {}).get(family)
+            expert_rates.setdefault(size, {}).setdefault(seed, {})[family] = (
+                {d: c["lr"] for d, c in chosen.items()} if chosen else None
+            )
         merged = by_size.setdefault(size, {}).setdefault(seed, {"seed": seed, "systems": {}})
         merged["systems"].update(run["systems"])
         fair = run["extras"].get("fair_multitask")
@@ -90,11 +95,19 @@ def merge_runs(runs: list) -> dict:
         },  # fmt: skip
         "training": {size: {k: _mean(v) for k, v in c.items()} for size, c in costs.items()},
         "fair_rates": rates,
+        "expert_rates": expert_rates,
     }
     for key, per_size in extras.items():  # seed 0's figures: the claim size's, else the first
         result[key] = per_size.get(claim, per_size.get(first, next(iter(per_size.values()))))
     result["targets"] = targets(result)
     return result
+
+
+def _searches(run: dict) -> int:
+    """How many learning-rate searches a run made (its experts' families, the single
+    model): where two runs of a seed measured a system, the searched one's figures count."""
+    fair = run["extras"].get("fair_multitask", {}).get("router_perplexity", {})
+    return len(run["extras"].get("expert_rates", {})) + (len(fair) > 1)
 
 
 def _mean(values) -> float:
@@ -156,36 +169,6 @@ def tuned_verdict(result: dict, size: int, best: str):
     if best not in summary or "fair multitask LoRA" not in summary:
         return None
     return searched, verdict(summary, best)
-
-
-def rate_caveats(result: dict) -> list[str]:
-    """Report lines: where the fair multitask LoRA's learning rate was given rather than
-    searched, per data size, and the verdict on the seeds where it was searched."""
-    lines = []
-    for size, rates in result.get("fair_rates", {}).items():
-        summary = result["sizes"][size]["summary"]
-        searched, given = searched_seeds(result, size)
-        if not given or diverged(summary) or not compositions(summary):
-            continue
-        said = ", ".join(f"{rates[s]['lr']:g} on seed {s}" for s in given)
-        line = (f"- at {size} texts per domain the fair multitask LoRA's learning rate was "
-                f"given ({said})")  # fmt: skip
-        best = best_of(summary, compositions(summary))
-        tuned = tuned_verdict(result, size, best)
-        if tuned is None:
-            lines.append(line + ", not searched: a better-tuned single model may do better.")
-            continue
-        seeds, (wins, ours, theirs, beats) = tuned
-        chosen = "; ".join(
-            f"seed {s}: {rates[s]['lr']:g} of {', '.join(f'{r:g}' for r in rates[s]['searched'])}"
-            for s in seeds
-        )
-        lines.append(
-            f"{line}, and searched on the others ({chosen}). On the searched seed(s) alone "
-            f"*{best}* is lower on {against(wins, ours, theirs)}: against a tuned single model "
-            + ("the mixture **beats** it." if beats else "the mixture does **not** beat it.")
-        )
-    return lines
 
 
 def diverged(summary: dict) -> str | None:

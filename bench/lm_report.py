@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+from bench.lm_caveats import caveats
 from bench.lm_merge import merge_runs
 from bench.lm_systems import DOMAINS
 
@@ -104,80 +105,6 @@ def _same_seeds(results: dict, size: int, system: str) -> str:
     return f" (against {', '.join(parts)})" if parts else ""
 
 
-def caveats(results: dict) -> list[str]:
-    """What limits the claim, read off the runs themselves."""
-    from bench.lm_merge import diverged, rate_caveats
-    from bench.lm_systems import DOMAINS
-
-    lines = []
-    sizes = results["sizes"]
-    claim = sizes[results["claim_size"]]
-    if len(claim["seeds"]) < 3:
-        n = len(claim["seeds"])
-        lines.append(
-            f"- {n} seed(s) at {results['claim_size']} texts per domain, not 3: "
-            + ("the ± columns are empty and a seed's luck is not averaged out." if n == 1
-               else f"the ± columns are the spread of {n} seeds only.")
-        )  # fmt: skip
-    if len(sizes) < 2:
-        lines.append("- one data size only: how the gap moves with data is not measured.")
-    for n, e in sizes.items():
-        if diverged(e["summary"]):
-            lines.append(f"- the fair multitask LoRA diverged at {n} texts per domain with the "
-                         "given learning rate: its learning rate must be searched at that "
-                         "size (`--families multitask` without `--multitask-lr`) before the "
-                         "gap there is known.")  # fmt: skip
-    unmatched = [str(n) for n, e in sizes.items() if "fair multitask LoRA" not in e["summary"]]
-    if unmatched:
-        lines.append(f"- the fair multitask LoRA is not measured at {', '.join(unmatched)} texts "
-                     "per domain: how the gap to it moves with data is not known yet.")  # fmt: skip
-    lines += rate_caveats(results)
-    other = _other_single_model(results)
-    lines += [other] if other else []
-    summary = results["summary"]
-    if "anchor alone" in summary and "base model" in summary:
-        worse = [
-            d
-            for d in DOMAINS
-            if summary["anchor alone"]["domains"][d][0] > summary["base model"]["domains"][d][0]
-        ]
-        if worse:
-            lines.append(
-                f"- the anchor alone is worse than the base on {', '.join(worse)} "
-                "(the hub would refuse it); the experts more than make up for it."
-            )
-    return lines
-
-
-def _other_single_model(results: dict) -> str:
-    """Where the older multitask LoRA (the experts' own budget) does better than the fair
-    one: how the best composition fares against it on the same seeds, as a sentence."""
-    from bench.lm_merge import best_of, compositions
-
-    summary = results["summary"]
-    older, fair = "multitask LoRA (same budget)", "fair multitask LoRA"
-    if older not in summary or fair not in summary:
-        return ""
-    if summary[older]["overall"][0] >= summary[fair]["overall"][0]:
-        return ""
-    best = best_of(summary, compositions(summary))
-    runs = [r["systems"] for r in results["sizes"][results["claim_size"]]["per_seed"]
-            if older in r["systems"] and best in r["systems"]]  # fmt: skip
-    if not runs:
-        return ""
-
-    def mean(system, domain=None):
-        return sum(r[system]["domains"][domain] if domain else r[system]["overall"]["perplexity"]
-                   for r in runs) / len(runs)  # fmt: skip
-
-    ours, theirs = mean(best), mean(older)
-    wins = [d for d in DOMAINS if mean(best, d) < mean(older, d)]
-    change = 100 * (ours / theirs - 1)
-    return (f"- the {older} does better than the fair one; on the {len(runs)} seed(s) it was "
-            f"measured on, *{best}* reaches {ours:.3f} against its {theirs:.3f} "
-            f"({change:+.1f} %), lower on {len(wins)} of 4 domains.")  # fmt: skip
-
-
 def markdown(results: dict) -> str:
     meta = results["meta"]
     lines = [
@@ -194,7 +121,7 @@ def markdown(results: dict) -> str:
         "## Does the mixture beat the single model?",
         "",
         *verdict(results),
-        *(["", "What limits this:", "", *caveats(results)] if caveats(results) else []),
+        *(["", "What limits this:", "", *limits] if (limits := caveats(results)) else []),
         "",
         f"The targets are judged at {results['claim_size']} texts per domain.",
         "",

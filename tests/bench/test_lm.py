@@ -7,7 +7,7 @@ and the plots come out, and are sane."""
 import json
 
 from bench.lm import main
-from tests.routing.lm_fixtures import tiny_lm_folder  # noqa: F401 (a fixture)
+from tests.routing.lm_fixtures import lm_domains, tiny_lm_folder  # noqa: F401 (fixtures)
 
 
 def test_the_quick_language_model_benchmark_writes_sane_tables(tmp_path, tiny_lm_folder):
@@ -75,7 +75,8 @@ def test_a_diverged_single_model_is_no_baseline_and_no_claim_is_made_on_it():
 
 
 def test_a_claim_holds_only_against_the_single_model_with_a_searched_learning_rate():
-    from bench.lm_merge import merge_runs, rate_caveats
+    from bench.lm_caveats import rate_caveats
+    from bench.lm_merge import merge_runs
 
     def run(seed, fair, rates, train=64):
         domains = ("bbc", "rotten", "20news", "python")
@@ -114,3 +115,40 @@ def test_a_claim_holds_only_against_the_single_model_with_a_searched_learning_ra
     searched = [run(s, 34.0, [5e-4, 2e-3]) for s in (0, 1)]
     assert rate_caveats(merge_runs(searched)) == []
     assert "searched rate" not in merge_runs(searched)["targets"][0][1]
+
+
+def test_each_contributor_keeps_the_learning_rate_best_on_its_own_router_texts(
+    tmp_path, tiny_lm_folder, lm_domains
+):
+    from bench.lm_anchored import train_anchored
+    from routing.cache import TensorCache
+    from routing.data import DomainData, Split
+    from routing.kinds.causal_lm.base import CausalBase
+    from routing.kinds.causal_lm.composing import token_log_probs
+    from routing.kinds.causal_lm.scoring import perplexity
+
+    def longer(split):  # texts past the 32 tokens the scores start after
+        return Split([" ".join(split.texts[i : i + 3]) for i in range(0, 24, 3)])
+
+    data = {name: DomainData(name, [], longer(d.train), longer(d.router), Split([]))
+            for name, d in lm_domains.items()}  # fmt: skip
+    cache = TensorCache(tmp_path / "cache")
+    tiny_lm = CausalBase(tiny_lm_folder, device="cpu", max_tokens=64)
+    experts, seconds, search = train_anchored(tiny_lm, data, 0, tmp_path, coordinated=False,
+                                              lrs=[1e-4, 3e-2], cache=cache)  # fmt: skip
+    assert set(search) == {"weather", "food"} and len(experts) == 2 and min(seconds) > 0
+    for expert, (name, chosen) in zip(experts, search.items(), strict=True):
+        tried = chosen["router_perplexity"]
+        assert set(tried) == {"0.0001", "0.03"} and tried["0.0001"] != tried["0.03"]
+        assert chosen["lr"] == float(min(tried, key=tried.get))
+        kept = perplexity(token_log_probs(expert, tiny_lm, data[name].router.texts, cache, 32))
+        assert kept == min(tried.values())  # the expert returned is the one kept
+    # a second call in the same folder trains nothing: same files, same recorded seconds
+    stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("anchored-*.safetensors")}
+    assert len(stamps) == 4
+    again = train_anchored(tiny_lm, data, 0, tmp_path, coordinated=False, lrs=[1e-4, 3e-2],
+                           cache=cache)  # fmt: skip
+    assert again[1] == seconds and again[2] == search
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("anchored-*.safetensors")}
+    # one rate: nothing searched, nothing scored
+    assert train_anchored(tiny_lm, data, 0, tmp_path, coordinated=False, lrs=[3e-2])[2] == {}
