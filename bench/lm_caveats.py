@@ -119,7 +119,7 @@ def expert_rate_caveats(result: dict) -> list[str]:
     """Report lines: where the anchored experts' learning rates were searched, the rate each
     contributor kept, per data size and seed, and the seeds where it was given."""
     lines = []
-    for size, seeds in result.get("expert_rates", {}).items():
+    for size, seeds in result.get("kept_expert_rates", {}).items():
         searched = {s: f["anchored"] for s, f in seeds.items() if f.get("anchored")}
         if searched:
             kept = "; ".join(f"seed {s}: " + ", ".join(f"{d} {lr:g}" for d, lr in c.items())

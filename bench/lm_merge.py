@@ -43,18 +43,21 @@ def merge_runs(runs: list) -> dict:
     """Runs (dicts, or paths of their JSON files) -> the benchmark's result."""
     runs = [json.loads(Path(r).read_text()) if not isinstance(r, dict) else r for r in runs]
     by_size: dict[int, dict[int, dict]] = {}
-    extras, costs, rates, expert_rates = {}, {}, {}, {}
-    for run in sorted(runs, key=lambda r: (r["meta"]["train"], r["seed"], _searches(r))):
-        size, seed = run["meta"]["train"], run["seed"]  # a seed's searched runs merge last
+    extras, costs, rates, expert_rates, searches = {}, {}, {}, {}, {}
+    for run in sorted(runs, key=lambda r: (r["meta"]["train"], r["seed"])):
+        size, seed = run["meta"]["train"], run["seed"]
+        merged = by_size.setdefault(size, {}).setdefault(seed, {"seed": seed, "systems": {}})
+        for system, figures in run["systems"].items():  # a searched rate's figures win
+            n = _searched(run, system)
+            if n >= searches.get((size, seed, system), False):
+                merged["systems"][system], searches[size, seed, system] = figures, n
         for family in {"anchored", "coordinated"} & set(run["families"]):
             chosen = run["extras"].get("expert_rates", {}).get(family)
-            expert_rates.setdefault(size, {}).setdefault(seed, {})[family] = (
-                {d: c["lr"] for d, c in chosen.items()} if chosen else None
-            )
-        merged = by_size.setdefault(size, {}).setdefault(seed, {"seed": seed, "systems": {}})
-        merged["systems"].update(run["systems"])
+            kept = expert_rates.setdefault(size, {}).setdefault(seed, {})
+            if chosen or family not in kept:
+                kept[family] = {d: c["lr"] for d, c in chosen.items()} if chosen else None
         fair = run["extras"].get("fair_multitask")
-        if fair:  # each seed's learning rate, and the rates it was chosen from
+        if fair and (len(fair["router_perplexity"]) > 1 or seed not in rates.get(size, {})):
             rates.setdefault(size, {})[seed] = {
                 "lr": fair["lr"], "searched": sorted(float(r) for r in fair["router_perplexity"])
             }  # fmt: skip
@@ -95,7 +98,7 @@ def merge_runs(runs: list) -> dict:
         },  # fmt: skip
         "training": {size: {k: _mean(v) for k, v in c.items()} for size, c in costs.items()},
         "fair_rates": rates,
-        "expert_rates": expert_rates,
+        "kept_expert_rates": expert_rates,
     }
     for key, per_size in extras.items():  # seed 0's figures: the claim size's, else the first
         result[key] = per_size.get(claim, per_size.get(first, next(iter(per_size.values()))))
@@ -103,11 +106,14 @@ def merge_runs(runs: list) -> dict:
     return result
 
 
-def _searches(run: dict) -> int:
-    """How many learning-rate searches a run made (its experts' families, the single
-    model): where two runs of a seed measured a system, the searched one's figures count."""
-    fair = run["extras"].get("fair_multitask", {}).get("router_perplexity", {})
-    return len(run["extras"].get("expert_rates", {})) + (len(fair) > 1)
+def _searched(run: dict, system: str) -> bool:
+    """Whether a run searched the learning rate of `system` (the fair single model's, or
+    its experts'): where two runs of a seed measured a system, the searched one's figures
+    count, whichever came first."""
+    if system == "fair multitask LoRA":
+        return len(run["extras"].get("fair_multitask", {}).get("router_perplexity", {})) > 1
+    family = system.split(" experts, ")[0] if " experts, " in system else None
+    return bool(run["extras"].get("expert_rates", {}).get(family))
 
 
 def _mean(values) -> float:

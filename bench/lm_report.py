@@ -180,6 +180,15 @@ def markdown(results: dict) -> str:
             f"({f['parameters']:,} trainable parameters, as the anchor and the four experts), "
             f"{f['steps']} optimiser steps (as theirs); learning rate {f['lr']:g}, {chosen}"
         )
+    for family, search in results.get("expert_rates", {}).items():
+        kept = "; ".join(
+            f"{d} {c['lr']:g} ("
+            + ", ".join(f"{lr}: {p:.3f}" for lr, p in c["router_perplexity"].items())
+            + ")"
+            for d, c in search.items()
+        )
+        lines.append(f"- the {family} experts' learning rate, searched by each contributor on its "
+                     f"own router texts (seed 0; router perplexity per rate): {kept}")  # fmt: skip
     if "add_expert" in results:
         a = results["add_expert"]
         lines.append(

@@ -152,3 +152,42 @@ def test_each_contributor_keeps_the_learning_rate_best_on_its_own_router_texts(
     assert stamps == {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("anchored-*.safetensors")}
     # one rate: nothing searched, nothing scored
     assert train_anchored(tiny_lm, data, 0, tmp_path, coordinated=False, lrs=[3e-2])[2] == {}
+
+
+def test_a_seeds_run_with_searched_rates_counts_over_its_run_with_given_ones_in_any_order():
+    from bench.lm_caveats import expert_rate_caveats
+    from bench.lm_merge import merge_runs
+
+    domains = ("bbc", "rotten", "20news", "python")
+
+    def run(seed, anchored, *, searched=False, fair=None):
+        system = {"domains": dict.fromkeys(domains, anchored), "overall": {"perplexity": anchored}}
+        extras = {}
+        if searched:
+            extras["expert_rates"] = {"anchored": {d: {"lr": 1e-3, "router_perplexity": {
+                "0.001": 30.0, "0.002": 31.0}} for d in domains}}  # fmt: skip
+        systems = {"anchored experts, learned top-1": system}
+        if fair:
+            systems["fair multitask LoRA"] = {**system, "overall": {"perplexity": fair[0]}}
+            extras["fair_multitask"] = {"lr": fair[1], "router_perplexity": {
+                f"{r:g}": 30.0 for r in fair[2]}}  # fmt: skip
+        return {"seed": seed, "families": ["anchored", "multitask"], "cost": {},
+                "systems": systems, "extras": extras,
+                "meta": {"train": 64, "command": "python bench/lm.py", "seconds": 60.0,
+                         "machine": "test"}}  # fmt: skip
+
+    given = run(0, 30.0, fair=(33.0, 2e-3, [2e-3]))
+    searched = run(0, 29.0, searched=True, fair=(31.0, 5e-4, [5e-4, 1e-3]))
+    for order in ([given, searched], [searched, given]):
+        result = merge_runs([*order, run(1, 30.5)])
+        summary = result["summary"]
+        assert summary["anchored experts, learned top-1"]["overall"][0] == (29.0 + 30.5) / 2
+        assert summary["fair multitask LoRA"]["overall"][0] == 31.0  # seed 1 ran none
+        assert result["fair_rates"][64][0] == {"lr": 5e-4, "searched": [5e-4, 1e-3]}
+        assert result["kept_expert_rates"][64] == {
+            0: {"anchored": dict.fromkeys(domains, 1e-3)},
+            1: {"anchored": None},
+        }
+        [line] = expert_rate_caveats(result)
+        assert "seed 0: bbc 0.001, rotten 0.001, 20news 0.001, python 0.001" in line
+        assert line.endswith("on seed(s) 1 it was given (0.002).")
