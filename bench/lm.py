@@ -182,9 +182,10 @@ def run_seed(args, base, seed, families, profile, work, cache) -> dict:
     if {"anchored", "coordinated", "multitask", "timing"} & set(families):
         sizes = anchor_sizes(args, profile)
         public = anchored.public_data(seed, sizes["anchor"], sizes["router"])
-        anchor_path, anchor_seconds = anchored.train_anchor(base, public, seed, work)
-        if anchor_seconds is not None:  # a reused anchor's time is its first run's
-            cost["anchor_seconds"] = anchor_seconds
+        if {"anchored", "coordinated", "timing"} & set(families):  # the single model: no anchor
+            anchor_path, anchor_seconds = anchored.train_anchor(base, public, seed, work)
+            if anchor_seconds is not None:  # a reused anchor's time is its first run's
+                cost["anchor_seconds"] = anchor_seconds
         if "timing" in families:
             extras.update(timing_family(args, base, anchor_path, data, seed, work, cache, profile))
         if {"anchored", "coordinated"} & set(families):
