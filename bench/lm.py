@@ -243,17 +243,8 @@ def anchored_family(args, base, anchor_path, data, families, seed, work, cache, 
         "coordinated experts, token top-2"
     )  # fmt: skip
     model = models[key]
-    per = max(1, profile["prompts"] // 4)
-    texts = [t for d in data.values() for t in d.eval.texts[:per]]
-    prompts = [
-        base.tokenizer.decode(base.tokenize([t], 32)["input_ids"][0]) for t in texts
-    ]  # fmt: skip
-    log("timing the per-token composition against the base")
-    extras["token_timing"] = anchored.token_timings(
-        base, model, texts, prompts, profile["new_tokens"], args.repeats
-    )
-    extras["token_flops"] = anchored.token_flops(base.spec, base.model.config.vocab_size,
-                                                 len(model.names))  # fmt: skip
+    timing, prompts = token_speed(args, base, model, data, profile)
+    extras.update(timing)
     extras["layer_routing"] = {"names": model.names, "domains": list(data),
                                "by_layer": [model.token_routing(data[d].eval.texts).tolist()
                                             for d in data]}  # fmt: skip
@@ -282,18 +273,20 @@ def timing_family(args, base, anchor_path, data, seed, work, cache, profile) -> 
     routers, _ = token_routers(abase, experts, domains, data, cache=cache,
                                routing=LMRouting(granularity="token"))  # fmt: skip
     model = TokenMoECausalLM(abase, experts, domains, routers=routers, top_k=2)
+    return token_speed(args, base, model, data, profile)[0]
+
+
+def token_speed(args, base, model, data, profile) -> tuple[dict, list[str]]:
+    """A per-token composition's prefill and generation timed against the base on a few
+    held-out texts and their prompts, and its FLOPs counted; and the prompts."""
     per = max(1, profile["prompts"] // 4)
     texts = [t for d in data.values() for t in d.eval.texts[:per]]
     prompts = [base.tokenizer.decode(base.tokenize([t], 32)["input_ids"][0]) for t in texts]
     log("timing the per-token composition against the base")
-    return {
-        "token_timing": anchored.token_timings(
-            base, model, texts, prompts, profile["new_tokens"], args.repeats
-        ),  # fmt: skip
-        "token_flops": anchored.token_flops(
-            base.spec, base.model.config.vocab_size, len(model.names)
-        ),  # fmt: skip
-    }
+    timing = anchored.token_timings(base, model, texts, prompts, profile["new_tokens"],
+                                    args.repeats)  # fmt: skip
+    flops = anchored.token_flops(base.spec, base.model.config.vocab_size, len(model.names))
+    return {"token_timing": timing, "token_flops": flops}, prompts
 
 
 def present_extras(args, base, profile, data, experts, learned, results) -> dict:
