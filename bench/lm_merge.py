@@ -43,24 +43,26 @@ def merge_runs(runs: list) -> dict:
     """Runs (dicts, or paths of their JSON files) -> the benchmark's result."""
     runs = [json.loads(Path(r).read_text()) if not isinstance(r, dict) else r for r in runs]
     by_size: dict[int, dict[int, dict]] = {}
-    extras, costs, rates, expert_rates, searches = {}, {}, {}, {}, {}
+    extras, costs, rates, expert_rates, ranks = {}, {}, {}, {}, {}
     for run in sorted(runs, key=lambda r: (r["meta"]["train"], r["seed"])):
         size, seed = run["meta"]["train"], run["seed"]
         merged = by_size.setdefault(size, {}).setdefault(seed, {"seed": seed, "systems": {}})
-        for system, figures in run["systems"].items():  # a searched rate's figures win
-            n = _searched(run, system)
-            if n >= searches.get((size, seed, system), False):
-                merged["systems"][system], searches[size, seed, system] = figures, n
+        for system, figures in run["systems"].items():  # the better-searched run's figures
+            rank = _rank(run, system)
+            if rank <= ranks.get((size, seed, system), math.inf):
+                merged["systems"][system], ranks[size, seed, system] = figures, rank
         for family in {"anchored", "coordinated"} & set(run["families"]):
             chosen = run["extras"].get("expert_rates", {}).get(family)
             kept = expert_rates.setdefault(size, {}).setdefault(seed, {})
             if chosen or family not in kept:
                 kept[family] = {d: c["lr"] for d, c in chosen.items()} if chosen else None
         fair = run["extras"].get("fair_multitask")
-        if fair and (len(fair["router_perplexity"]) > 1 or seed not in rates.get(size, {})):
-            rates.setdefault(size, {})[seed] = {
-                "lr": fair["lr"], "searched": sorted(float(r) for r in fair["router_perplexity"])
-            }  # fmt: skip
+        if fair:  # the rates tried for the seed, over all its runs, and the one kept
+            tried = rates.setdefault(size, {}).setdefault(seed, {"searched": []})["searched"]
+            tried = sorted(set(tried) | {float(r) for r in fair["router_perplexity"]})
+            lr = fair["lr"] if ranks[size, seed, "fair multitask LoRA"] == _rank(
+                run, "fair multitask LoRA") else rates[size][seed]["lr"]  # fmt: skip
+            rates[size][seed] = {"lr": lr, "searched": tried}
         for key, value in run["cost"].items():
             costs.setdefault(size, {}).setdefault(key, []).append(value)
         if seed == 0:
@@ -106,14 +108,16 @@ def merge_runs(runs: list) -> dict:
     return result
 
 
-def _searched(run: dict, system: str) -> bool:
-    """Whether a run searched the learning rate of `system` (the fair single model's, or
-    its experts'): where two runs of a seed measured a system, the searched one's figures
-    count, whichever came first."""
+def _rank(run: dict, system: str) -> float:
+    """Where two runs of a seed measured a system, the lower rank's figures count (on a tie,
+    the later file's): for the fair single model, the router perplexity of the rate its
+    run kept, so that a search can be spread over runs; for a family of experts, 0 where
+    the run searched their learning rate, else 1."""
     if system == "fair multitask LoRA":
-        return len(run["extras"].get("fair_multitask", {}).get("router_perplexity", {})) > 1
+        fair = run["extras"].get("fair_multitask")
+        return fair["router_perplexity"][f"{fair['lr']:g}"] if fair else math.inf
     family = system.split(" experts, ")[0] if " experts, " in system else None
-    return bool(run["extras"].get("expert_rates", {}).get(family))
+    return 0.0 if run["extras"].get("expert_rates", {}).get(family) else 1.0
 
 
 def _mean(values) -> float:

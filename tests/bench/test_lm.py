@@ -154,7 +154,7 @@ def test_each_contributor_keeps_the_learning_rate_best_on_its_own_router_texts(
     assert train_anchored(tiny_lm, data, 0, tmp_path, coordinated=False, lrs=[3e-2])[2] == {}
 
 
-def test_a_seeds_run_with_searched_rates_counts_over_its_run_with_given_ones_in_any_order():
+def test_a_seeds_better_searched_run_counts_over_its_others_in_any_order():
     from bench.lm_caveats import expert_rate_caveats
     from bench.lm_merge import merge_runs
 
@@ -170,20 +170,20 @@ def test_a_seeds_run_with_searched_rates_counts_over_its_run_with_given_ones_in_
         if fair:
             systems["fair multitask LoRA"] = {**system, "overall": {"perplexity": fair[0]}}
             extras["fair_multitask"] = {"lr": fair[1], "router_perplexity": {
-                f"{r:g}": 30.0 for r in fair[2]}}  # fmt: skip
+                f"{r:g}": p for r, p in fair[2].items()}}  # fmt: skip
         return {"seed": seed, "families": ["anchored", "multitask"], "cost": {},
                 "systems": systems, "extras": extras,
                 "meta": {"train": 64, "command": "python bench/lm.py", "seconds": 60.0,
                          "machine": "test"}}  # fmt: skip
 
-    given = run(0, 30.0, fair=(33.0, 2e-3, [2e-3]))
-    searched = run(0, 29.0, searched=True, fair=(31.0, 5e-4, [5e-4, 1e-3]))
+    given = run(0, 30.0, fair=(33.0, 2e-3, {2e-3: 34.0}))
+    searched = run(0, 29.0, searched=True, fair=(31.0, 5e-4, {5e-4: 30.1, 1e-3: 30.7}))
     for order in ([given, searched], [searched, given]):
         result = merge_runs([*order, run(1, 30.5)])
         summary = result["summary"]
         assert summary["anchored experts, learned top-1"]["overall"][0] == (29.0 + 30.5) / 2
         assert summary["fair multitask LoRA"]["overall"][0] == 31.0  # seed 1 ran none
-        assert result["fair_rates"][64][0] == {"lr": 5e-4, "searched": [5e-4, 1e-3]}
+        assert result["fair_rates"][64][0] == {"lr": 5e-4, "searched": [5e-4, 1e-3, 2e-3]}
         assert result["kept_expert_rates"][64] == {
             0: {"anchored": dict.fromkeys(domains, 1e-3)},
             1: {"anchored": None},
@@ -191,3 +191,9 @@ def test_a_seeds_run_with_searched_rates_counts_over_its_run_with_given_ones_in_
         [line] = expert_rate_caveats(result)
         assert "seed 0: bbc 0.001, rotten 0.001, 20news 0.001, python 0.001" in line
         assert line.endswith("on seed(s) 1 it was given (0.002).")
+    # the single model's search spread over runs: a later rate lower on the router texts wins
+    lower = run(0, 29.0, fair=(30.5, 2.5e-4, {2.5e-4: 29.9}))
+    for order in ([given, searched, lower], [lower, searched, given]):
+        result = merge_runs(order)
+        assert result["summary"]["fair multitask LoRA"]["overall"][0] == 30.5
+        assert result["fair_rates"][64][0] == {"lr": 2.5e-4, "searched": [2.5e-4, 5e-4, 1e-3, 2e-3]}
