@@ -11,7 +11,8 @@ into runs of under an hour on 2 cores, one seed and data size each (`--seed`, `-
 - `coordinated`: the same experts trained beside the shared expert (FlexOlmo's step);
 - `multitask`: the fair single model, with the anchor's and experts' total training steps
   and trainable parameters, on every text any of them saw (its learning rate searched on
-  the router texts at seed 0).
+  the router texts, `--multitask-lr`; a search may be spread over a seed's runs);
+  `--expert-lr` searches the experts' rate the same way, each contributor on its own texts.
 - `timing`: only the per-token composition's speed against the base (the anchored experts
   trained, router rows from domain embeddings, prefill and generation timed, FLOPs
   counted): a later run of it replaces an earlier run's timings at that size.

@@ -116,17 +116,20 @@ def rate_caveats(result: dict) -> list[str]:
 
 
 def expert_rate_caveats(result: dict) -> list[str]:
-    """Report lines: where the anchored experts' learning rates were searched, the rate each
-    contributor kept, per data size and seed, and the seeds where it was given."""
+    """Report lines: per data size, the rate each anchored expert's contributor kept where
+    it was searched, and the seeds where it was given."""
     lines = []
     for size, seeds in result.get("kept_expert_rates", {}).items():
         searched = {s: f["anchored"] for s, f in seeds.items() if f.get("anchored")}
-        if searched:
+        given = sorted(s for s, f in seeds.items() if "anchored" in f and s not in searched)
+        line = f"- at {size} texts per domain the anchored experts' learning rate was "
+        if not searched and given:
+            lines.append(line + f"given ({EXPERT_LR:g}) on every seed, not searched "
+                         "(`--expert-lr`).")  # fmt: skip
+        elif searched:
             kept = "; ".join(f"seed {s}: " + ", ".join(f"{d} {lr:g}" for d, lr in c.items())
                              for s, c in searched.items())  # fmt: skip
-            given = sorted(s for s, f in seeds.items() if "anchored" in f and s not in searched)
-            lines.append(f"- at {size} texts per domain each anchored expert's learning rate "
-                         f"was searched on its router texts ({kept})" + (
-                             f"; on seed(s) {', '.join(map(str, given))} it was given "
-                             f"({EXPERT_LR:g})" if given else "") + ".")  # fmt: skip
+            lines.append(line + f"searched by each contributor on its router texts ({kept})"
+                         + (f"; on seed(s) {', '.join(map(str, given))} it was given "
+                            f"({EXPERT_LR:g})" if given else "") + ".")  # fmt: skip
     return lines

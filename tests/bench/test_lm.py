@@ -191,6 +191,9 @@ def test_a_seeds_better_searched_run_counts_over_its_others_in_any_order():
         [line] = expert_rate_caveats(result)
         assert "seed 0: bbc 0.001, rotten 0.001, 20news 0.001, python 0.001" in line
         assert line.endswith("on seed(s) 1 it was given (0.002).")
+    [line] = expert_rate_caveats(merge_runs([given, run(1, 30.5)]))
+    assert line.endswith("learning rate was given (0.002) on every seed, not searched "
+                         "(`--expert-lr`).")  # fmt: skip
     # the single model's search spread over runs: a later rate lower on the router texts wins
     lower = run(0, 29.0, fair=(30.5, 2.5e-4, {2.5e-4: 29.9}))
     for order in ([given, searched, lower], [lower, searched, given]):
