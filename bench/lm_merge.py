@@ -57,12 +57,11 @@ def merge_runs(runs: list) -> dict:
             if chosen or family not in kept:
                 kept[family] = {d: c["lr"] for d, c in chosen.items()} if chosen else None
         fair = run["extras"].get("fair_multitask")
-        if fair:  # the rates tried for the seed, over all its runs, and the one kept
-            tried = rates.setdefault(size, {}).setdefault(seed, {"searched": []})["searched"]
-            tried = sorted(set(tried) | {float(r) for r in fair["router_perplexity"]})
-            lr = fair["lr"] if ranks[size, seed, "fair multitask LoRA"] == _rank(
-                run, "fair multitask LoRA") else rates[size][seed]["lr"]  # fmt: skip
-            rates[size][seed] = {"lr": lr, "searched": tried}
+        if fair:  # the rate kept for the seed, and the rates tried over all its runs
+            entry = rates.setdefault(size, {}).setdefault(seed, {"lr": fair["lr"], "searched": []})
+            if ranks[size, seed, "fair multitask LoRA"] == _rank(run, "fair multitask LoRA"):
+                entry["lr"] = fair["lr"]  # this run's figures are the ones kept
+            entry["searched"] = sorted({*entry["searched"], *map(float, fair["router_perplexity"])})
         for key, value in run["cost"].items():
             costs.setdefault(size, {}).setdefault(key, []).append(value)
         if seed == 0:
